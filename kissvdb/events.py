@@ -1,0 +1,74 @@
+"""Event records: what the WAL stores and the change stream carries.
+
+An event is `EventRecord(offset, ts_ms, type, data)`. In the WAL the payload is CBOR
+`[ts_ms, type, data]`; the offset is not stored in the payload because it follows from the
+record's position (segment first offset + index), so it can never disagree with it.
+
+Two values inside `data` get CBOR tags of their own so they cross the log without re-parsing:
+- `RawJson`: JSON text the user sent, already canonical (keys sorted). Tag 262 ("embedded JSON").
+  KV values and documents travel like this, so a put parses the user's JSON once and the
+  change stream embeds the bytes as they are.
+- `Float32Array`: a vector as packed little-endian float32. Tag 85 (RFC 8746, float32 LE).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cbor2
+
+STATE_UPDATED = "state_updated"
+STATE_DELETED = "state_deleted"
+
+TAG_EMBEDDED_JSON = 262
+TAG_FLOAT32_LE = 85
+
+
+class RawJson(bytes):
+    """Canonical JSON text of a user value (object keys sorted, compact)."""
+
+    __slots__ = ()
+
+
+class Float32Array(bytes):
+    """A vector packed as little-endian float32."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    offset: int
+    ts_ms: int
+    type: str
+    data: dict
+
+
+def _tagged(value):
+    # cbor2 encodes bytes subclasses as plain bytes, so the tags are applied here. Tagged values
+    # only ever sit at the top level of an event's `data`.
+    if isinstance(value, RawJson):
+        return cbor2.CBORTag(TAG_EMBEDDED_JSON, bytes(value))
+    if isinstance(value, Float32Array):
+        return cbor2.CBORTag(TAG_FLOAT32_LE, bytes(value))
+    return value
+
+
+def _tag_hook(*args):
+    # cbor2 5 calls hook(decoder, tag); cbor2 6 calls hook(tag, immutable).
+    tag = args[0] if isinstance(args[0], cbor2.CBORTag) else args[1]
+    if tag.tag == TAG_EMBEDDED_JSON:
+        return RawJson(tag.value)
+    if tag.tag == TAG_FLOAT32_LE:
+        return Float32Array(tag.value)
+    return tag
+
+
+def encode_payload(ts_ms: int, type_: str, data: dict) -> bytes:
+    """The WAL payload of one event."""
+    return cbor2.dumps([ts_ms, type_, {k: _tagged(v) for k, v in data.items()}])
+
+
+def decode_payload(offset: int, payload: bytes) -> EventRecord:
+    ts_ms, type_, data = cbor2.loads(payload, tag_hook=_tag_hook)
+    return EventRecord(offset, ts_ms, type_, data)
