@@ -1,0 +1,75 @@
+"""Requests to actors and their replies.
+
+A `Request` carries a command and a reply slot. Its life: PENDING in an actor's inbox, QUEUED
+once its event went to the WAL writer, then DONE. A caller cancelled while PENDING withdraws the
+request (the actor skips it: nothing is written). Once QUEUED the caller waits for the verdict
+shielded from cancellation, because the write may already be durable and the caller must hear
+which way it went (DESIGN, "Write outcome").
+"""
+
+from __future__ import annotations
+
+import trio
+
+from kissvdb.errors import KissError, Overloaded
+
+PENDING, QUEUED, CANCELLED, DONE = range(4)
+
+
+class Request:
+    __slots__ = ("command", "state", "_done", "_value", "_error")
+
+    def __init__(self, command):
+        self.command = command
+        self.state = PENDING
+        self._done = trio.Event()
+        self._value = None
+        self._error: BaseException | None = None
+
+    def succeed(self, value) -> None:
+        if self.state != DONE:
+            self.state = DONE
+            self._value = value
+            self._done.set()
+
+    def fail(self, error: BaseException) -> None:
+        if self.state != DONE:
+            self.state = DONE
+            self._error = error
+            self._done.set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    async def wait(self):
+        try:
+            await self._done.wait()
+        except trio.Cancelled:
+            if self.state == PENDING:
+                self.state = CANCELLED
+                raise
+            # Queued to the WAL: the outcome is decided elsewhere and must reach the caller.
+            with trio.CancelScope(shield=True):
+                await self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+async def send_or_overload(channel: trio.MemorySendChannel, item, wait_s: float) -> None:
+    """Queue `item`, waiting at most `wait_s` for room; then Overloaded (nothing was queued)."""
+    try:
+        channel.send_nowait(item)
+        return
+    except trio.WouldBlock:
+        pass
+    with trio.move_on_after(wait_s):
+        await channel.send(item)
+        return
+    raise Overloaded("server overloaded, retry later")
+
+
+def fail_all(requests, error: KissError) -> None:
+    for r in requests:
+        r.fail(error)

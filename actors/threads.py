@@ -1,0 +1,72 @@
+"""A dedicated OS thread that owns one blocking resource (an apsw connection).
+
+apsw connections must stay on one thread, and trio.to_thread hands work to whatever worker is
+free, so each connection gets its own thread here, as apsw's own Trio integration does. Jobs run
+strictly in submission order: a read submitted after a write sees that write.
+
+A job keeps running if its awaiting caller is cancelled (it may be a write); the result is then
+dropped.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any, Callable
+
+import trio
+
+
+class DedicatedThread:
+    def __init__(self, name: str):
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._token = trio.lowlevel.current_trio_token()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._closed = False
+        self.jobs_total = 0
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, args, callback = job
+            try:
+                result = (True, fn(*args))
+            except BaseException as exc:  # delivered to the caller, which decides
+                result = (False, exc)
+            try:
+                self._token.run_sync_soon(callback, *result)
+            except trio.RunFinishedError:
+                return
+
+    def submit(self, fn: Callable, *args, callback: Callable[[bool, Any], None]) -> None:
+        """Queue `fn(*args)`; `callback(ok, result_or_exception)` runs later on the Trio thread."""
+        if self._closed:
+            raise RuntimeError("thread closed")
+        self.jobs_total += 1
+        self._jobs.put((fn, args, callback))
+
+    async def run(self, fn: Callable, *args):
+        """Run `fn(*args)` on the thread and return its result (or raise its exception)."""
+        done = trio.Event()
+        box: list = []
+
+        def callback(ok: bool, value) -> None:
+            box.append((ok, value))
+            done.set()
+
+        self.submit(fn, *args, callback=callback)
+        await done.wait()
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._jobs.put(None)
+        await trio.to_thread.run_sync(self._thread.join)

@@ -1,0 +1,259 @@
+"""The key-value state machine: decide commands, apply durable events, cache durable state.
+
+Two rules hold here, and nowhere else:
+1. `decide()` never writes. It checks a command against durable state plus the in-flight
+   overlay (writes queued to the WAL but not yet durable) and returns the event to log, or
+   raises a KissError. Time comes in as `now_ms`; replay never reads the clock.
+2. `apply()` only ever sees durable events, in offset order. The cache therefore holds only
+   durable state, and reads served from it are never dirty.
+
+The full KV set lives in state.sqlite (see statestore.py); this class keeps a bounded LRU cache
+of it. A key must be loaded (cached) before a command on it can be decided; the actor loads the
+missing ones from state.sqlite first. Keys that are loading or whose latest applied change is
+not yet committed to state.sqlite are pinned in the cache, which is what makes a load result
+safe to insert: if any write touched the key meanwhile, the key is already cached and the
+(older) load result is dropped.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from kissvdb.errors import InvalidArgument, PayloadTooLarge, RevisionMismatch
+from kissvdb.events import STATE_DELETED, STATE_UPDATED, EventRecord, RawJson
+
+
+@dataclass(frozen=True, slots=True)
+class StateItem:
+    key: str
+    value: RawJson
+    revision: int
+    expires_at_ms: int | None
+    mod_offset: int  # offset of the key's last write (etcd's mod_revision)
+
+    def live(self, now_ms: int) -> bool:
+        return self.expires_at_ms is None or self.expires_at_ms > now_ms
+
+
+# Commands (imperative) -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    key: str
+    value: RawJson
+    ttl_ms: int | None = None
+    if_revision: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Expire:
+    """Delete `key` for TTL, but only if it is still exactly the version the sweeper saw."""
+
+    key: str
+    mod_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPut:
+    ops: tuple[Put, ...]
+
+
+@dataclass(slots=True)
+class Decision:
+    """One event to log, the key it touches and the key's item once it is durable."""
+
+    key: str
+    type: str
+    data: dict
+    after: StateItem | None  # mod_offset filled in when durable
+
+
+# Changes handed to the state store (put item / delete key) --------------------------------
+
+PUT = 0
+DEL = 1
+
+
+@dataclass(frozen=True, slots=True)
+class KvLimits:
+    max_key_len: int = 512
+    max_json_bytes: int = 65536
+
+
+def check_put_shape(key: str, value: RawJson, limits: KvLimits) -> None:
+    """The contract's checks, in its order: key length, then value size."""
+    if len(key.encode("utf-8")) > limits.max_key_len:
+        raise InvalidArgument("key too long", field="key")
+    if len(value) > limits.max_json_bytes:
+        raise PayloadTooLarge("value too large", field="value")
+
+
+def check_key(key: str, limits: KvLimits) -> None:
+    if len(key.encode("utf-8")) > limits.max_key_len:
+        raise InvalidArgument("key too long", field="key")
+
+
+def event_to_change(record: EventRecord) -> tuple | None:
+    """The state.sqlite change for a KV event, or None for events of other models."""
+    data = record.data
+    if record.type == STATE_UPDATED:
+        return (PUT, data["key"], bytes(data["value"]), data["revision"], data["expires_at_ms"], record.offset)
+    if record.type == STATE_DELETED:
+        return (DEL, data["key"])
+    return None
+
+
+class KvState:
+    """Decides KV commands and applies durable KV events. Synchronous; one owner."""
+
+    def __init__(self, limits: KvLimits, cache_items: int):
+        self.limits = limits
+        self.cache_items = cache_items
+        self._cache: OrderedDict[str, StateItem | None] = OrderedDict()
+        self._pins: dict[str, int] = {}  # key -> pin count (loading, or dirty)
+        self._dirty: dict[str, int] = {}  # key -> offset applied but not yet committed to sqlite
+        self._inflight: dict[str, tuple[StateItem | None, object]] = {}  # key -> (item after, token)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def lookup(self, key: str) -> tuple[bool, StateItem | None]:
+        """(hit, durable item) from the cache; expiry is the caller's business."""
+        try:
+            item = self._cache[key]
+        except KeyError:
+            return False, None
+        self._cache.move_to_end(key)
+        return True, item
+
+    def missing(self, keys) -> list[str]:
+        """Keys a decision would need that are neither cached nor in flight."""
+        return [k for k in keys if k not in self._cache and k not in self._inflight]
+
+    def pin(self, keys) -> None:
+        for k in keys:
+            self._pins[k] = self._pins.get(k, 0) + 1
+
+    def unpin(self, keys) -> None:
+        for k in keys:
+            n = self._pins.get(k, 0) - 1
+            if n <= 0:
+                self._pins.pop(k, None)
+            else:
+                self._pins[k] = n
+
+    def loaded(self, items: dict[str, StateItem | None]) -> None:
+        """Insert load results for keys pinned before the load was submitted."""
+        for key, item in items.items():
+            if key not in self._cache:  # a newer apply already put the key here
+                self._cache[key] = item
+        self._evict()
+
+    def _evict(self) -> None:
+        excess = len(self._cache) - self.cache_items
+        if excess <= 0:
+            return
+        for key in list(self._cache.keys())[: excess + 64]:
+            if excess <= 0:
+                break
+            if key in self._pins or key in self._dirty:
+                continue
+            del self._cache[key]
+            excess -= 1
+
+    # -- decide ----------------------------------------------------------------------------
+
+    def _current(self, key: str, now_ms: int) -> StateItem | None:
+        if key in self._inflight:
+            item = self._inflight[key][0]
+        else:
+            item = self._cache[key]  # KeyError means the actor forgot to load: a bug
+        if item is not None and not item.live(now_ms):
+            return None
+        return item
+
+    def decide(self, command, now_ms: int) -> Decision | None:
+        """The event `command` would log, None for a no-op, or raise a KissError."""
+        if isinstance(command, Put):
+            return self._decide_put(command, now_ms)
+        if isinstance(command, Delete):
+            check_key(command.key, self.limits)
+            if self._current(command.key, now_ms) is None:
+                return None
+            return Decision(command.key, STATE_DELETED, {"key": command.key, "reason": "explicit"}, None)
+        if isinstance(command, Expire):
+            return self._decide_expire(command, now_ms)
+        raise TypeError(f"not a KV command: {command!r}")
+
+    def _decide_put(self, cmd: Put, now_ms: int) -> Decision:
+        check_put_shape(cmd.key, cmd.value, self.limits)
+        cur = self._current(cmd.key, now_ms)
+        if cmd.if_revision is not None and (cur is None or cur.revision != cmd.if_revision):
+            raise RevisionMismatch("if_revision mismatch", field="if_revision")
+        revision = cur.revision + 1 if cur is not None else 1
+        expires = now_ms + cmd.ttl_ms if cmd.ttl_ms is not None else None
+        data = {"key": cmd.key, "revision": revision, "value": cmd.value, "expires_at_ms": expires}
+        return Decision(cmd.key, STATE_UPDATED, data, StateItem(cmd.key, cmd.value, revision, expires, 0))
+
+    def _decide_expire(self, cmd: Expire, now_ms: int) -> Decision | None:
+        if cmd.key in self._inflight:
+            return None  # a write is on its way; the next sweep looks again
+        item = self._cache.get(cmd.key)
+        if item is None or item.mod_offset != cmd.mod_offset:
+            return None
+        if item.expires_at_ms is None or item.expires_at_ms > now_ms:
+            return None
+        return Decision(cmd.key, STATE_DELETED, {"key": cmd.key, "reason": "ttl"}, None)
+
+    # -- in-flight overlay ---------------------------------------------------------------
+
+    def begin(self, decision: Decision, token: object) -> None:
+        """`decision` was queued to the WAL; later decisions must see it."""
+        self._inflight[decision.key] = (decision.after, token)
+
+    def finish(self, key: str, token: object) -> None:
+        """The write `token` is resolved (durable or failed)."""
+        entry = self._inflight.get(key)
+        if entry is not None and entry[1] is token:
+            del self._inflight[key]
+
+    def drop_inflight(self) -> None:
+        """Every queued write failed (WAL write error): forget what they would have done."""
+        self._inflight.clear()
+
+    @property
+    def inflight_count(self) -> int:
+        return len(self._inflight)
+
+    # -- apply -----------------------------------------------------------------------------
+
+    def apply(self, record: EventRecord) -> tuple | None:
+        """Apply one durable event to the cache; return the state.sqlite change."""
+        change = event_to_change(record)
+        if change is None:
+            return None
+        key = change[1]
+        if change[0] == PUT:
+            data = record.data
+            self._cache[key] = StateItem(key, data["value"], data["revision"], data["expires_at_ms"], record.offset)
+        else:
+            self._cache[key] = None
+        self._cache.move_to_end(key)
+        self._dirty[key] = record.offset
+        return change
+
+    def committed(self, keys_offsets: list[tuple[str, int]]) -> None:
+        """state.sqlite committed these applies: the keys may be evicted again."""
+        for key, offset in keys_offsets:
+            if self._dirty.get(key) == offset:
+                del self._dirty[key]
+        self._evict()
+
+    def statistics(self) -> dict:
+        return {"cached": len(self._cache), "dirty": len(self._dirty), "inflight": len(self._inflight)}

@@ -1,0 +1,155 @@
+"""state.sqlite: the materialized KV store and every materializer's applied offset.
+
+Guarantees:
+- A batch of changes and the offset it brings the materializer to commit in ONE transaction, so
+  whatever survives a crash is a consistent prefix of the WAL, and boot replays from there.
+- Commits are not fsynced one by one (journal_mode=WAL, synchronous=NORMAL): the WAL is the
+  durable record. `checkpoint()` makes everything committed so far durable and returns the
+  offsets it covered; only those may be used to drop WAL segments.
+- Keys are stored as UTF-8 BLOBs, so ORDER BY and prefix ranges follow key bytes, as the
+  contract requires.
+
+Never used from more than one thread at a time: an actor owns it on a dedicated thread.
+"""
+
+from __future__ import annotations
+
+import os
+
+import apsw
+
+from kissvdb.kv import DEL, PUT, StateItem
+from kissvdb.events import RawJson
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv(
+    key BLOB PRIMARY KEY,
+    value BLOB NOT NULL,
+    revision INTEGER NOT NULL,
+    expires_at_ms INTEGER,
+    mod_offset INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS kv_expiry ON kv(expires_at_ms) WHERE expires_at_ms IS NOT NULL;
+CREATE TABLE IF NOT EXISTS applied(name TEXT PRIMARY KEY, offset INTEGER NOT NULL);
+"""
+
+
+def prefix_upper_bound(prefix: bytes) -> bytes | None:
+    """Smallest byte string greater than every string starting with `prefix` (None = no bound)."""
+    p = prefix.rstrip(b"\xff")
+    if not p:
+        return None
+    return p[:-1] + bytes([p[-1] + 1])
+
+
+def _item(row) -> StateItem:
+    key, value, revision, expires, mod_offset = row
+    return StateItem(bytes(key).decode("utf-8"), RawJson(value), revision, expires, mod_offset)
+
+
+class StateStore:
+    def __init__(self, path: str, *, durable: bool = True):
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        self.path = path
+        self.durable = durable
+        self.conn = apsw.Connection(path)
+        self.conn.setbusytimeout(5000)
+        self.conn.execute("PRAGMA journal_mode=WAL").fetchall()
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
+        self.conn.execute("PRAGMA wal_autocheckpoint=4000")
+        with self.conn:
+            self.conn.execute(SCHEMA)
+        self._applied = {name: off for name, off in self.conn.execute("SELECT name, offset FROM applied")}
+
+    # -- offsets ---------------------------------------------------------------------------
+
+    def applied_offset(self, name: str) -> int:
+        return self._applied.get(name, 0)
+
+    def applied_offsets(self) -> dict[str, int]:
+        return dict(self._applied)
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def apply_kv(self, changes: list[tuple], applied_offset: int) -> None:
+        """Apply KV changes and move the `kv` applied offset, in one transaction."""
+        conn = self.conn
+        with conn:
+            if any(c[0] == DEL for c in changes):
+                self._apply_in_order(changes)  # a delete and a put of one key must keep their order
+            elif changes:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO kv VALUES (?,?,?,?,?)",
+                    [(c[1].encode("utf-8"), c[2], c[3], c[4], c[5]) for c in changes],
+                )
+            if applied_offset > self._applied.get("kv", 0):
+                conn.execute("INSERT OR REPLACE INTO applied VALUES ('kv', ?)", (applied_offset,))
+        if applied_offset > self._applied.get("kv", 0):
+            self._applied["kv"] = applied_offset
+
+    def _apply_in_order(self, changes) -> None:
+        for c in changes:
+            if c[0] == PUT:
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO kv VALUES (?,?,?,?,?)", (c[1].encode("utf-8"), c[2], c[3], c[4], c[5])
+                )
+            else:
+                self.conn.execute("DELETE FROM kv WHERE key=?", (c[1].encode("utf-8"),))
+
+    def set_applied(self, name: str, offset: int) -> None:
+        if offset <= self._applied.get(name, 0):
+            return
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO applied VALUES (?, ?)", (name, offset))
+        self._applied[name] = offset
+
+    def checkpoint(self) -> dict[str, int]:
+        """Make every committed transaction durable; return the applied offsets now durable."""
+        offsets = dict(self._applied)
+        if self.durable:
+            busy, _log, _ckpt = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy:
+                # A reader held the WAL; fall back to a FULL sync of what is there.
+                self.conn.execute("PRAGMA wal_checkpoint(FULL)").fetchall()
+        return offsets
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get_many(self, keys: list[str]) -> dict[str, StateItem | None]:
+        out: dict[str, StateItem | None] = {}
+        cur = self.conn.cursor()
+        for key in keys:
+            row = cur.execute(
+                "SELECT key, value, revision, expires_at_ms, mod_offset FROM kv WHERE key=?", (key.encode("utf-8"),)
+            ).fetchone()
+            out[key] = _item(row) if row is not None else None
+        return out
+
+    def scan_prefix(self, prefix: str, limit: int, now_ms: int) -> list[StateItem]:
+        """Live items whose key starts with `prefix`, in key-byte order."""
+        low = prefix.encode("utf-8")
+        high = prefix_upper_bound(low)
+        sql = "SELECT key, value, revision, expires_at_ms, mod_offset FROM kv WHERE key >= ?"
+        args: tuple = (low,)
+        if high is not None:
+            sql += " AND key < ?"
+            args += (high,)
+        sql += " AND (expires_at_ms IS NULL OR expires_at_ms > ?) ORDER BY key LIMIT ?"
+        args += (now_ms, limit)
+        return [_item(row) for row in self.conn.execute(sql, args)]
+
+    def due_expirations(self, now_ms: int, limit: int) -> list[tuple[str, int]]:
+        rows = self.conn.execute(
+            "SELECT key, mod_offset FROM kv WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= ? "
+            "ORDER BY expires_at_ms LIMIT ?",
+            (now_ms, limit),
+        )
+        return [(bytes(k).decode("utf-8"), off) for k, off in rows]
+
+    def count_keys(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM kv").fetchone()[0]
+
+    def close(self) -> None:
+        self.conn.close()
