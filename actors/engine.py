@@ -72,6 +72,7 @@ class Engine:
         self.checkpointed: dict[str, int] = {}
         self.recovery_replayed = 0
         self.kv_restarts = 0
+        self._kv_changed = trio.Event()
         self.closing = False
         self.fatal = trio.Event()
         self.fatal_error: BaseException | None = None
@@ -202,10 +203,18 @@ class Engine:
 
     def _kv_up(self, actor: KvActor) -> None:
         self.kv_actor = actor
+        self._kv_changed.set()
+        self._kv_changed = trio.Event()
 
     def _kv_down(self) -> None:
         self.kv_actor = None
         self.kv_restarts += 1
+        self._kv_changed.set()
+        self._kv_changed = trio.Event()
+
+    async def wait_kv_changed(self) -> None:
+        """Wait until the KV actor goes down or comes (back) up."""
+        await self._kv_changed.wait()
 
 
 @asynccontextmanager

@@ -27,7 +27,7 @@ from kissvdb.events import STATE_DELETED, STATE_UPDATED, EventRecord, RawJson
 @dataclass(frozen=True, slots=True)
 class StateItem:
     key: str
-    value: RawJson
+    value: bytes  # canonical JSON text; exact bytes, as orjson.Fragment/loads require
     revision: int
     expires_at_ms: int | None
     mod_offset: int  # offset of the key's last write (etcd's mod_revision)
@@ -199,7 +199,7 @@ class KvState:
         revision = cur.revision + 1 if cur is not None else 1
         expires = now_ms + cmd.ttl_ms if cmd.ttl_ms is not None else None
         data = {"key": cmd.key, "revision": revision, "value": cmd.value, "expires_at_ms": expires}
-        return Decision(cmd.key, STATE_UPDATED, data, StateItem(cmd.key, cmd.value, revision, expires, 0))
+        return Decision(cmd.key, STATE_UPDATED, data, StateItem(cmd.key, bytes(cmd.value), revision, expires, 0))
 
     def _decide_expire(self, cmd: Expire, now_ms: int) -> Decision | None:
         if cmd.key in self._inflight:
@@ -241,7 +241,7 @@ class KvState:
         key = change[1]
         if change[0] == PUT:
             data = record.data
-            self._cache[key] = StateItem(key, data["value"], data["revision"], data["expires_at_ms"], record.offset)
+            self._cache[key] = StateItem(key, bytes(data["value"]), data["revision"], data["expires_at_ms"], record.offset)
         else:
             self._cache[key] = None
         self._cache.move_to_end(key)

@@ -19,7 +19,6 @@ import os
 import apsw
 
 from kissvdb.kv import DEL, PUT, StateItem
-from kissvdb.events import RawJson
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv(
@@ -44,7 +43,7 @@ def prefix_upper_bound(prefix: bytes) -> bytes | None:
 
 def _item(row) -> StateItem:
     key, value, revision, expires, mod_offset = row
-    return StateItem(bytes(key).decode("utf-8"), RawJson(value), revision, expires, mod_offset)
+    return StateItem(bytes(key).decode("utf-8"), value, revision, expires, mod_offset)
 
 
 class StateStore:
