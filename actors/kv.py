@@ -24,7 +24,7 @@ from kissvdb.errors import KissError, PersistenceError, Unavailable
 from kissvdb.kv import BatchPut, Delete, Expire, KvState, Put, StateItem
 from kissvdb.events import STATE_UPDATED
 
-from kissvdb.actors.mailbox import CANCELLED, QUEUED, Request
+from kissvdb.actors.mailbox import CANCELLED, DONE, QUEUED, Request
 from kissvdb.actors.wal import WalWrite
 
 log = logging.getLogger("kissvdb.kv")
@@ -70,6 +70,7 @@ class KvActor:
         self._store_error: BaseException | None = None
         self._store_failed = trio.Event()
         self._submitted_applied = 0
+        self._batch: list[Request] = []  # taken from the inbox, not yet decided
         self.closed = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -93,6 +94,9 @@ class KvActor:
     async def settle_after_crash(self) -> None:
         """After a crash: refuse what was never queued, report the WAL verdict for what was."""
         self.closed = True
+        for req in self._batch:
+            if req.state not in (QUEUED, DONE):
+                req.fail(Unavailable("kv store restarting, retry"))
         while True:
             try:
                 req = self._receive.receive_nowait()
@@ -122,6 +126,7 @@ class KvActor:
                     batch.append(receive.receive_nowait())
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
+            self._batch = batch
             keys = {k for r in batch for k in _keys_of(r.command)}
             self.state.pin(keys)
             try:

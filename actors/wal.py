@@ -101,6 +101,8 @@ class WalWriter:
     def _append_and_sync(self, payloads: list[bytes]) -> tuple[int, int, float]:
         try:
             first, last = self.log.append(payloads)
+        except PersistenceError:
+            raise  # an fsync inside append (segment rotation) failed: outcome unknown
         except OSError as exc:
             raise _AppendFailed(exc) from exc
         if self.fsync_delay_s:
@@ -138,7 +140,7 @@ class WalWriter:
             for w in live:
                 self._resolve(w, error=error)
             return
-        except OSError as exc:
+        except (OSError, PersistenceError) as exc:  # fsync (or its cleanup) failed: fail-stop
             self.failed = PersistenceError("failed to persist event: fsync failed, outcome unknown",
                                            outcome_unknown=True)
             log.critical("WAL fsync failed (%s): refusing all writes and stopping", exc)
