@@ -151,7 +151,7 @@ def test_non_loopback_bind_with_the_default_key_refuses_to_start(tmp_path):
 
 
 def test_bind_rule():
-    server = pytest.importorskip("kissvdb.api.server")
+    from kissvdb.api import server
     for host in ("127.0.0.1", "127.0.0.5", "::1", "localhost"):
         server.check_bind(Settings(bind_addr=host))  # loopback: `dev` is fine
     for host in ("0.0.0.0", "::", "192.168.1.10"):
@@ -168,7 +168,6 @@ def test_bind_rule():
 
 def build_wal(data_dir: Path, records: int = 20) -> tuple[Path, list[int]]:
     """A real data directory with one WAL segment; returns its path and each record's byte position."""
-    pytest.importorskip("kissvdb.wal.log")
     from kissvdb.datadir import DataDir
     from kissvdb.events import RawJson, encode_payload
     from kissvdb.wal.format import FRAME_OVERHEAD_BYTES, HEADER_BYTES
@@ -204,7 +203,6 @@ def flip_payload_byte(segment: Path, frame_position: int) -> None:
 
 
 def test_check_passes_a_clean_wal(tmp_path):
-    pytest.importorskip("kissvdb.wal.inspect")
     data_dir = tmp_path / "data"
     build_wal(data_dir)
     result = kissvdb("check", data_dir)
@@ -212,7 +210,6 @@ def test_check_passes_a_clean_wal(tmp_path):
 
 
 def test_check_names_the_damage_and_repair_shows_asks_and_cuts(tmp_path):
-    pytest.importorskip("kissvdb.wal.inspect")
     from kissvdb.wal.log import WalLog
 
     data_dir = tmp_path / "data"
@@ -257,7 +254,6 @@ def test_check_names_the_damage_and_repair_shows_asks_and_cuts(tmp_path):
 
 
 def test_repair_accepts_yes_typed_at_the_prompt(tmp_path):
-    pytest.importorskip("kissvdb.wal.inspect")
     data_dir = tmp_path / "data"
     segment, positions = build_wal(data_dir)
     flip_payload_byte(segment, positions[3])
@@ -288,15 +284,12 @@ def test_offline_commands_and_serve_refuse_a_locked_data_dir(tmp_path):
             result = kissvdb(*args)
             assert result.returncode == 2, (args, result.stdout, result.stderr)
             assert "lock" in result.stderr.lower(), result.stderr
-        pytest.importorskip("kissvdb.wal.log")  # serve needs the whole engine
-        result = kissvdb("serve", "--port", "0", "--data", data_dir)
+            result = kissvdb("serve", "--port", "0", "--data", data_dir)
         assert result.returncode == 2, result.stdout + result.stderr
         assert "lock" in result.stderr.lower() and "listening" not in result.stdout
 
 
 def _server_process():
-    for module in ("kissvdb.wal.log", "kissvdb.api.app", "kissvdb.actors.engine"):
-        pytest.importorskip(module)
     from tests.e2e.server import ServerProcess
 
     return ServerProcess
