@@ -283,7 +283,7 @@ async def run_doc_ttl_sweeper(engine, *, task_status=trio.TASK_STATUS_IGNORED) -
 
 
 async def sweep_docs_once(engine) -> int:
-    actor = engine.docs_actor
+    actor = engine.docs.actor if engine.docs is not None else None
     if actor is None:
         return 0
     due = await actor.due_expirations(engine.clock(), SWEEP_BATCH)
