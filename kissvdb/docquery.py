@@ -225,9 +225,10 @@ def compile_find(q: FindQuery, now_ms: int) -> CompiledFind:
     if flt is not None:
         if type(flt) is not dict:
             where.append("0")  # the original: a non-object filter matches nothing
-        elif not flt:
-            where.append("json_type(doc) = 'object'")
         else:
+            # Filter and document must both be objects (the original's rule); this also keeps
+            # `$exists: false` / `$ne` from matching scalar documents.
+            where.append("json_type(doc) = 'object'")
             for key, value in flt.items():
                 where.append(_condition(key, value, args))
     where.append("(expires_at_ms IS NULL OR expires_at_ms > ?)")
