@@ -110,7 +110,12 @@ def _only_trivia(text: str) -> bool:
 
 
 class _Guarded:
-    """A connection with the authorizer, the progress handler and the one-statement check."""
+    """A connection with the authorizer, the progress handler and the one-statement check.
+
+    User statements are prepared with `can_cache=False`: the authorizer runs when a statement
+    is prepared, and a cached statement of ours (`COMMIT`, `ROLLBACK`) with the same text would
+    otherwise skip it.
+    """
 
     def __init__(self, path: str, *, query_only: bool):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -199,7 +204,7 @@ class UserSqlReader(_Guarded):
         size = 0
         self._user = True
         try:
-            cursor.execute(sql, bindings)
+            cursor.execute(sql, bindings, can_cache=False)
             names = None
             for row in cursor:
                 if names is None:
@@ -249,7 +254,7 @@ class UserSqlWriter(_Guarded):
         committed = False
         self._user = True
         try:
-            cursor.execute(sql, bindings)
+            cursor.execute(sql, bindings, can_cache=False)
             returned_rows = False
             for _row in cursor:
                 returned_rows = True
