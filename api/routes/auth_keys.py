@@ -55,4 +55,6 @@ def register(app) -> None:
     @app.route("/v1/auth/keys/<id>", methods=["DELETE"], endpoint="auth_keys_delete")
     async def auth_keys_delete(request, id: str):
         await engine.auth_key_delete(id)
-        return TrioResponse(b"", 204)
+        response = TrioResponse(b"", 204)
+        del response.headers["Content-Type"]  # no body, so no content type
+        return response
