@@ -75,6 +75,7 @@ class DocActor:
         self._submitted_applied = 0
         self._batch: list[Request] = []
         self.closed = False
+        self.find_time_limit_ms: int | None = None  # set by DocService (SQL_TIME_LIMIT_MS, capped)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -251,7 +252,7 @@ class DocActor:
     async def find(self, query: FindQuery, now_ms: int) -> tuple[list[tuple], str | None]:
         """One page: ([(id, doc, revision, expires_at_ms)], next_cursor or None)."""
         compiled = compile_find(query, now_ms)
-        rows = await self.thread.run(self.store.find, compiled)
+        rows = await self.thread.run(self.store.find, compiled, self.find_time_limit_ms)
         next_cursor = None
         if len(rows) > compiled.limit:
             rows = rows[: compiled.limit]
@@ -338,8 +339,12 @@ class DocService:
         if self.actor is None and self.restarts == 0:
             self.recovery_replayed = replayed
         state = DocState(self.limits, s.doc_cache_items)
-        return DocActor(state, self.store, self.thread, self.writer, inbox_size=s.inbox_requests_max,
-                        inflight_max=s.inbox_requests_max * 4, clock=self.clock, counters=self.counters)
+        from kissvdb.actors.sql import effective_time_limit_ms
+
+        actor = DocActor(state, self.store, self.thread, self.writer, inbox_size=s.inbox_requests_max,
+                         inflight_max=s.inbox_requests_max * 4, clock=self.clock, counters=self.counters)
+        actor.find_time_limit_ms = effective_time_limit_ms(s)
+        return actor
 
     def _up(self, actor: DocActor) -> None:
         self.actor = actor

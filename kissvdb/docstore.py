@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 import apsw
 
 from kissvdb.docquery import CompiledFind, extract_sql, sql_literal
 from kissvdb.documents import DEL, PUT, DocItem, DocKey
+from kissvdb.errors import InvalidArgument
+
+PROGRESS_STEPS = 10_000  # VM instructions between deadline checks during a find
 
 NAME = "docs"  # this materializer's row in `applied`
 
@@ -157,12 +161,29 @@ class DocStore:
             out[key] = _item(row) if row is not None else None
         return out
 
-    def find(self, q: CompiledFind) -> list[tuple]:
-        """Rows (id, doc bytes, revision, expires_at_ms, *sort values) of one page (+1 probe row)."""
-        out = []
-        for row in self.conn.execute(q.sql, q.args):
-            out.append((row[0], row[1].encode("utf-8"), row[2], row[3], *row[4:]))
-        return out
+    def find(self, q: CompiledFind, time_limit_ms: int | None = None) -> list[tuple]:
+        """Rows (id, doc bytes, revision, expires_at_ms, *sort values) of one page (+1 probe row).
+
+        With `time_limit_ms`, a find still running after it is interrupted (400): an unindexed
+        filter over a huge collection must not hold the docs thread (and so every document
+        write's apply) for longer than a request may last.
+        """
+        conn = self.conn
+        if time_limit_ms is not None:
+            deadline = time.monotonic() + time_limit_ms / 1000.0
+            conn.set_progress_handler(lambda: time.monotonic() > deadline, PROGRESS_STEPS)
+        try:
+            out = []
+            for row in conn.execute(q.sql, q.args):
+                out.append((row[0], row[1].encode("utf-8"), row[2], row[3], *row[4:]))
+            return out
+        except apsw.InterruptError:
+            raise InvalidArgument(
+                f"find exceeded the time limit of {time_limit_ms} ms: index the filtered field "
+                "(POST /v1/doc/{collection}/_index) or narrow the filter", field="filter") from None
+        finally:
+            if time_limit_ms is not None:
+                conn.set_progress_handler(None)
 
     def explain(self, q: CompiledFind) -> list[str]:
         """SQLite's plan for a find (tests check that indexes are used)."""

@@ -376,3 +376,21 @@ async def test_a_find_sees_every_acknowledged_write(api):
             nursery.start_soon(writer, n)
     body = await find(api, filter={"n": {"$in": [0, 1, 2, 3]}}, limit=100)
     assert len(body["documents"]) == 80
+
+
+async def test_a_find_past_the_time_limit_is_interrupted(make_api):
+    async with make_api(sql_time_limit_ms=1) as api:
+        docs = [(0, "c", f"d{i:05d}", b'{"a":{"b":%d}}' % i, 1, None, 1) for i in range(60_000)]
+        await api.engine.docs.thread.run(api.engine.docs.store.apply_docs, docs, 0)
+        reply = await api.post("/v1/doc/c/find", json={"filter": {"a.b": {"$gt": 10**9}}})
+        body = assert_error(reply, 400, "invalid_argument", field="filter")
+        assert "time limit" in body["message"]
+        assert (await put(api, "c", "after", {"a": 1})).status_code == 200  # the docs thread is free
+
+
+async def test_doc_series_in_metrics(api):
+    await put(api, "c", "d", 1)
+    await api.delete("/v1/doc/c/d")
+    assert await api.metric("kissvdb_doc_put_total") == 1
+    assert await api.metric("kissvdb_doc_delete_total") == 1
+    assert await api.metric("kissvdb_sql_queries_total") == 0
