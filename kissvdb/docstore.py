@@ -29,6 +29,7 @@ from kissvdb.docquery import CompiledFind, extract_sql, sql_literal
 from kissvdb.documents import DEL, PUT, DocItem, DocKey
 from kissvdb.errors import InvalidArgument
 
+BUSY_TIMEOUT_MS = 60_000
 PROGRESS_STEPS = 10_000  # VM instructions between deadline checks during a find
 
 NAME = "docs"  # this materializer's row in `applied`
@@ -74,7 +75,9 @@ class DocStore:
         self.path = path
         self.durable = durable
         self.conn = apsw.Connection(path)
-        self.conn.setbusytimeout(5000)
+        # The KV connection writes to the same file: its commits and checkpoints briefly hold
+        # the write lock, so an apply here waits (a pause) rather than failing (an actor restart).
+        self.conn.setbusytimeout(BUSY_TIMEOUT_MS)
         self.conn.execute("PRAGMA journal_mode=WAL").fetchall()
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
