@@ -105,3 +105,32 @@ async def test_concurrent_sql_execs_log_events_in_commit_order(tmp_path):
             assert [r.type for r in logged] == ["sql_exec"] * 20
             assert all(r.data["rows_affected"] == 1 for r in logged)
             assert [int(r.data["statement"].split("(")[1].rstrip(")")) for r in logged] == committed
+
+
+async def test_kv_and_docs_share_state_sqlite_under_concurrent_writes_and_checkpoints(tmp_path):
+    with trio.fail_after(60):
+        async with open_engine(settings(tmp_path)) as engine:
+            async def kv_writer(w):
+                for i in range(150):
+                    await engine.kv_put(f"w{w}/{i}", raw(i))
+
+            async def doc_writer(w):
+                for i in range(150):
+                    await engine.doc_put(f"c{w}", f"d{i}", raw({"i": i}))
+
+            async def checkpointer():
+                for _ in range(10):
+                    await engine.checkpoint()
+                    await trio.sleep(0)
+
+            async with trio.open_nursery() as nursery:
+                for w in range(4):
+                    nursery.start_soon(kv_writer, w)
+                    nursery.start_soon(doc_writer, w)
+                nursery.start_soon(checkpointer)
+            await engine.checkpoint()
+            assert engine.kv_restarts == 0 and engine.docs.restarts == 0
+            assert (await engine.kv_get("w3/149")).revision == 1
+            rows, _ = await engine.doc_find(FindQuery("c3", None, (), 100))
+            assert len(rows) == 100
+            assert engine.checkpointed["docs"] == engine.checkpointed["kv"] == engine.durable_offset
