@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import trio
 
 from kissvdb.config import Settings
+from kissvdb.docquery import FindQuery, json_path
+from kissvdb.documents import DocDelete, DocItem, DocPut, check_collection, check_doc_key
 from kissvdb.errors import KissError, NotEnabled, NotFound, Unavailable
 from kissvdb.events import RawJson
 from kissvdb.kv import BatchPut, Delete, KvLimits, KvState, Put, StateItem, check_key
@@ -96,14 +98,10 @@ class Engine:
         return await req.wait()
 
     async def doc_put(self, collection: str, id_: str, doc: RawJson, *, ttl_ms: int | None = None,
-                      if_revision: int | None = None):
-        from kissvdb.documents import DocPut
-
+                      if_revision: int | None = None) -> DocItem:
         return await self.call_docs(DocPut(collection, id_, doc, ttl_ms, if_revision))
 
-    async def doc_get(self, collection: str, id_: str):
-        from kissvdb.documents import check_doc_key
-
+    async def doc_get(self, collection: str, id_: str) -> DocItem:
         check_doc_key(collection, id_, self.docs.limits)
         item = await self.docs.live_actor().get(collection, id_)
         if item is None or not item.live(self.clock()):
@@ -111,21 +109,14 @@ class Engine:
         return item
 
     async def doc_delete(self, collection: str, id_: str, *, if_revision: int | None = None) -> bool:
-        from kissvdb.documents import DocDelete
-
         return await self.call_docs(DocDelete(collection, id_, if_revision))
 
-    async def doc_find(self, query):
+    async def doc_find(self, query: FindQuery):
         """One page of `find`: ([(id, doc, revision, expires_at_ms)], next_cursor or None)."""
-        from kissvdb.documents import check_collection
-
         check_collection(query.collection, self.docs.limits)
         return await self.docs.live_actor().find(query, self.clock())
 
     async def doc_create_index(self, collection: str, field: str) -> tuple[str, bool]:
-        from kissvdb.docquery import json_path
-        from kissvdb.documents import check_collection
-
         check_collection(collection, self.docs.limits)
         json_path(field, what="field")
         return await self.docs.live_actor().create_index(collection, field, self.clock())
