@@ -134,3 +134,34 @@ async def test_kv_and_docs_share_state_sqlite_under_concurrent_writes_and_checkp
             rows, _ = await engine.doc_find(FindQuery("c3", None, (), 100))
             assert len(rows) == 100
             assert engine.checkpointed["docs"] == engine.checkpointed["kv"] == engine.durable_offset
+
+
+async def test_disk_full_fails_doc_writes_cleanly_and_they_resume(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import pytest
+
+    from kissvdb.errors import PersistenceError
+
+    with trio.fail_after(20):
+        async with open_engine(settings(tmp_path)) as engine:
+            await engine.doc_put("c", "before", raw(1))
+            real = os.write
+
+            def full(fd, data):
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            monkeypatch.setattr(os, "write", full)
+            with pytest.raises(PersistenceError) as e:
+                await engine.doc_put("c", "during", raw(1))
+            assert e.value.status == 507
+            with pytest.raises(PersistenceError):
+                await engine.doc_put("c", "before", raw(2), if_revision=1)
+            monkeypatch.setattr(os, "write", real)
+            with pytest.raises(NotFound):
+                await engine.doc_get("c", "during")
+            assert (await engine.doc_get("c", "before")).revision == 1
+            # Space is back: the failed writes left no trace, not even in the in-flight overlay.
+            assert (await engine.doc_put("c", "during", raw(1))).revision == 1
+            assert (await engine.doc_put("c", "before", raw(2), if_revision=1)).revision == 2
