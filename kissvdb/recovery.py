@@ -22,6 +22,7 @@ def replay_kv(store, wal, upto: int, *, progress=None) -> int:
     """Apply WAL events (store's kv offset, upto] to state.sqlite; return how many were read."""
     start = store.applied_offset("kv") + 1
     if start > upto:
+        log.info("recovery: replayed 0 events from offset %d (checkpoint is current)", start)
         return 0
     if start < wal.first_offset:
         # The checkpoint is older than the oldest segment: the log was cut (repair or loss).
