@@ -272,7 +272,8 @@ class Engine:
             self.recovery_replayed = replayed
         # Make the replayed state durable now, so retention and metrics start from a real
         # checkpoint instead of waiting for the first periodic one.
-        self.checkpointed.update(await self.store_thread.run(self.store.checkpoint))
+        durable = await self.store_thread.run(self.store.checkpoint)
+        self.checkpointed["kv"] = durable.get("kv", 0)
         state = KvState(self.limits, s.kv_cache_items)
         return KvActor(state, self.store, self.store_thread, self.writer, inbox_size=s.inbox_requests_max,
                        inflight_max=s.inbox_requests_max * 4, clock=self.clock, counters=self.counters)
