@@ -71,3 +71,59 @@ async def test_the_largest_accepted_ttl_round_trips(tmp_path):
     async with open_api(data) as api:
         assert (await api.get("/v1/state/k")).json()["expires_at_ms"] == expires
         assert (await api.get("/v1/doc/c/d")).json()["doc"] == {"v": 1}
+
+
+# ---- JSON nested deeper than orjson can write back ------------------------------------------
+# Found: PUT /v1/state/k {"value": [[[...1000 levels...]]]} parsed (orjson reads 1024 levels)
+# but canonical_json could not write it (orjson writes at most 254): 500 internal. The same
+# for a document body, a find filter, batch values and key permissions.
+
+DEPTH = 300
+
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+async def test_kv_value_nested_too_deeply_is_400_naming_value(api):
+    reply = await api.put("/v1/state/k", data=b'{"value": ' + nested(DEPTH) + b"}", headers=JSON_HEADERS)
+    assert_error(reply, 400, "invalid_argument", field="value")
+    assert_error(await api.get("/v1/state/k"), 404)
+
+
+async def test_batch_value_nested_too_deeply_is_an_inline_error(api):
+    body = b'{"operations": [{"key": "a", "value": ' + nested(DEPTH) + b'}, {"key": "b", "value": 1}]}'
+    reply = await api.post("/v1/state/batch_put", data=body, headers=JSON_HEADERS)
+    assert reply.status_code == 200, reply.content
+    first, second = reply.json()["results"]
+    assert first["status"] == "error" and first["error"]["field"] == "operations[0].value"
+    assert second["status"] == "ok"
+    assert [item["key"] for item in (await api.get("/v1/state")).json()] == ["b"]
+
+
+async def test_doc_nested_too_deeply_is_400_naming_body(api):
+    reply = await api.put("/v1/doc/c/d", data=nested(DEPTH), headers=JSON_HEADERS)
+    assert_error(reply, 400, "invalid_argument", field="body")
+    assert_error(await api.get("/v1/doc/c/d"), 404)
+
+
+async def test_find_filter_nested_too_deeply_is_400_naming_filter(api):
+    reply = await api.post("/v1/doc/c/find", data=b'{"filter": {"a": ' + nested(DEPTH) + b"}}", headers=JSON_HEADERS)
+    assert_error(reply, 400, "invalid_argument", field="filter")
+
+
+async def test_key_permissions_nested_too_deeply_is_400_naming_permissions(api):
+    before = (await api.get("/v1/auth/keys")).json()
+    body = b'{"name": "n", "permissions": ' + nested(DEPTH) + b"}"
+    reply = await api.post("/v1/auth/keys", data=body, headers=JSON_HEADERS)
+    assert_error(reply, 400, "invalid_argument", field="permissions")
+    assert (await api.get("/v1/auth/keys")).json() == before
+
+
+async def test_the_deepest_accepted_value_round_trips(api):
+    reply = await api.put("/v1/state/k", data=b'{"value": ' + nested(254) + b"}", headers=JSON_HEADERS)
+    assert reply.status_code == 200, reply.content
+    assert (await api.get("/v1/state/k")).content.count(b"[") == 254
