@@ -127,3 +127,25 @@ async def test_the_deepest_accepted_value_round_trips(api):
     reply = await api.put("/v1/state/k", data=b'{"value": ' + nested(254) + b"}", headers=JSON_HEADERS)
     assert reply.status_code == 200, reply.content
     assert (await api.get("/v1/state/k")).content.count(b"[") == 254
+
+
+# ---- NUL in a find/_index field path --------------------------------------------------------
+# Found: POST /v1/doc/c/find {"filter": {"a\u0000b": 1}} and POST /v1/doc/c/_index
+# {"field": "a\u0000"}: the path is written into the SQL text as a literal, SQLite stops reading
+# at the NUL ("unrecognized token"), and apsw's SQLError became a 500.
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"filter": {"a\x00b": 1}}, "filter.a\x00b"),
+    ({"filter": {"a": 1}, "sort": "b\x00"}, "sort"),
+])
+async def test_find_field_path_with_nul_is_400_naming_it(api, body, field):
+    assert (await api.put("/v1/doc/c/d", json={"a": 1})).status_code == 200
+    assert_error(await api.post("/v1/doc/c/find", json=body), 400, "invalid_argument", field=field)
+
+
+async def test_index_field_path_with_nul_is_400_naming_field(api):
+    assert_error(await api.post("/v1/doc/c/_index", json={"field": "a\x00"}), 400, "invalid_argument", field="field")
+    reply = await api.post("/v1/doc/c/_index", json={"field": "a"})
+    assert reply.status_code == 200 and reply.json()["created"] is True
+
