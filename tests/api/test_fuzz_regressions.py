@@ -149,3 +149,37 @@ async def test_index_field_path_with_nul_is_400_naming_field(api):
     reply = await api.post("/v1/doc/c/_index", json={"field": "a"})
     assert reply.status_code == 200 and reply.json()["created"] is True
 
+
+# ---- user SQL: NUL in the text, text results that are not UTF-8 -----------------------------
+# Found: {"sql": "\u0000select 1"} (apsw: ValueError "null character in query") and
+# {"sql": "select cast(x'ff' as text)"} (apsw cannot decode the TEXT: UnicodeDecodeError) were
+# 500s on both /v1/sql/query and /v1/sql/exec.
+
+
+@pytest.mark.parametrize("path", ["/v1/sql/query", "/v1/sql/exec"])
+@pytest.mark.parametrize("sql", ["\x00select 1", "select 1 -- \x00", "select 1\x00; drop table t"])
+async def test_sql_with_nul_is_400_naming_sql(api, path, sql):
+    assert_error(await api.post(path, json={"sql": sql}), 400, "sqlite_error", field="sql")
+
+
+@pytest.mark.parametrize("sql", ["select cast(x'ff' as text)", "select char(55296)"])
+async def test_sql_query_text_that_is_not_utf8_is_400_naming_sql(api, sql):
+    assert_error(await api.post("/v1/sql/query", json={"sql": sql}), 400, "sqlite_error", field="sql")
+    assert (await api.post("/v1/sql/query", json={"sql": "select 1 as one"})).json() == {"rows": [{"one": 1}]}
+
+
+async def test_stored_text_that_is_not_utf8_is_readable_as_a_blob(api):
+    reply = await api.post("/v1/sql/exec", json={"sql": "create table t(a)"})
+    assert reply.status_code == 200, reply.content
+    reply = await api.post("/v1/sql/exec", json={"sql": "insert into t values (cast(x'ff' as text))"})
+    assert reply.json() == {"rows_affected": 1}
+    assert_error(await api.post("/v1/sql/query", json={"sql": "select a from t"}), 400, "sqlite_error", field="sql")
+    reply = await api.post("/v1/sql/query", json={"sql": "select cast(a as blob) as a from t"})
+    assert reply.json() == {"rows": [{"a": "/w"}]}
+
+
+async def test_sql_exec_returning_text_that_is_not_utf8_is_refused_and_rolled_back(api):
+    assert (await api.post("/v1/sql/exec", json={"sql": "create table t(a)"})).status_code == 200
+    reply = await api.post("/v1/sql/exec", json={"sql": "insert into t values (1) returning cast(x'ff' as text)"})
+    assert_error(reply, 400, "sqlite_error", field="sql")
+    assert (await api.post("/v1/sql/query", json={"sql": "select count(*) as n from t"})).json() == {"rows": [{"n": 0}]}
