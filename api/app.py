@@ -45,9 +45,10 @@ REQUEST_TIMED_OUT = RequestTimeout("request timed out")
 
 
 class KeyConverter(BaseConverter):
-    """A path parameter that may contain '/' (from `%2F`), including leading/trailing ones."""
+    """A path parameter that may contain '/' (from `%2F`), including leading/trailing ones,
+    and any other character: `[\\s\\S]`, because `.` would not match a newline (`%0A`)."""
 
-    regex = ".+"
+    regex = r"[\s\S]+"
     part_isolating = False
 
 
@@ -59,7 +60,7 @@ def key_converter_except(*static: str) -> type[KeyConverter]:
     """
     names = "|".join(re.escape(name) for name in static)
     # part_isolating is given again: werkzeug recomputes it for every subclass with a regex.
-    return type("KeyExcept", (KeyConverter,), {"regex": rf"(?!(?:{names})\Z).+", "part_isolating": False})
+    return type("KeyExcept", (KeyConverter,), {"regex": rf"(?!(?:{names})\Z)[\s\S]+", "part_isolating": False})
 
 
 class HTTPConnection(TrioASGIHTTPConnection):
