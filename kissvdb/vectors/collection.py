@@ -252,7 +252,8 @@ class Collection:
             self.centroids = np.load(os.path.join(self.dir, self.centroids_file), allow_pickle=False).astype(F32)
             self.trained_at_ms = ivf.get("trained_at_ms", 0)
             self.trained_upserts = ivf.get("trained_upserts", 0)
-            self.lists = ListIndex(self.table.col("lst")[: self.table.n], len(self.centroids))
+            self._publish()
+            self.lists = self._list_index(self.table.col("lst")[: self.table.n])
         if self.kind == "HNSW":
             h = m.get("hnsw") or {}
             hp = self.p.hnsw
@@ -422,9 +423,16 @@ class Collection:
                 run.tombstones += 1
         self.live_count = len(slot)
         if self.lists is not None and self.table.n - self.lists.csr_rows > max(4096, self.table.n // 8):
-            self.lists = ListIndex(self.table.col("lst")[: self.table.n], len(self.centroids))
+            self.lists = self._list_index(self.table.col("lst")[: self.table.n])
         self._publish()
         self.dirty = True
+
+    def _list_index(self, lst: np.ndarray, centroids: np.ndarray | None = None) -> ListIndex:
+        """CSR of the current rows with their codes in list order (reads the published view)."""
+        v = self.view
+        c = self.centroids if centroids is None else centroids
+        return ListIndex(lst, len(c), codes_of=lambda rows: self._rows_q8(v, rows),
+                         scales=v.cols["scale"][: len(lst)])
 
     def _save_sealed(self, seg: Segment) -> None:
         self.seq += 1
@@ -641,7 +649,8 @@ class Collection:
             self.centroids_file = None
             self.trained_at_ms = now_ms
             self.trained_upserts = result["upserts"]
-            self.lists = ListIndex(lst[:n], len(c))
+            self._publish()
+            self.lists = self._list_index(lst[:n], c)
             self.dirty = True
             self._publish()
             return True
@@ -823,9 +832,9 @@ class Collection:
             self.parsed = parsed
             self.live_count = len(slot)
             self.gen += 1
+            self._publish()
             if self.centroids is not None:
-                self.lists = ListIndex(live[:0] if new_table.n == 0 else new_table.col("lst")[: new_table.n],
-                                       len(self.centroids))
+                self.lists = self._list_index(new_table.col("lst")[: new_table.n])
             self._publish()
             self.dirty = True
             self.checkpoint(force=True)

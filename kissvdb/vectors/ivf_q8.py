@@ -82,25 +82,52 @@ def kmeans(x: np.ndarray, nlist: int, *, iters: int = 15, seed: int = 0) -> np.n
 
 
 class ListIndex:
-    """CSR of rows by list, over rows [0, csr_rows)."""
+    """CSR of rows by list over rows [0, csr_rows), with the rows' int8 codes and Q8 scales
+    copied into list order: the codes of a list are one contiguous slice in memory (this copy is
+    what an IVF_FLAT_Q8 collection keeps resident; float32 rows stay in memory-mapped files)."""
 
-    __slots__ = ("order", "bounds", "csr_rows")
+    __slots__ = ("order", "bounds", "csr_rows", "codes", "scales")
 
-    def __init__(self, assignments: np.ndarray, nlist: int):
+    def __init__(self, assignments: np.ndarray, nlist: int, codes_of=None, scales: np.ndarray | None = None):
         a = np.asarray(assignments)
         self.order = np.argsort(a, kind="stable").astype(np.int64)
         counts = np.bincount(a, minlength=nlist) if len(a) else np.zeros(nlist, np.int64)
         self.bounds = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         self.csr_rows = len(a)
+        self.codes = codes_of(self.order) if codes_of is not None else None
+        self.scales = scales[self.order] if scales is not None else None
+
+    def probe(self, lists: np.ndarray):
+        """(rows, codes, scales) of the CSR part of `lists`."""
+        b = self.bounds
+        spans = [(int(b[l]), int(b[l + 1])) for l in np.sort(lists).tolist()]
+        spans = [sp for sp in spans if sp[1] > sp[0]]
+        if not spans:
+            return np.zeros(0, np.int64), None, None
+        merged = [list(spans[0])]
+        for s0, s1 in spans[1:]:
+            if s0 == merged[-1][1]:
+                merged[-1][1] = s1
+            else:
+                merged.append([s0, s1])
+        if len(merged) == 1:
+            s0, s1 = merged[0]
+            return self.order[s0:s1], self.codes[s0:s1], self.scales[s0:s1]
+        return (np.concatenate([self.order[s0:s1] for s0, s1 in merged]),
+                np.concatenate([self.codes[s0:s1] for s0, s1 in merged]),
+                np.concatenate([self.scales[s0:s1] for s0, s1 in merged]))
+
+    def tail_rows(self, lists: np.ndarray, assignments: np.ndarray, n: int) -> np.ndarray:
+        """Rows appended since the CSR was built (< n) that belong to `lists`."""
+        if n <= self.csr_rows:
+            return np.zeros(0, np.int64)
+        tail = assignments[self.csr_rows:n]
+        return np.flatnonzero(np.isin(tail, lists)) + self.csr_rows
 
     def rows_in(self, lists: np.ndarray, assignments: np.ndarray, n: int) -> np.ndarray:
         """Rows (< n) assigned to any of `lists`."""
-        parts = [self.order[self.bounds[l]:self.bounds[l + 1]] for l in lists]
-        if n > self.csr_rows:
-            tail = assignments[self.csr_rows:n]
-            hit = np.flatnonzero(np.isin(tail, lists)) + self.csr_rows
-            parts.append(hit)
-        if not parts:
-            return np.zeros(0, np.int64)
+        b = self.bounds
+        parts = [self.order[b[l]:b[l + 1]] for l in lists]
+        parts.append(self.tail_rows(lists, assignments, n))
         rows = np.concatenate(parts)
         return rows[rows < n] if self.csr_rows > n else rows

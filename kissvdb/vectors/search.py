@@ -157,29 +157,51 @@ class Searcher:
     def _ivf(self, v, q, k: int, mask, want: int, nprobe):
         c = self.c
         cent = v.centroids
+        lists = v.lists
         nlist = len(cent)
         probe_n = min(nlist, nprobe or c.p.ivf_nprobe)
         cs = cent @ q
-        order = np.argsort(-cs)
+        order = None
         lst = v.cols["lst"]
         while True:
-            probe = order[:probe_n]
-            rows = v.lists.rows_in(probe, lst, v.n)
-            rows = rows[mask[rows]]
-            if len(rows) >= want or probe_n >= nlist:
+            if probe_n >= nlist:
+                probe = np.arange(nlist)
+            elif order is None and probe_n < nlist:
+                probe = np.argpartition(-cs, probe_n - 1)[:probe_n]
+            else:
+                probe = order[:probe_n]
+            rows, codes, scales = lists.probe(probe)
+            if lists.csr_rows > v.n and len(rows):  # a compaction shrank the rows meanwhile
+                keep = rows < v.n
+                rows, codes, scales = rows[keep], codes[keep], scales[keep]
+            tail = lists.tail_rows(probe, lst, v.n)
+            if len(tail):
+                tcodes = c._rows_q8(v, tail)
+                if len(rows):
+                    rows = np.concatenate([rows, tail])
+                    codes = np.concatenate([codes, tcodes])
+                    scales = np.concatenate([scales, v.cols["scale"][tail]])
+                else:
+                    rows, codes, scales = tail, tcodes, v.cols["scale"][tail]
+            ok = mask[rows] if len(rows) else np.zeros(0, bool)
+            found = int(ok.sum())
+            if found >= want or probe_n >= nlist:
                 break
+            if order is None:
+                order = np.argsort(-cs)
             probe_n = min(nlist, probe_n * 4)
-        if len(rows) == 0:
+        if found == 0:
             return []
         refine = max(c.p.q8_refine_topk, k)
-        if len(rows) > refine:
-            codes = c._rows_q8(v, rows)
-            approx = (codes.astype(F32) @ q) * v.cols["scale"][rows]
-            norm = v.cols["norm"][rows]
-            approx[norm == 0] = 0
+        if found > refine:
+            approx = (codes.astype(F32) @ q) * scales
+            approx[~ok] = NEG
             best = np.argpartition(-approx, refine - 1)[:refine]
-            rows = rows[best]
-        return self._rescore(v, rows, q, k)
+            cand = rows[best]
+            cand = cand[mask[cand]]
+        else:
+            cand = rows[ok]
+        return self._rescore(v, cand, q, k)
 
 
 def group(pairs, k: int, group_limit: int, key_of, exhausted: bool):
