@@ -181,7 +181,8 @@ class Collection:
         self.trained_upserts = 0
         self.lists: ListIndex | None = None
         self.table_file: str | None = None
-        self.dirty = False
+        self.dirty = False  # the applied offset moved since the last checkpoint
+        self.data_dirty = False  # rows, liveness or index changed since the last checkpoint
         self.view: View | None = None
         self.closed = False
 
@@ -425,7 +426,7 @@ class Collection:
         if self.lists is not None and self.table.n - self.lists.csr_rows > max(4096, self.table.n // 8):
             self.lists = self._list_index(self.table.col("lst")[: self.table.n])
         self._publish()
-        self.dirty = True
+        self.dirty = self.data_dirty = True
 
     def _list_index(self, lst: np.ndarray, centroids: np.ndarray | None = None) -> ListIndex:
         """CSR of the current rows with their codes in list order (reads the published view)."""
@@ -533,6 +534,12 @@ class Collection:
         with self._write_lock:
             if not self.dirty and not force:
                 return self.checkpointed_offset
+            if not self.data_dirty and self.table_file is not None and not force:
+                # Only the offset moved (an idle collection follows the WAL): manifest only.
+                manifest_mod.save(self.dir, self._manifest_doc(), fsync=self.p.fsync)
+                self.checkpointed_offset = self.applied_offset
+                self.dirty = False
+                return self.checkpointed_offset
             self._sync_run(self.runs[-1])
             self.seq += 1
             old = self._referenced_files()
@@ -558,7 +565,7 @@ class Collection:
                 fsync_dir(os.path.join(self.dir, "runs"))
             manifest_mod.save(self.dir, self._manifest_doc(), fsync=self.p.fsync)
             self.checkpointed_offset = self.applied_offset
-            self.dirty = False
+            self.dirty = self.data_dirty = False
             for f in old - self._referenced_files():
                 _unlink(os.path.join(self.dir, f))
             return self.checkpointed_offset
@@ -651,7 +658,7 @@ class Collection:
             self.trained_upserts = result["upserts"]
             self._publish()
             self.lists = self._list_index(lst[:n], c)
-            self.dirty = True
+            self.dirty = self.data_dirty = True
             self._publish()
             return True
 
@@ -695,7 +702,7 @@ class Collection:
         with self._write_lock:
             self._save_sealed(merged)
             self.hnsw.replace(old, merged)
-            self.dirty = True
+            self.dirty = self.data_dirty = True
             self._publish()
         self.checkpoint(force=True)
 
@@ -760,6 +767,7 @@ class Collection:
             if chosen[-1] is self.runs[-1]:
                 self._rotate()
                 self._publish()
+            self.data_dirty = True
             end = chosen[-1].start + chosen[-1].rows
             rid = self.next_run_id
             self.next_run_id += 1
@@ -836,7 +844,7 @@ class Collection:
             if self.centroids is not None:
                 self.lists = self._list_index(new_table.col("lst")[: new_table.n])
             self._publish()
-            self.dirty = True
+            self.dirty = self.data_dirty = True
             self.checkpoint(force=True)
             rundir = os.path.join(self.dir, "runs")
             for r in old_runs:

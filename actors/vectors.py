@@ -1,0 +1,410 @@
+"""Vector actors: one per collection, plus the manager that creates, drops and finds them.
+
+A collection's actor mirrors the KV actor (actors/kv.py):
+- main loop: take requests from the inbox (a few at a time), decide each against durable state +
+  the in-flight overlay (kissvdb/vectors/state.py), queue the events to the WAL writer; never
+  wait for one write's fsync before deciding the next;
+- applier: wait for the oldest queued write to be resolved, take every resolved write at the
+  head, apply them in ONE Collection.apply call in a worker thread (run files, index add), then
+  reply. Replies come in offset order and only after the change is visible to searches.
+- searches and gets do not go through the inbox: they run in worker threads (a shared limiter),
+  concurrently with each other and with ingestion; they only ever see durable state.
+- maintenance (IVF training, HNSW segment merges, run compaction) runs in a worker thread under
+  the engine-wide index-build limiter when an apply leaves it due; only its short install step
+  takes the collection's write lock.
+
+The manager serializes creations and drops (rare) with a lock; a creation is acknowledged once its
+`vector_collection_created` event is durable and the directory exists.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+
+import trio
+
+from kissvdb.errors import AlreadyExists, KissError, NotFound, PersistenceError, Unavailable
+from kissvdb.events import EventRecord
+from kissvdb.vectors.state import (
+    DeleteBatch, UpsertBatch, VectorState, to_op, VECTOR_COLLECTION_CREATED, VECTOR_COLLECTION_DELETED,
+)
+
+from kissvdb.actors.mailbox import CANCELLED, DONE, QUEUED, Request
+from kissvdb.actors.wal import WalWrite
+
+log = logging.getLogger("kissvdb.vectors")
+
+DRAIN_MAX = 64
+
+
+class _Pending:
+    __slots__ = ("request", "decisions", "write", "slots")
+
+    def __init__(self, request, decisions, write, slots):
+        self.request = request
+        self.decisions = decisions
+        self.write = write
+        self.slots = slots
+
+
+class VectorActor:
+    def __init__(self, collection, limits, wal_writer, *, inbox_size: int, inflight_max: int, counters,
+                 apply_limiter: trio.CapacityLimiter, search_limiter: trio.CapacityLimiter,
+                 build_limiter: trio.CapacityLimiter, clock):
+        self.c = collection
+        self.name = collection.name
+        self.state = VectorState(collection, limits)
+        self.writer = wal_writer
+        self.inbox, self._receive = trio.open_memory_channel(inbox_size)
+        self._wal = wal_writer.send_channel.clone()
+        self.inflight_max = inflight_max
+        self.counters = counters
+        self.apply_limiter = apply_limiter
+        self.search_limiter = search_limiter
+        self.build_limiter = build_limiter
+        self.clock = clock
+        self.epoch = wal_writer.epoch
+        self._pending: deque[_Pending] = deque()
+        self._pending_changed = trio.Event()
+        self._maintenance_wanted = trio.Event()
+        self._batch: list[Request] = []
+        self.maintenance_runs = 0
+        self.closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._applier)
+            nursery.start_soon(self._maintainer)
+            self._maintenance_wanted.set()  # a collection may open already due (e.g. untrained)
+            task_status.started(self)
+            async with self._receive, self._wal:
+                await self._serve_inbox()
+                while self._pending:
+                    await self._pending_changed.wait()
+            nursery.cancel_scope.cancel()
+
+    async def settle_after_crash(self) -> None:
+        self.closed = True
+        for req in self._batch:
+            if req.state not in (QUEUED, DONE):
+                req.fail(Unavailable("vector collection restarting, retry"))
+        while True:
+            try:
+                req = self._receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            req.fail(Unavailable("vector collection restarting, retry"))
+        with trio.CancelScope(shield=True):
+            for p in list(self._pending):
+                await p.write.done.wait()
+                if p.write.error is not None:
+                    p.request.fail(p.write.error)
+                else:
+                    p.request.succeed(self._result(p))
+        self._pending.clear()
+
+    # -- deciding ----------------------------------------------------------------------------
+
+    async def _serve_inbox(self) -> None:
+        receive = self._receive
+        while True:
+            try:
+                batch = [await receive.receive()]
+            except trio.EndOfChannel:
+                return
+            while len(batch) < DRAIN_MAX:
+                try:
+                    batch.append(receive.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            self._batch = batch
+            for req in batch:
+                if req.state == CANCELLED:
+                    continue
+                while len(self._pending) >= self.inflight_max:
+                    await self._pending_changed.wait()
+                await self._decide_and_queue(req)
+
+    async def _decide_and_queue(self, req: Request) -> None:
+        cmd = req.command
+        state = self.state
+        now = self.clock()
+        write = WalWrite([], self.epoch)
+        slots = None
+        if isinstance(cmd, (UpsertBatch, DeleteBatch)):
+            slots = []
+            decisions = []
+            items = cmd.items if isinstance(cmd, UpsertBatch) else cmd.ids
+            for item in items:
+                d = state.decide_item(item) if isinstance(cmd, UpsertBatch) else state.decide_delete_item(item)
+                if isinstance(d, KissError):
+                    slots.append(d)
+                    continue
+                slots.append(None)
+                decisions.append(d)
+                state.begin(d, write)
+            if not decisions:
+                req.succeed(self._batch_results(cmd, slots, []))
+                return
+        else:
+            try:
+                d = state.decide(cmd)
+            except KissError as exc:
+                req.fail(exc)
+                return
+            decisions = [d]
+            state.begin(d, write)
+        write.events = [(now, d.type, d.data) for d in decisions]
+        req.state = QUEUED
+        self._pending.append(_Pending(req, decisions, write, slots))
+        self._pending_changed.set()
+        self._pending_changed = trio.Event()
+        await self._wal.send(write)
+
+    # -- applying ----------------------------------------------------------------------------
+
+    async def _applier(self) -> None:
+        pending = self._pending
+        metric = self.c.metric
+        while True:
+            if not pending:
+                await self._pending_changed.wait()
+                continue
+            await pending[0].write.done.wait()
+            done = []
+            ops = []
+            while pending and pending[0].write.done.is_set():
+                p = pending.popleft()
+                if p.write.error is not None:
+                    self._fail(p, p.write.error)
+                    continue
+                done.append(p)
+                ops.extend(to_op(r, metric) for r in p.write.records)
+            # Every event of this collection up to the durable offset is in `ops` or applied.
+            durable = self.writer.durable_offset
+            await trio.to_thread.run_sync(self.c.apply, ops, durable, limiter=self.apply_limiter)
+            self.counters["vector_ops_total"] += len(ops)
+            for p in done:
+                for d in p.decisions:
+                    self.state.finish(d.id, p.write)
+                p.request.succeed(self._result(p))
+            self._pending_changed.set()
+            self._pending_changed = trio.Event()
+            if ops:
+                self._maintenance_wanted.set()
+
+    def _fail(self, p: _Pending, error: PersistenceError) -> None:
+        for d in p.decisions:
+            self.state.finish(d.id, p.write)
+        if self.writer.epoch != self.epoch:
+            self.state.drop_inflight()
+            self.epoch = self.writer.epoch
+        p.request.fail(error)
+
+    def _result(self, p: _Pending):
+        cmd = p.request.command
+        if isinstance(cmd, (UpsertBatch, DeleteBatch)):
+            return self._batch_results(cmd, p.slots, p.decisions)
+        return True
+
+    @staticmethod
+    def _batch_results(cmd, slots, decisions):
+        out = []
+        it = iter(decisions)
+        items = cmd.items if isinstance(cmd, UpsertBatch) else cmd.ids
+        ok = "upserted" if isinstance(cmd, UpsertBatch) else "deleted"
+        for item, slot in zip(items, slots):
+            if slot is None:
+                d = next(it)
+                out.append({"status": ok, "id": d.id})
+            else:
+                vid = item if isinstance(item, str) else item.id
+                out.append({"status": "error", "id": vid, "error": {"error": slot.code, "message": slot.message}})
+        return out
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def search(self, vector, k: int, **kw):
+        return await trio.to_thread.run_sync(lambda: self.c.search(vector, k, **kw), limiter=self.search_limiter)
+
+    def get(self, vid: str):
+        return self.c.get(vid)
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    async def checkpoint(self) -> int:
+        """Advance the applied offset if idle, then make the collection durable up to it."""
+        if not self._pending:
+            durable = self.writer.durable_offset
+            await trio.to_thread.run_sync(self.c.apply, [], durable, limiter=self.apply_limiter)
+        return await trio.to_thread.run_sync(self.c.checkpoint, limiter=self.apply_limiter)
+
+    async def _maintainer(self) -> None:
+        while True:
+            await self._maintenance_wanted.wait()
+            self._maintenance_wanted = trio.Event()
+            await self.maintain()
+
+    async def maintain(self, *, force_compaction: bool = False) -> dict:
+        """Run whatever is due: IVF (re)training, HNSW merges, run compaction. Returns what ran."""
+        c = self.c
+        ran = {"trained": False, "merged": False, "compacted": 0}
+        async with self.build_limiter:
+            if c.training_due():
+                prep = await trio.to_thread.run_sync(c.prepare_training, limiter=self.apply_limiter)
+                result = await trio.to_thread.run_sync(c.train, prep)
+                ran["trained"] = await trio.to_thread.run_sync(
+                    c.install_training, result, self.clock(), limiter=self.apply_limiter)
+            segs = c.merge_due()
+            if segs:
+                merged = await trio.to_thread.run_sync(c.merge_segments, segs)
+                await trio.to_thread.run_sync(c.install_merge, segs, merged, limiter=self.apply_limiter)
+                ran["merged"] = True
+            force = force_compaction
+            while True:
+                prep = await trio.to_thread.run_sync(lambda: c.prepare_compaction(force=force),
+                                                     limiter=self.apply_limiter)
+                if prep is None:
+                    break
+                result = await trio.to_thread.run_sync(c.run_compaction, prep)
+                await trio.to_thread.run_sync(c.install_compaction, prep, result, limiter=self.apply_limiter)
+                ran["compacted"] += 1
+                force = False
+                if ran["compacted"] >= 64:
+                    break
+        if any(ran.values()):
+            self.maintenance_runs += 1
+        return ran
+
+
+class VectorManager:
+    """The collections of an engine: creation, drop, lookup. Lives in the Engine."""
+
+    def __init__(self, store, writer, limits, params, *, inbox_size: int, counters, clock, search_threads: int):
+        self.store = store
+        self.writer = writer
+        self.limits = limits
+        self.params = params
+        self.inbox_size = inbox_size
+        self.counters = counters
+        self.clock = clock
+        self.actors: dict[str, VectorActor] = {}
+        self.lock = trio.Lock()
+        self.search_limiter = trio.CapacityLimiter(search_threads)
+        self.build_limiter = trio.CapacityLimiter(1)
+        self.nursery: trio.Nursery | None = None
+        self._wal = writer.send_channel.clone()
+        self.closing = False
+        self.restarts = 0
+        self._stopped: dict[str, trio.Event] = {}
+
+    def actor(self, name: str) -> VectorActor:
+        a = self.actors.get(name)
+        if a is None or a.closed:
+            if name in self.store.collections:
+                raise Unavailable("vector collection unavailable, retry")
+            raise NotFound("collection or id not found", field="collection")
+        return a
+
+    def new_actor(self, coll) -> VectorActor:
+        return VectorActor(coll, self.limits, self.writer, inbox_size=self.inbox_size,
+                           inflight_max=self.inbox_size * 4, counters=self.counters,
+                           apply_limiter=trio.CapacityLimiter(1), search_limiter=self.search_limiter,
+                           build_limiter=self.build_limiter, clock=self.clock)
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        self.nursery = nursery
+        for coll in list(self.store.collections.values()):
+            await nursery.start(self._supervise, coll.name)
+
+    async def _supervise(self, name: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Run the collection's actor; on a crash, reopen it from disk + WAL and start again."""
+        from kissvdb.actors.supervisor import supervise
+
+        async def factory():
+            if name in self.actors:  # a restart: rebuild from the checkpoint and the WAL tail
+                await trio.to_thread.run_sync(self._reopen, name)
+            return self.new_actor(self.store.collections[name])
+
+        def up(actor):
+            self.actors[name] = actor
+
+        def down():
+            self.restarts += 1
+            a = self.actors.get(name)
+            if a is not None:
+                a.closed = True
+
+        stopped = self._stopped[name] = trio.Event()
+        try:
+            await supervise(f"vector:{name}", factory, on_up=up, on_down=down, task_status=task_status)
+        finally:
+            stopped.set()
+
+    def _reopen(self, name: str) -> None:
+        from kissvdb.vectors.collection import Collection
+
+        old = self.store.collections[name]
+        old.close()
+        coll = Collection.open(old.dir, self.params)
+        self.store.collections[name] = coll
+        self.store.replay_collection(coll, self.writer.log, self.writer.durable_offset)
+
+
+    async def create(self, name: str, dim: int, metric: str, kind: str):
+        async with self.lock:
+            if self.closing:
+                raise Unavailable("shutting down")
+            if name in self.store.collections:
+                raise AlreadyExists("collection already exists", field="collection")
+            write = WalWrite([(self.clock(), VECTOR_COLLECTION_CREATED,
+                               {"collection": name, "dim": dim, "metric": metric, "index": kind})], self.writer.epoch)
+            await self._wal.send(write)
+            with trio.CancelScope(shield=True):
+                await write.done.wait()
+                if write.error is not None:
+                    raise write.error
+                rec: EventRecord = write.records[0]
+                await trio.to_thread.run_sync(
+                    self.store.create, name, dim, metric, kind, rec.offset, rec.ts_ms)
+                await self.nursery.start(self._supervise, name)
+            return rec
+
+    async def drop(self, name: str):
+        async with self.lock:
+            actor = self.actor(name)
+            write = WalWrite([(self.clock(), VECTOR_COLLECTION_DELETED, {"collection": name})], self.writer.epoch)
+            await self._wal.send(write)
+            with trio.CancelScope(shield=True):
+                await write.done.wait()
+                if write.error is not None:
+                    raise write.error
+                actor.closed = True
+                await actor.inbox.aclose()  # the actor finishes what it accepted, then stops
+                await self._stopped[name].wait()
+                self.actors.pop(name, None)
+                await trio.to_thread.run_sync(self.store.drop, name, write.records[0].offset)
+            return True
+
+    async def checkpoint(self) -> int:
+        """Checkpoint every collection and the registry; return the durable floor."""
+        for name, actor in list(self.actors.items()):
+            if not actor.closed:
+                await actor.checkpoint()
+        if not self.lock.locked():
+            self.store.advance(self.writer.durable_offset)
+        await trio.to_thread.run_sync(self.store.checkpoint_registry)
+        return self.store.checkpointed_floor()
+
+    async def aclose(self) -> None:
+        """Finish accepted writes of every collection (shutdown)."""
+        self.closing = True
+        for actor in list(self.actors.values()):
+            await actor.inbox.aclose()
+        for actor in list(self.actors.values()):
+            while actor._pending:
+                await actor._pending_changed.wait()
+        await self._wal.aclose()
