@@ -1,0 +1,162 @@
+"""The HTTP application: `create_app(engine, settings)` and the one request pipeline.
+
+Owns, for every request, in this order:
+1. CORS preflight (`OPTIONS` + `Origin` + `Access-Control-Request-Method`): answered here,
+   before auth, so browsers can ask (the original answered 401: a quirk not copied).
+2. Auth (`api.auth`), before routing: an unauthenticated request to an unknown path is 401.
+3. Routing on the percent-decoded path (werkzeug map, `<key:...>` segments may contain '/').
+4. The handler, under REQUEST_TIMEOUT_SECS (-> 408). Streaming bodies (SSE) are sent after the
+   handler returns and set their own `response.timeout`.
+5. Errors -> `api.errors.error_response` (the one table); CORS headers on every response,
+   errors and 401s included; HEAD answered for every GET route with the body dropped.
+
+Handlers are plain `async def handler(request, **view_args) -> Response`: the request is passed
+in, there is no `quart.request`/`current_app` context and no before/after-request hooks. This
+pipeline replaces Quart's `full_dispatch_request` (signals, contexts, sessions) because it is
+the hot path; routes modules expose `register(app)` and close over `app.engine`.
+Never does: touch an actor. Handlers only await Engine methods.
+"""
+
+from __future__ import annotations
+
+import trio
+from quart_trio import QuartTrio
+from quart_trio.wrappers import TrioResponse
+from quart.wrappers.response import DataBody
+from werkzeug.routing import BaseConverter
+
+from kissvdb.config import Settings
+from kissvdb.errors import Forbidden, RequestTimeout
+
+from .auth import KeyChecker, StaticKeyChecker, authenticate
+from .errors import error_response, kiss_error_response
+from .metrics import ApiMetrics
+
+CORS_METHODS = "GET, HEAD, PUT, POST, DELETE, OPTIONS"
+CORS_EXPOSE = "Retry-After, Allow, Content-Type"
+CORS_MAX_AGE_S = "600"
+
+
+class KeyConverter(BaseConverter):
+    """A path parameter that may contain '/' (from `%2F`), including leading/trailing ones."""
+
+    regex = ".+"
+    part_isolating = False
+
+
+class KissApp(QuartTrio):
+    """QuartTrio with kissvdb's request pipeline. Holds its engine and settings; no globals."""
+
+    engine: object
+    settings: Settings
+    key_checker: KeyChecker
+    api_metrics: ApiMetrics
+
+    def configure(self, engine, settings: Settings, key_checker: KeyChecker) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.key_checker = key_checker
+        self.api_metrics = ApiMetrics()
+        self._timeout_s = float(settings.request_timeout_secs)
+        origins = [o.strip() for o in settings.cors_allowed_origins.split(",") if o.strip()]
+        # None = any origin (CORS_ALLOWED_ORIGINS unset), else exact matches only.
+        self._cors_origins: frozenset[str] | None = frozenset(origins) if origins else None
+        self._adapter = None
+
+    # ---- the pipeline ----------------------------------------------------------------------
+
+    async def handle_request(self, request) -> TrioResponse:  # type: ignore[override]
+        with trio.move_on_after(self._timeout_s) as scope:
+            response = await self._respond(request)
+        if scope.cancelled_caught:
+            response = kiss_error_response(RequestTimeout("request timed out"))
+        if request.method == "HEAD":
+            # Keep the GET headers (Content-Length included), send no body (RFC 9110 §9.3.2).
+            response.response = DataBody(b"")
+        if self._cors_origins is not None or "Origin" in request.headers:
+            self._add_cors(request, response)
+        return response
+
+    async def _respond(self, request) -> TrioResponse:
+        method = request.method
+        try:
+            if method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+                return self._preflight(request)
+            authenticate(request, self.key_checker)
+            adapter = self._adapter
+            if adapter is None:
+                adapter = self._adapter = self.url_map.bind("localhost")
+            rule, args = adapter.match(request.path, method, return_rule=True)
+            if method == "OPTIONS":
+                allowed = adapter.allowed_methods(request.path)
+                return TrioResponse(b"", 204, {"Allow": ", ".join(sorted(allowed))})
+            return await self.view_functions[rule.endpoint](request, **args)
+        except BaseExceptionGroup as group:
+            # A nursery inside a handler: answer for its one real failure, if there is one.
+            # (Checked first: ExceptionGroup is also an Exception.)
+            leaves = _leaves(group)
+            if len(leaves) == 1 and isinstance(leaves[0], Exception):
+                return error_response(leaves[0], self.api_metrics, f"{method} {request.path}")
+            if all(isinstance(leaf, Exception) for leaf in leaves):
+                return error_response(group, self.api_metrics, f"{method} {request.path}")
+            raise  # carries a Cancelled or KeyboardInterrupt: not ours to answer
+        except Exception as error:
+            return error_response(error, self.api_metrics, f"{method} {request.path}")
+
+    # ---- CORS ------------------------------------------------------------------------------
+
+    def _allowed_origin(self, origin: str | None) -> str | None:
+        if self._cors_origins is None:
+            return "*"
+        if origin is not None and origin in self._cors_origins:
+            return origin
+        return None
+
+    def _add_cors(self, request, response: TrioResponse) -> None:
+        allowed = self._allowed_origin(request.headers.get("Origin"))
+        headers = response.headers
+        if self._cors_origins is not None:
+            headers.add("Vary", "Origin")
+        if allowed is None:
+            return
+        headers["Access-Control-Allow-Origin"] = allowed
+        headers["Access-Control-Expose-Headers"] = CORS_EXPOSE
+
+    def _preflight(self, request) -> TrioResponse:
+        if self._allowed_origin(request.headers.get("Origin")) is None:
+            return kiss_error_response(Forbidden("origin not allowed"))
+        requested = request.headers.get("Access-Control-Request-Headers")
+        headers = {
+            "Access-Control-Allow-Methods": CORS_METHODS,
+            "Access-Control-Max-Age": CORS_MAX_AGE_S,
+        }
+        if requested:
+            # Echoed rather than "*": a wildcard does not cover Authorization.
+            headers["Access-Control-Allow-Headers"] = requested
+        return TrioResponse(b"", 204, headers)
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            out.extend(_leaves(exc))
+        else:
+            out.append(exc)
+    return out
+
+
+def create_app(engine, settings: Settings, *, key_checker: KeyChecker | None = None) -> KissApp:
+    """The HTTP app over `engine`. The caller owns the engine's lifetime (open before, close after)."""
+    from .routes import events, state, system
+
+    app = KissApp("kissvdb.api", static_folder=None)
+    app.configure(engine, settings, key_checker or StaticKeyChecker(settings.api_key))
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["BODY_TIMEOUT"] = settings.request_timeout_secs
+    app.url_map.converters["key"] = KeyConverter
+    app.url_map.merge_slashes = False  # '//' inside a key is data, not a redirect
+    system.register(app)
+    state.register(app)
+    events.register(app)
+    return app

@@ -1,0 +1,158 @@
+"""The key-value routes, `/v1/state*`, exactly as the contract's §3.3.
+
+| route                          | answer                                                     |
+|--------------------------------|------------------------------------------------------------|
+| GET    /v1/state               | bare JSON array of StateItem (prefix, limit [100, max 1000])|
+| POST   /v1/state/batch_put     | {"results": [...]} in input order, one result per operation |
+| GET    /v1/state/<key>         | StateItem, or 404 "key not found"                          |
+| PUT    /v1/state/<key>         | {"key", "revision", "expires_at_ms"}                       |
+| DELETE /v1/state/<key>         | {"deleted": bool} (never 404)                              |
+
+StateItem = {"key", "value", "revision", "expires_at_ms", "mod_offset"}; `mod_offset` is the
+offset of the key's last write (beyond the original, which clients ignore).
+
+Shape is checked here (422 naming the field) before the engine is called; meaning (key length,
+value size, revisions) is checked by the engine. Either way a 4xx writes nothing.
+Differences from the original, on purpose: `limit=0` returns `[]` (the original returned up to
+one item); `ttl_ms: 0` answers 200 with `expires_at_ms` = now (the original answered 500).
+`<key>` is the percent-decoded segment and may contain '/' (`%2F`); as in the original, the
+static `batch_put` wins, so GET/PUT/DELETE `/v1/state/batch_put` is 405.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from kissvdb.errors import InvalidArgument, KissError, UnprocessableEntity
+from kissvdb.actors.engine import PutOp
+
+from ..codec import (
+    canonical_json,
+    optional_uint,
+    query_uint,
+    raw_json_response,
+    read_json_object,
+    require,
+    require_list,
+    require_str,
+)
+from ..errors import method_not_allowed
+
+LIST_LIMIT_DEFAULT = 100
+LIST_LIMIT_MAX = 1000  # silently capped, as the original
+
+_dumps = orjson.dumps
+_Fragment = orjson.Fragment
+
+
+def item_json(item) -> dict:
+    """A StateItem as the response object; its value (RawJson) is embedded, not re-parsed."""
+    return {
+        "key": item.key,
+        "value": _Fragment(item.value),
+        "revision": item.revision,
+        "expires_at_ms": item.expires_at_ms,
+        "mod_offset": item.mod_offset,
+    }
+
+
+def _batch_put_is_static(key: str) -> None:
+    # `/v1/state/batch_put` is a POST-only static route; it wins over `<key>` (contract §1.4).
+    if key == "batch_put":
+        raise method_not_allowed(["POST"])
+
+
+def _put_op(op: object, index: int) -> PutOp:
+    """One batch operation's fields, checked. Raises UnprocessableEntity naming the field."""
+    path = f"operations[{index}]"
+    key = op["key"]  # type: ignore[index]  (checked by the caller)
+    value = require(op, "value", f"{path}.value")  # type: ignore[arg-type]
+    ttl_ms = optional_uint(op, "ttl_ms", f"{path}.ttl_ms")  # type: ignore[arg-type]
+    if_revision = optional_uint(op, "if_revision", f"{path}.if_revision")  # type: ignore[arg-type]
+    return PutOp(key, canonical_json(value), ttl_ms, if_revision)
+
+
+def register(app) -> None:
+    engine = app.engine
+    settings = app.settings
+    max_batch = settings.max_state_batch
+
+    @app.route("/v1/state", methods=["GET"], endpoint="state_list")
+    async def state_list(request):
+        args = request.args
+        limit = min(query_uint(args, "limit", LIST_LIMIT_DEFAULT), LIST_LIMIT_MAX)
+        # The engine checks the prefix length ("prefix too long") and answers [] for limit 0.
+        items = await engine.kv_list(args.get("prefix", ""), limit)
+        return raw_json_response(_dumps([item_json(item) for item in items]))
+
+    @app.route("/v1/state/<key:key>", methods=["GET"], endpoint="state_get")
+    async def state_get(request, key: str):
+        _batch_put_is_static(key)
+        item = await engine.kv_get(key)
+        return raw_json_response(_dumps(item_json(item)))
+
+    @app.route("/v1/state/<key:key>", methods=["PUT"], endpoint="state_put")
+    async def state_put(request, key: str):
+        _batch_put_is_static(key)
+        body = await read_json_object(request)
+        value = require(body, "value")
+        ttl_ms = optional_uint(body, "ttl_ms")
+        if_revision = optional_uint(body, "if_revision")
+        item = await engine.kv_put(
+            key, canonical_json(value), ttl_ms=ttl_ms, if_revision=if_revision
+        )
+        return raw_json_response(
+            _dumps({"key": item.key, "revision": item.revision, "expires_at_ms": item.expires_at_ms})
+        )
+
+    @app.route("/v1/state/<key:key>", methods=["DELETE"], endpoint="state_delete")
+    async def state_delete(request, key: str):
+        _batch_put_is_static(key)
+        deleted = await engine.kv_delete(key)
+        return raw_json_response(b'{"deleted":true}' if deleted else b'{"deleted":false}')
+
+    @app.route("/v1/state/batch_put", methods=["POST"], endpoint="state_batch_put")
+    async def state_batch_put(request):
+        body = await read_json_object(request)
+        operations = require_list(body, "operations")
+        if not operations:
+            raise InvalidArgument("operations required", field="operations")
+        if len(operations) > max_batch:
+            raise InvalidArgument("too many operations", field="operations")
+
+        # An operation without a string key cannot be reported inline (its result names the
+        # key), so it fails the whole request before anything is written. Every other shape
+        # error is that operation's inline error.
+        for index, op in enumerate(operations):
+            if type(op) is not dict:
+                raise UnprocessableEntity(
+                    "operation must be a JSON object", field=f"operations[{index}]"
+                )
+            require_str(op, "key", f"operations[{index}].key")
+
+        results: list[dict | None] = [None] * len(operations)
+        valid: list[PutOp] = []
+        positions: list[int] = []
+        for index, op in enumerate(operations):
+            try:
+                valid.append(_put_op(op, index))
+            except KissError as error:
+                results[index] = {"status": "error", "key": op["key"], "error": error.body()}
+                continue
+            positions.append(index)
+
+        outcomes = await engine.kv_batch_put(valid) if valid else []
+        for index, put, outcome in zip(positions, valid, outcomes, strict=True):
+            if isinstance(outcome, KissError):
+                error = outcome.body()
+                if "field" in error:  # name it as the shape checks do: a path into the body
+                    error["field"] = f"operations[{index}].{error['field']}"
+                results[index] = {"status": "error", "key": put.key, "error": error}
+            else:
+                results[index] = {
+                    "status": "ok",
+                    "key": outcome.key,
+                    "revision": outcome.revision,
+                    "expires_at_ms": outcome.expires_at_ms,
+                }
+        return raw_json_response(_dumps({"results": results}))

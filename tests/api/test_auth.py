@@ -1,0 +1,157 @@
+"""Authentication, contract §1.2: public paths, credential sources and their order, messages.
+
+Every refused write is read back to prove nothing was written.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+
+from kissvdb.api.app import create_app
+from kissvdb.api.auth import ADMIN, Principal, StaticKeyChecker, is_public
+from tests.api.conftest import API_KEY, ApiClient
+from tests.helpers import assert_error
+
+PUBLIC_OK = ["/", "/index.html", "/v1/health", "/docs", "/docs/openapi.yaml", "/openapi.yaml"]
+
+
+@pytest.mark.parametrize("path", PUBLIC_OK)
+async def test_public_paths_need_no_credential(api, path):
+    reply = await api.get(path, auth=False)
+    assert reply.status_code == 200, reply.content
+
+
+@pytest.mark.parametrize("path", ["/assets/app.js", "/docs/missing", "/v1/other/openapi.yaml"])
+async def test_public_prefixes_without_a_route_are_404_not_401(api, path):
+    assert_error(await api.get(path, auth=False), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    "path, public",
+    [
+        ("/", True), ("/index.html", True), ("/assets/x.css", True), ("/v1/health", True),
+        ("/docs", True), ("/docsx", True), ("/docs/openapi.yaml", True), ("/x/openapi.yaml", True),
+        ("/v1/metrics", False), ("/v1/state", False), ("/assets", False), ("/v1/health/x", False),
+        ("/index.htm", False), ("/v1/stream", False),
+    ],
+)
+def test_public_path_rule(path, public):
+    assert is_public(path) is public
+
+
+async def test_missing_credential_is_401(api):
+    reply = await api.get("/v1/state", auth=False)
+    assert_error(reply, 401, "unauthorized", message="missing authorization header")
+
+
+async def test_unknown_path_without_credential_is_401_not_404(api):
+    reply = await api.get("/v1/no/such/route", auth=False)
+    assert_error(reply, 401, "unauthorized", message="missing authorization header")
+
+
+@pytest.mark.parametrize(
+    "headers, query",
+    [
+        ({"Authorization": f"Bearer {API_KEY}"}, ""),
+        ({"Authorization": f"Bearer    {API_KEY}  "}, ""),  # the rest is trimmed
+        ({"X-Api-Key": API_KEY}, ""),
+        ({"x-api-key": API_KEY}, ""),
+        ({}, f"?api_key={quote(API_KEY)}"),
+    ],
+)
+async def test_each_credential_source_is_accepted(api, headers, query):
+    reply = await api.get(f"/v1/state{query}", headers=headers, auth=False)
+    assert reply.status_code == 200, reply.content
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [f"bearer {API_KEY}", f"Basic {API_KEY}", API_KEY, f"Bearer{API_KEY}", f"BEARER {API_KEY}"],
+)
+async def test_other_authorization_schemes_are_401_format(api, authorization):
+    reply = await api.get("/v1/state", headers={"Authorization": authorization}, auth=False)
+    assert_error(reply, 401, "unauthorized", message="invalid authorization header format")
+
+
+@pytest.mark.parametrize(
+    "headers, query",
+    [
+        ({"Authorization": "Bearer wrong"}, ""),
+        ({"Authorization": "Bearer "}, ""),
+        ({"X-Api-Key": "wrong"}, ""),
+        ({"X-Api-Key": ""}, ""),
+        ({}, "?api_key=wrong"),
+        ({"Authorization": f"Bearer {API_KEY}x"}, ""),
+        ({"Authorization": "Bearer clé"}, ""),  # non-ASCII never crashes the comparison
+    ],
+)
+async def test_wrong_key_is_401_invalid(api, headers, query):
+    reply = await api.get(f"/v1/state{query}", headers=headers, auth=False)
+    assert_error(reply, 401, "unauthorized", message="invalid api key")
+
+
+async def test_first_present_source_wins_without_fallback(api):
+    # A wrong Authorization is not rescued by a right x-api-key or ?api_key=.
+    headers = {"Authorization": "Bearer wrong", "X-Api-Key": API_KEY}
+    reply = await api.get(f"/v1/state?api_key={API_KEY}", headers=headers, auth=False)
+    assert_error(reply, 401, message="invalid api key")
+    # A wrong x-api-key is not rescued by a right ?api_key=.
+    reply = await api.get(f"/v1/state?api_key={API_KEY}", headers={"X-Api-Key": "no"}, auth=False)
+    assert_error(reply, 401, message="invalid api key")
+    # A malformed Authorization is a format error even with a right x-api-key.
+    headers = {"Authorization": "Token x", "X-Api-Key": API_KEY}
+    assert_error(await api.get("/v1/state", headers=headers, auth=False), 401,
+                 message="invalid authorization header format")
+    # A right Authorization wins over a wrong x-api-key.
+    headers = {"Authorization": f"Bearer {API_KEY}", "X-Api-Key": "wrong"}
+    assert (await api.get("/v1/state", headers=headers, auth=False)).status_code == 200
+
+
+async def test_refused_writes_write_nothing(api):
+    reply = await api.put("/v1/state/k", json={"value": 1}, auth=False)
+    assert_error(reply, 401)
+    reply = await api.put("/v1/state/k", json={"value": 1}, auth=False, headers={"X-Api-Key": "bad"})
+    assert_error(reply, 401)
+    reply = await api.post(
+        "/v1/state/batch_put", json={"operations": [{"key": "k", "value": 1}]}, auth=False
+    )
+    assert_error(reply, 401)
+    reply = await api.delete("/v1/state/k", auth=False)
+    assert_error(reply, 401)
+    assert_error(await api.get("/v1/state/k"), 404)
+    assert await api.metric("events_total") == 0
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/metrics", "/v1/stream", "/v1/events", "/v1/_bench/ping", "/v1/state/k"]
+)
+async def test_protected_routes_need_a_key(api, path):
+    assert_error(await api.get(path, auth=False), 401, "unauthorized")
+
+
+def test_static_checker_compares_exactly():
+    checker = StaticKeyChecker("s3cret")
+    assert checker.check("s3cret") is ADMIN
+    assert checker.check("s3cret ") is None
+    assert checker.check("S3CRET") is None
+    assert checker.check("") is None
+
+
+class TwoKeys:
+    """A KeyChecker with stored keys and roles: the seam a later issue fills."""
+
+    def check(self, token: str) -> Principal | None:
+        return {"reader-key": Principal("r", "reader"), "admin-key": ADMIN}.get(token)
+
+
+async def test_a_key_checker_can_be_plugged_in(api):
+    app = create_app(api.engine, api.app.settings, key_checker=TwoKeys())
+    async with app.test_app() as test_app:
+        client = ApiClient(app, test_app.test_client(), api.engine)
+        for key in ("reader-key", "admin-key"):
+            reply = await client.get("/v1/state", auth=False, headers={"X-Api-Key": key})
+            assert reply.status_code == 200
+        reply = await client.get("/v1/state", auth=False, headers={"X-Api-Key": API_KEY})
+        assert_error(reply, 401, message="invalid api key")
