@@ -408,3 +408,260 @@ class VectorManager:
             while actor._pending:
                 await actor._pending_changed.wait()
         await self._wal.aclose()
+
+
+# ---- Engine methods (mixed into kissvdb.actors.engine.Engine) ---------------------------------
+
+
+class VectorEngineMethods:
+    """Typed async vector methods of the Engine; checks run in the contract's order (§3.5-§3.7)."""
+
+    vectors: VectorManager | None
+
+    def _vm(self) -> VectorManager:
+        vm = self.vectors
+        if vm is None or self.closing:
+            raise Unavailable("vector store unavailable, retry")
+        return vm
+
+    def vector_limits(self):
+        from kissvdb.vectors.state import VectorLimits
+
+        s = self.settings
+        return VectorLimits(s.max_id_len, s.max_vector_dim, s.max_json_bytes, s.max_vector_batch,
+                            s.max_collection_len, s.max_k)
+
+    def _check_name(self, name: str) -> None:
+        from kissvdb.vectors.store import check_collection_name
+
+        check_collection_name(name, self.settings.max_collection_len)
+
+    async def _call_vector(self, name: str, command):
+        from kissvdb.actors.mailbox import send_or_overload
+
+        actor = self._vm().actor(name)
+        req = Request(command)
+        try:
+            await send_or_overload(actor.inbox, req, 0.5)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise NotFound("collection or id not found", field="collection") from None
+        return await req.wait()
+
+    # -- collections ---------------------------------------------------------------------
+
+    async def vector_create(self, name: str, dim: int, metric: str, index: str | None = None) -> dict:
+        from kissvdb.errors import InvalidArgument
+        from kissvdb.events import RawJson
+        import orjson
+
+        self._check_name(name)
+        if dim == 0 or dim > self.settings.max_vector_dim:
+            raise InvalidArgument("invalid dim", field="dim")
+        kind = index or self.settings.index_kind
+        if kind == "DISKANN":
+            kind = "IVF_FLAT_Q8"  # TODO(issue DiskANN): a Vamana index; until then IVF_FLAT_Q8 serves
+        rec = await self._vm().create(name, dim, metric, kind)
+        manifest = {"collection": name, "dim": dim, "metric": metric, "created_at_ms": rec.ts_ms,
+                    "updated_at_ms": rec.ts_ms}
+        await self.kv_put(f"vector:{name}:manifest", RawJson(orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS)))
+        return {"collection": name, "dim": dim, "metric": metric, "index": kind}
+
+    async def vector_drop(self, name: str) -> bool:
+        self._check_name(name)
+        await self._vm().drop(name)
+        await self.kv_delete(f"vector:{name}:manifest")
+        return True
+
+    async def _kv_manifest(self, name: str):
+        import orjson
+
+        try:
+            item = await self.kv_get(f"vector:{name}:manifest")
+        except NotFound:
+            return None
+        try:
+            return orjson.loads(item.value)
+        except orjson.JSONDecodeError:
+            return None
+
+    async def vector_list(self) -> list[dict]:
+        vm = self._vm()
+        out = {}
+        for name, c in sorted(vm.store.collections.items()):
+            info = c.info()
+            out[name] = {"collection": name, "dim": c.dim, "metric": c.metric, "live_count": info["live_count"],
+                         "total_records": info["total_records"], "upsert_count": info["upsert_count"],
+                         "file_len": info["file_len"], "applied_offset": info["applied_offset"],
+                         "created_at_ms": c.created["created_at_ms"], "updated_at_ms": c.created["created_at_ms"],
+                         "segments": info["segments"], "deleted_count": info["deleted_count"],
+                         "index": c.kind}
+        # A manifest key without a collection (written by hand) still yields an entry.
+        for item in await self.kv_list("vector:", 1000):
+            key = item.key
+            if not key.endswith(":manifest"):
+                continue
+            name = key[len("vector:"):-len(":manifest")]
+            if name in out:
+                continue
+            import orjson
+
+            try:
+                m = orjson.loads(item.value)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(m, dict):
+                continue
+            out[name] = {"collection": name, "dim": m.get("dim", 0), "metric": m.get("metric", "cosine"),
+                         "live_count": 0, "total_records": 0, "upsert_count": 0, "file_len": 0, "applied_offset": 0,
+                         "created_at_ms": m.get("created_at_ms"), "updated_at_ms": m.get("updated_at_ms"),
+                         "segments": None, "deleted_count": None}
+        return [out[k] for k in sorted(out)]
+
+    async def vector_info(self, name: str) -> dict:
+        self._check_name(name)
+        vm = self._vm()
+        c = vm.store.collections.get(name)
+        manifest = await self._kv_manifest(name)
+        if c is None:
+            if manifest is None or not isinstance(manifest, dict):
+                raise NotFound("collection not found", field="collection")
+            return {"collection": name, "dim": manifest.get("dim"), "metric": manifest.get("metric"), "count": 0,
+                    "created_at_ms": manifest.get("created_at_ms"), "updated_at_ms": manifest.get("updated_at_ms"),
+                    "manifest": manifest, "notes": "using manifest fallback", "segments": None, "deleted": None}
+        info = c.info()
+        return {"collection": name, "dim": c.dim, "metric": c.metric, "count": info["live_count"],
+                "created_at_ms": c.created["created_at_ms"], "updated_at_ms": c.created["created_at_ms"],
+                "manifest": manifest, "notes": None, "segments": info["segments"], "deleted": info["deleted_count"],
+                "index": c.kind, "total_records": info["total_records"], "file_len": info["file_len"],
+                "applied_offset": info["applied_offset"], "runs": info["runs"],
+                "ivf_trained": info["ivf_trained"], "ivf_lists": info["ivf_lists"]}
+
+    # -- mutations ---------------------------------------------------------------------------
+
+    async def vector_put(self, name: str, item, *, add: bool) -> bool:
+        from kissvdb.vectors.state import AddVector, UpsertVector, check_item_shape
+
+        self._check_name(name)
+        check_item_shape(item, self.vector_limits())
+        return await self._call_vector(name, AddVector(item) if add else UpsertVector(item))
+
+    async def vector_update(self, name: str, vid: str, vector, meta) -> bool:
+        from kissvdb.vectors.state import KEEP, UpdateVector, check_id, check_vector_shape
+        from kissvdb.errors import PayloadTooLarge
+
+        self._check_name(name)
+        limits = self.vector_limits()
+        check_id(vid, limits)
+        if vector is not KEEP:
+            check_vector_shape(vector, limits)
+        if meta is not KEEP and meta is not None and len(meta) > limits.max_json_bytes:
+            raise PayloadTooLarge("meta too large", field="meta")
+        return await self._call_vector(name, UpdateVector(vid, vector, meta))
+
+    async def vector_delete(self, name: str, vid: str) -> bool:
+        from kissvdb.vectors.state import DeleteVector, check_id
+
+        self._check_name(name)
+        check_id(vid, self.vector_limits())
+        return await self._call_vector(name, DeleteVector(vid))
+
+    async def vector_upsert_batch(self, name: str, items: list) -> list[dict]:
+        from kissvdb.errors import InvalidArgument, KissError
+        from kissvdb.vectors.state import ItemError, UpsertBatch, check_item_shape
+
+        self._check_name(name)
+        limits = self.vector_limits()
+        if not items:
+            raise InvalidArgument("items required", field="items")
+        if len(items) > limits.max_vector_batch:
+            raise InvalidArgument("too many items", field="items")
+        checked = []
+        for it in items:
+            if isinstance(it, ItemError):
+                checked.append(it)
+                continue
+            try:
+                check_item_shape(it, limits)
+                checked.append(it)
+            except KissError as exc:
+                checked.append(ItemError(it.id, exc))
+        return await self._call_vector(name, UpsertBatch(tuple(checked)))
+
+    async def vector_delete_batch(self, name: str, ids: list) -> list[dict]:
+        from kissvdb.errors import InvalidArgument, KissError
+        from kissvdb.vectors.state import DeleteBatch, ItemError, check_id
+
+        self._check_name(name)
+        limits = self.vector_limits()
+        if not ids:
+            raise InvalidArgument("ids required", field="ids")
+        if len(ids) > limits.max_vector_batch:
+            raise InvalidArgument("too many ids", field="ids")
+        checked = []
+        for vid in ids:
+            try:
+                check_id(vid, limits)
+                checked.append(vid)
+            except KissError as exc:
+                checked.append(ItemError(vid, exc))
+        return await self._call_vector(name, DeleteBatch(tuple(checked)))
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def vector_get(self, name: str, vid: str):
+        from kissvdb.vectors.state import check_id
+
+        self._check_name(name)
+        check_id(vid, self.vector_limits())
+        actor = self._vm().actor(name)
+        got = actor.get(vid)
+        if got is None:
+            raise NotFound("vector id not found", field="id")
+        return got
+
+    async def vector_search(self, name: str, vector, k: int, *, filters=None, filters_size: int = 0,
+                            include_meta: bool = False, group_by: str | None = None, group_limit: int = 1,
+                            nprobe: int | None = None, ef: int | None = None):
+        from kissvdb.errors import InvalidArgument, PayloadTooLarge
+        from kissvdb.vectors.filters import compile_filter
+        from kissvdb.vectors.state import DimMismatch, check_vector_shape
+
+        self._check_name(name)
+        limits = self.vector_limits()
+        check_vector_shape(vector, limits)
+        if k == 0 or k > limits.max_k:
+            raise InvalidArgument("invalid k", field="k")
+        if filters_size > limits.max_json_bytes:
+            raise PayloadTooLarge("filters too large", field="filters")
+        predicate = compile_filter(filters)
+        actor = self._vm().actor(name)
+        if len(vector) != actor.c.dim:
+            raise DimMismatch()
+        self.counters["vector_search_total"] = self.counters.get("vector_search_total", 0) + 1
+        return await actor.search(vector, k, predicate=predicate, include_meta=include_meta, group_by=group_by,
+                                  group_limit=group_limit, nprobe=nprobe, ef=ef)
+
+    async def vector_compact(self, name: str) -> dict:
+        self._check_name(name)
+        actor = self._vm().actor(name)
+        ran = await actor.maintain(force_compaction=True)
+        await actor.checkpoint()
+        return {"ok": True, **ran, **actor.c.info()}
+
+    def vector_metrics(self) -> list[tuple[str, str, float]]:
+        vm = self.vectors
+        if vm is None:
+            return []
+        colls = list(vm.store.collections.values())
+        infos = [c.info() for c in colls]
+        return [
+            ("kissvdb_vector_collections", "gauge", len(colls)),
+            ("kissvdb_vector_live", "gauge", sum(i["live_count"] for i in infos)),
+            ("kissvdb_vector_records", "gauge", sum(i["total_records"] for i in infos)),
+            ("kissvdb_vector_file_bytes", "gauge", sum(i["file_len"] for i in infos)),
+            ("kissvdb_vector_searches_total", "counter", self.counters.get("vector_search_total", 0)),
+            ("kissvdb_vector_maintenance_total", "counter",
+             sum(a.maintenance_runs for a in vm.actors.values())),
+            ("kissvdb_vector_restarts_total", "counter", vm.restarts),
+            ("kissvdb_vector_checkpoint_offset", "gauge", vm.store.checkpointed_floor()),
+        ]

@@ -148,7 +148,7 @@ def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
 
 def create_app(engine, settings: Settings, *, key_checker: KeyChecker | None = None) -> KissApp:
     """The HTTP app over `engine`. The caller owns the engine's lifetime (open before, close after)."""
-    from .routes import events, state, system
+    from .routes import events, state, system, vectors
 
     app = KissApp("kissvdb.api", static_folder=None)
     app.configure(engine, settings, key_checker or StaticKeyChecker(settings.api_key))
@@ -159,4 +159,5 @@ def create_app(engine, settings: Settings, *, key_checker: KeyChecker | None = N
     system.register(app)
     state.register(app)
     events.register(app)
+    vectors.register(app)
     return app
