@@ -136,6 +136,11 @@ class Engine(VectorEngineMethods):
 
     # -- maintenance ---------------------------------------------------------------------
 
+    def begin_shutdown(self) -> None:
+        """First step of a graceful stop: end SSE streams now (they would hold the HTTP
+        server's graceful drain open); writes keep draining. Safe to call twice."""
+        self.broadcaster.close()
+
     async def checkpoint(self) -> None:
         """Make every materializer durable up to its applied offset, then apply WAL retention."""
         actor = self.kv_actor

@@ -89,7 +89,7 @@ class KissApp(QuartTrio):
             rule, args = adapter.match(request.path, method, return_rule=True)
             if method == "OPTIONS":
                 allowed = adapter.allowed_methods(request.path)
-                return TrioResponse(b"", 204, {"Allow": ", ".join(sorted(allowed))})
+                return _no_content({"Allow": ", ".join(sorted(allowed))})
             return await self.view_functions[rule.endpoint](request, **args)
         except BaseExceptionGroup as group:
             # A nursery inside a handler: answer for its one real failure, if there is one.
@@ -133,7 +133,13 @@ class KissApp(QuartTrio):
         if requested:
             # Echoed rather than "*": a wildcard does not cover Authorization.
             headers["Access-Control-Allow-Headers"] = requested
-        return TrioResponse(b"", 204, headers)
+        return _no_content(headers)
+
+
+def _no_content(headers: dict) -> TrioResponse:
+    response = TrioResponse(b"", 204, headers)
+    del response.headers["Content-Type"]  # werkzeug adds text/html by default; there is no body
+    return response
 
 
 def _leaves(group: BaseExceptionGroup) -> list[BaseException]:

@@ -229,6 +229,7 @@ async def test_preflight_is_answered_before_auth(api):
     assert reply.headers["Access-Control-Allow-Origin"] == "*"
     assert "PUT" in reply.headers["Access-Control-Allow-Methods"]
     assert reply.headers["Access-Control-Allow-Headers"] == "authorization, content-type"
+    assert reply.content == b""
     assert_error(await api.get("/v1/state/k"), 404)
 
 

@@ -87,7 +87,7 @@ def test_open_routes_in_the_spec_are_exactly_the_public_paths():
 
 
 def test_spec_is_valid_yaml_with_resolvable_refs():
-    yaml = pytest.importorskip("yaml")
+    import yaml
     text = SPEC.read_text()
     spec = yaml.safe_load(text)
     assert spec["openapi"].startswith("3.1")
