@@ -36,7 +36,7 @@ from kissvdb.errors import Corruption
 from kissvdb.vectors import manifest as manifest_mod
 from kissvdb.vectors import runs as runs_mod
 from kissvdb.vectors.distance import F32, norms_of, q8_encode, unit_rows
-from kissvdb.vectors.files import fsync_dir
+from kissvdb.fsutil import fsync_dir
 from kissvdb.vectors.hnsw import HnswIndex, HnswParams, Segment, build_segment, load_index, save_segment
 from kissvdb.vectors.ivf_q8 import ListIndex, assign, kmeans, lists_for
 from kissvdb.vectors.table import Table
@@ -878,7 +878,7 @@ def _unlink(path: str) -> None:
 def _save_npy(path: str, arr: np.ndarray, *, fsync: bool) -> None:
     import io
 
-    from kissvdb.vectors.files import atomic_write
+    from kissvdb.fsutil import atomic_write
 
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=False)

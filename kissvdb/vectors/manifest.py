@@ -12,7 +12,7 @@ import json
 import os
 
 from kissvdb.errors import Corruption
-from kissvdb.vectors.files import atomic_write
+from kissvdb.fsutil import atomic_write
 
 MANIFEST = "manifest.json"
 VERSION = 1

@@ -21,7 +21,7 @@ import shutil
 from kissvdb.errors import InvalidArgument
 from kissvdb.events import decode_payload
 from kissvdb.vectors.collection import Collection, VectorParams
-from kissvdb.vectors.files import atomic_write, fsync_dir
+from kissvdb.fsutil import atomic_write, fsync_dir
 from kissvdb.vectors.state import VECTOR_COLLECTION_CREATED, VECTOR_COLLECTION_DELETED, VECTOR_EVENTS, to_op
 
 log = logging.getLogger("kissvdb.vectors")

@@ -16,7 +16,7 @@ import io
 import numpy as np
 
 from kissvdb.errors import Corruption
-from kissvdb.vectors.files import atomic_write
+from kissvdb.fsutil import atomic_write
 
 COLUMNS = {"vno": np.int64, "off": np.int64, "norm": np.float32, "scale": np.float32,
            "lst": np.int32, "live": np.uint8}
