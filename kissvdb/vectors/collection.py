@@ -745,40 +745,56 @@ class Collection:
         dead = total - self.live_count
         return dead > 0 and dead / total >= self.p.compaction_trigger_tombstone_ratio
 
-    def prepare_compaction(self, *, force: bool = False):
+    def prepare_compaction(self, *, force: bool = False, budget: int | None = None):
         """Choose the oldest runs within the byte budget; seal the active run if it is among them."""
         with self._write_lock:
             if not force and not self.compaction_due():
                 return None
-            if self.runs[-1].records == 0 and len(self.runs) == 1:
+            if len(self.runs) == 1 and self.runs[0].records == 0:
                 return None
-            budget = self.p.compaction_max_bytes_per_pass
+            budget = self.p.compaction_max_bytes_per_pass if budget is None else budget
+            live = self.table.col("live")
+
+            def dead_in(r) -> int:
+                return r.records - int(live[r.start:r.start + r.rows].sum())
+
+            # Leading runs with nothing dead are skipped: every record in them is live, so no
+            # later tombstone refers to them and the window's tombstones can be dropped.
+            first = 0
+            if any(dead_in(r) for r in self.runs):
+                while first < len(self.runs) - 1 and dead_in(self.runs[first]) == 0:
+                    first += 1
             chosen = []
             used = 0
-            for r in self.runs:
+            for r in self.runs[first:]:
+                if r is self.runs[-1] and r.records == 0:
+                    break  # the empty active run: nothing to rewrite
                 if chosen and used + r.bytes > budget:
                     break
                 chosen.append(r)
                 used += r.bytes
-            live = self.table.col("live")
-            dead = sum(r.records - int(live[r.start:r.start + r.rows].sum()) for r in chosen)
-            if dead == 0 and len(chosen) == 1 and len(self.runs) <= self.p.run_retention:
+            if not chosen:
+                return None
+            dead = sum(dead_in(r) for r in chosen)
+            if dead == 0 and len(chosen) == 1 and chosen[0].records and len(self.runs) <= self.p.run_retention:
                 return None  # one run with nothing dead: rewriting it would gain nothing
             if chosen[-1] is self.runs[-1]:
                 self._rotate()
                 self._publish()
             self.data_dirty = True
+            begin = chosen[0].start
             end = chosen[-1].start + chosen[-1].rows
             rid = self.next_run_id
             self.next_run_id += 1
             self.dirty = True
-            return {"view": self.view, "runs": tuple(chosen), "end": end, "run_id": rid, "gen": self.gen}
+            return {"view": self.view, "runs": tuple(chosen), "first": first, "begin": begin, "end": end,
+                    "run_id": rid, "gen": self.gen}
 
     def run_compaction(self, prep) -> dict:
         """Write the live rows of the chosen runs into a new run (no lock; reads immutable rows)."""
         v = prep["view"]
-        end = prep["end"]
-        rows = np.flatnonzero(v.cols["live"][:end]).astype(np.int64)
+        begin, end = prep["begin"], prep["end"]
+        rows = (np.flatnonzero(v.cols["live"][begin:end]) + begin).astype(np.int64)
         rundir = os.path.join(self.dir, "runs")
         rid = prep["run_id"]
         paths = {ext: os.path.join(rundir, runs_mod.run_name(rid, ext)) for ext in ("log", "f32", "q8")}
@@ -813,12 +829,13 @@ class Collection:
             if prep["gen"] != self.gen:
                 raise RuntimeError("concurrent compactions")
             old_runs = prep["runs"]
-            assert self.runs[: len(old_runs)] == list(old_runs)
-            end = prep["end"]
+            first = prep["first"]
+            assert self.runs[first:first + len(old_runs)] == list(old_runs)
+            begin, end = prep["begin"], prep["end"]
             rows = result["rows"]
             t = self.table
             n = t.n
-            keep = np.concatenate([rows, np.arange(end, n, dtype=np.int64)])
+            keep = np.concatenate([np.arange(0, begin, dtype=np.int64), rows, np.arange(end, n, dtype=np.int64)])
             cols = {name: t.cols[name][keep] for name in t.cols}
             ids = [t.ids[r] for r in keep.tolist()]
             metas = [t.metas[r] for r in keep.tolist()]
@@ -829,12 +846,11 @@ class Collection:
             new_run = Run(prep["run_id"], result["log"], result["f32"], result["q8"], len(rows), 0, 0)
             new_run.log.close()
             new_run.log.writable = False
-            rest = self.runs[len(old_runs):]
-            start = len(rows)
-            for r in rest:
+            self.runs = self.runs[:first] + [new_run] + self.runs[first + len(old_runs):]
+            start = 0
+            for r in self.runs:
                 r.start = start
                 start += r.rows
-            self.runs = [new_run] + rest
             self.table = new_table
             self.slot = slot
             self.parsed = parsed
@@ -856,6 +872,28 @@ class Collection:
                     _unlink(os.path.join(rundir, runs_mod.run_name(r.id, ext)))
             if self.p.fsync:
                 fsync_dir(rundir)
+
+    def vacuum(self, progress=None, max_passes: int = 10_000) -> int:
+        """Rewrite every run until no dead record is left (offline `kissvdb vacuum`); return passes."""
+        total = max(1, sum(r.bytes for r in self.runs))
+        done = 0
+        passes = 0
+        while passes < max_passes:
+            prep = self.prepare_compaction(force=True, budget=1 << 62)  # offline: no pass limit
+            if prep is None:
+                break
+            done += sum(r.bytes for r in prep["runs"])
+            self.install_compaction(prep, self.run_compaction(prep))
+            passes += 1
+            if progress is not None:
+                progress(min(done, total), total)
+            info = self.info()
+            if info["deleted_count"] == 0 and len([r for r in self.runs if r.records]) <= 1:
+                break
+        self.checkpoint(force=True)
+        if progress is not None:
+            progress(total, total)
+        return passes
 
     def compact(self, *, force: bool = False) -> bool:
         """One compaction pass, synchronously (tests, vacuum). True if it rewrote anything."""

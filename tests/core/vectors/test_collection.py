@@ -186,3 +186,16 @@ def test_hnsw_segments_seal_merge_and_survive_restart(tmp_path):
     assert c.hnsw.sealed[0].count == 1600 and c.hnsw.mutable.count == 400
     assert "v7" not in [h.id for h in c.search(ops[7].vector, 5)]
     assert c.search(ops[8].vector, 1)[0].id == "v8"
+
+
+def test_vacuum_leaves_one_run_without_dead_records(tmp_path):
+    params = small_params(run_target_bytes=4 << 10, compaction_max_bytes_per_pass=8 << 10)
+    c = Collection.create(str(tmp_path / "v"), "v", DIM, "cosine", "FLAT", params)
+    ops = random_ops(random.Random(8), 800, DIM, 100)
+    apply_all(c, ops)
+    seen = []
+    passes = c.vacuum(progress=lambda done, total: seen.append((done, total)))
+    assert passes >= 1 and seen[-1][0] == seen[-1][1]
+    info = c.info()
+    assert info["deleted_count"] == 0 and len([r for r in c.runs if r.records]) == 1
+    assert info["live_count"] == len(model_of(ops).items)
