@@ -26,6 +26,7 @@ import trio
 
 from kissvdb.errors import AlreadyExists, KissError, NotFound, PersistenceError, Unavailable
 from kissvdb.events import EventRecord
+from kissvdb.vectors.hnsw import WouldBlock
 from kissvdb.vectors.state import (
     DeleteBatch, UpsertBatch, VectorState, to_op, VECTOR_COLLECTION_CREATED, VECTOR_COLLECTION_DELETED,
 )
@@ -228,7 +229,17 @@ class VectorActor:
     # -- reads -------------------------------------------------------------------------------
 
     async def search(self, vector, k: int, **kw):
-        return await trio.to_thread.run_sync(lambda: self.c.search(vector, k, **kw), limiter=self.search_limiter)
+        """A small search (HNSW graph walk, tiny scan) runs right here: a thread hop would cost
+        more than the search, and on a busy machine the wake-up of a worker thread alone takes
+        milliseconds. Anything larger, or one that meets a writer on the mutable HNSW segment,
+        runs in a worker thread."""
+        c = self.c
+        if c.cheap_search(kw.get("predicate"), kw.get("group_by")):
+            try:
+                return c.search(vector, k, blocking=False, **kw)
+            except WouldBlock:
+                pass
+        return await trio.to_thread.run_sync(lambda: c.search(vector, k, **kw), limiter=self.search_limiter)
 
     def get(self, vid: str):
         return self.c.get(vid)
@@ -248,7 +259,7 @@ class VectorActor:
             self._maintenance_wanted = trio.Event()
             await self.maintain()
 
-    async def maintain(self, *, force_compaction: bool = False) -> dict:
+    async def maintain(self, *, force_compaction: bool = False, optimize: bool = False) -> dict:
         """Run whatever is due: IVF (re)training, HNSW merges, run compaction. Returns what ran."""
         c = self.c
         ran = {"trained": False, "merged": False, "compacted": 0}
@@ -258,7 +269,9 @@ class VectorActor:
                 result = await trio.to_thread.run_sync(c.train, prep)
                 ran["trained"] = await trio.to_thread.run_sync(
                     c.install_training, result, self.clock(), limiter=self.apply_limiter)
-            segs = c.merge_due()
+            if optimize and c.hnsw is not None:
+                await trio.to_thread.run_sync(c.seal_mutable, limiter=self.apply_limiter)
+            segs = c.merge_due(all_segments=optimize)
             if segs:
                 merged = await trio.to_thread.run_sync(c.merge_segments, segs)
                 await trio.to_thread.run_sync(c.install_merge, segs, merged, limiter=self.apply_limiter)
@@ -644,7 +657,7 @@ class VectorEngineMethods:
     async def vector_compact(self, name: str) -> dict:
         self._check_name(name)
         actor = self._vm().actor(name)
-        ran = await actor.maintain(force_compaction=True)
+        ran = await actor.maintain(force_compaction=True, optimize=True)
         await actor.checkpoint()
         return {"ok": True, **ran, **actor.c.info()}
 

@@ -495,12 +495,26 @@ class Collection:
             v.parsed[row] = p
         return p
 
+    def cheap_search(self, predicate, group_by) -> bool:
+        """Whether a search is small enough for the caller's own thread (no scan of many rows).
+
+        True for unfiltered, ungrouped searches answered by the HNSW graph or a small exact scan;
+        such a search may still raise hnsw.WouldBlock, then it belongs in a worker thread.
+        """
+        if predicate is not None or group_by is not None:
+            return False
+        v = self.view
+        if v.n <= self.p.exact_max_rows:
+            return True
+        return self.kind == "HNSW"
+
     def search(self, vector, k: int, *, predicate=None, group_by: str | None = None, group_limit: int = 1,
-               include_meta: bool = False, nprobe: int | None = None, ef: int | None = None) -> list[Hit]:
+               include_meta: bool = False, nprobe: int | None = None, ef: int | None = None,
+               blocking: bool = True) -> list[Hit]:
         """Best hits (score desc, id asc); see search.py for the plan and its guarantee."""
         from kissvdb.vectors.search import Searcher
 
-        v, pairs = Searcher(self).search(vector, k, predicate=predicate, group_by=group_by,
+        v, pairs = Searcher(self, blocking=blocking).search(vector, k, predicate=predicate, group_by=group_by,
                                          group_limit=group_limit, nprobe=nprobe, ef=ef)
         ids = v.table.ids
         metas = v.table.metas
@@ -710,6 +724,13 @@ class Collection:
         """Merge every sealed HNSW segment into one (the mutable one is sealed first)."""
         if self.hnsw is None:
             return
+        self.seal_mutable()
+        segs = self.merge_due(all_segments=True)
+        if segs:
+            self.install_merge(segs, self.merge_segments(segs))
+
+    def seal_mutable(self) -> None:
+        """Seal the mutable HNSW segment now (saved once), so a merge can take it."""
         with self._write_lock:
             mut = self.hnsw.mutable
             if mut.count:
@@ -721,9 +742,6 @@ class Collection:
                 self.hnsw.mutable_dirty = True
                 self._save_sealed(sealed)
                 self._publish()
-        segs = self.merge_due(all_segments=True)
-        if segs:
-            self.install_merge(segs, self.merge_segments(segs))
 
     @staticmethod
     def _rows_of_labels(v: View, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -37,6 +37,10 @@ class HnswParams:
     threads: int = max(1, os.cpu_count() or 1)
 
 
+class WouldBlock(Exception):
+    """A non-blocking search met a writer on the mutable segment: retry in a worker thread."""
+
+
 class RWLock:
     """Many readers or one writer; a waiting writer holds new readers back."""
 
@@ -51,6 +55,14 @@ class RWLock:
             while self._writer or self._waiting_writers:
                 self._cond.wait()
             self._readers += 1
+
+    def try_acquire_read(self) -> bool:
+        """Take the shared side only if no writer holds or waits for it (never blocks)."""
+        with self._cond:
+            if self._writer or self._waiting_writers:
+                return False
+            self._readers += 1
+            return True
 
     def release_read(self) -> None:
         with self._cond:
@@ -175,19 +187,27 @@ class HnswIndex:
         keep = tuple(s for s in self.sealed if all(s is not o for o in old))
         self.sealed = (merged,) + keep
 
-    def search(self, q_unit: np.ndarray, k: int, accept) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per segment: (labels, scores) of up to `k` accepted hits, best first."""
+    def search(self, q_unit: np.ndarray, k: int, accept, *, blocking: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per segment: (labels, scores) of up to `k` accepted hits, best first.
+
+        `blocking=False` (a search on the event loop thread) raises WouldBlock instead of waiting
+        while the mutable segment is being written.
+        """
         q = q_unit.reshape(1, -1)
-        out = []
-        for seg in self.sealed:
-            out.append(self._search_segment(seg, q, k, accept))
         mut = self.mutable
         if mut.count:
-            mut.lock.acquire_read()
+            if blocking:
+                mut.lock.acquire_read()
+            elif not mut.lock.try_acquire_read():
+                raise WouldBlock()
             try:
-                out.append(self._search_segment(mut, q, k, accept))
+                out = [self._search_segment(mut, q, k, accept)]
             finally:
                 mut.lock.release_read()
+        else:
+            out = []
+        for seg in self.sealed:
+            out.append(self._search_segment(seg, q, k, accept))
         return out
 
     def _search_segment(self, seg: Segment, q: np.ndarray, k: int, accept):

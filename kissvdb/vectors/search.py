@@ -30,10 +30,11 @@ NEG = np.float32(-np.inf)
 class Searcher:
     """Stateless planner over a collection; every call reads one `View`."""
 
-    def __init__(self, coll):
-        self.c = coll
-
     # -- entry point -------------------------------------------------------------------------
+
+    def __init__(self, coll, *, blocking: bool = True):
+        self.c = coll
+        self.blocking = blocking
 
     def search(self, vector, k: int, *, predicate=None, group_by: str | None = None, group_limit: int = 1,
                nprobe: int | None = None, ef: int | None = None):
@@ -72,7 +73,7 @@ class Searcher:
     # -- filter ------------------------------------------------------------------------------
 
     def _mask(self, v, predicate):
-        live = v.cols["live"][: v.n].astype(bool)
+        live = v.cols["live"][: v.n].view(bool)
         if predicate is None:
             return live, int(v.live_count)
         rows = np.flatnonzero(live)
@@ -147,7 +148,7 @@ class Searcher:
             return ok
 
         fetch = max(k, ef or 0)
-        parts = c.hnsw.search(q, fetch, accept)
+        parts = c.hnsw.search(q, fetch, accept, blocking=self.blocking)
         labels = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
         if len(labels) == 0:
             return []
