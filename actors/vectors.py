@@ -313,11 +313,12 @@ class VectorManager:
         self.closing = False
         self.restarts = 0
         self._stopped: dict[str, trio.Event] = {}
+        self._dropping: set[str] = set()
 
     def actor(self, name: str) -> VectorActor:
         a = self.actors.get(name)
         if a is None or a.closed:
-            if name in self.store.collections:
+            if name in self.store.collections and name not in self._dropping:
                 raise Unavailable("vector collection unavailable, retry")
             raise NotFound("collection or id not found", field="collection")
         return a
@@ -395,11 +396,15 @@ class VectorManager:
                 await write.done.wait()
                 if write.error is not None:
                     raise write.error
-                actor.closed = True
-                await actor.inbox.aclose()  # the actor finishes what it accepted, then stops
-                await self._stopped[name].wait()
-                self.actors.pop(name, None)
-                await trio.to_thread.run_sync(self.store.drop, name, write.records[0].offset)
+                self._dropping.add(name)
+                try:
+                    actor.closed = True
+                    await actor.inbox.aclose()  # the actor finishes what it accepted, then stops
+                    await self._stopped[name].wait()
+                    self.actors.pop(name, None)
+                    await trio.to_thread.run_sync(self.store.drop, name, write.records[0].offset)
+                finally:
+                    self._dropping.discard(name)
             return True
 
     async def checkpoint(self) -> int:
