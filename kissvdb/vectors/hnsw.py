@@ -187,11 +187,13 @@ class HnswIndex:
         keep = tuple(s for s in self.sealed if all(s is not o for o in old))
         self.sealed = (merged,) + keep
 
-    def search(self, q_unit: np.ndarray, k: int, accept, *, blocking: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+    def search(self, q_unit: np.ndarray, k: int, accept, *, blocking: bool = True, ef: int | None = None,
+               margin: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per segment: (labels, scores) of up to `k` accepted hits, best first.
 
         `blocking=False` (a search on the event loop thread) raises WouldBlock instead of waiting
-        while the mutable segment is being written.
+        while the mutable segment is being written. `ef` (None = the index's) is the search
+        breadth; `margin` extra candidates are fetched when the collection holds dead vectors.
         """
         q = q_unit.reshape(1, -1)
         mut = self.mutable
@@ -201,20 +203,22 @@ class HnswIndex:
             elif not mut.lock.try_acquire_read():
                 raise WouldBlock()
             try:
-                out = [self._search_segment(mut, q, k, accept)]
+                out = [self._search_segment(mut, q, k, accept, ef, margin)]
             finally:
                 mut.lock.release_read()
         else:
             out = []
         for seg in self.sealed:
-            out.append(self._search_segment(seg, q, k, accept))
+            out.append(self._search_segment(seg, q, k, accept, ef, margin))
         return out
 
-    def _search_segment(self, seg: Segment, q: np.ndarray, k: int, accept):
+    def _search_segment(self, seg: Segment, q: np.ndarray, k: int, accept, ef: int | None, margin: int):
         count = seg.count
         if count == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        fetch = min(count, 2 * k + 16)
+        # hnswlib searches with breadth max(index ef, k): asking for `ef` results when a query
+        # wants another breadth than the index's keeps the graph work equal to `ef`.
+        fetch = min(count, max(k + margin, ef if ef is not None and ef != self.p.ef_search else 0))
         while True:
             try:
                 labels, dists = seg.index.knn_query(q, k=fetch, num_threads=1)

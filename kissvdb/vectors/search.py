@@ -147,13 +147,19 @@ class Searcher:
             ok &= mask[rows_c]
             return ok
 
-        fetch = max(k, ef or 0)
-        parts = c.hnsw.search(q, fetch, accept, blocking=self.blocking)
-        labels = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+        dead = v.n - v.live_count
+        filtered = not bool(mask.all()) if dead == 0 else True
+        margin = 0 if not filtered else k + 16
+        parts = c.hnsw.search(q, k, accept, blocking=self.blocking, ef=ef, margin=margin)
+        if not parts:
+            return []
+        labels = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
         if len(labels) == 0:
             return []
+        scores = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
         rows = np.searchsorted(vno, labels)
-        return self._rescore(v, rows, q, k)
+        # HNSW reports 1 - distance on the unit vectors it holds: the same float32 cosine.
+        return top_rows(np.minimum(scores, np.float32(1)), rows, k, self._id_of(v))
 
     def _ivf(self, v, q, k: int, mask, want: int, nprobe):
         c = self.c
