@@ -560,7 +560,7 @@ class VectorEngineMethods:
         from kissvdb.vectors.state import AddVector, UpsertVector, check_item_shape
 
         self._check_name(name)
-        check_item_shape(item, self.vector_limits())
+        check_item_shape(item, self.vector_limits())  # the contract's order: before the collection
         return await self._call_vector(name, AddVector(item) if add else UpsertVector(item))
 
     async def vector_update(self, name: str, vid: str, vector, meta) -> bool:

@@ -154,11 +154,11 @@ class VectorState:
         raise TypeError(f"not a single vector command: {command!r}")
 
     def decide_item(self, item, add: bool = False):
-        """One batch item: a Decision, or the KissError to report inline."""
+        """One batch item (shape already checked by the engine): a Decision, or the KissError."""
         if isinstance(item, ItemError):
             return item.error
         try:
-            return self._decide_put(item, add=add)
+            return self._decide_put(item, add=add, checked=True)
         except KissError as exc:
             return exc
 
@@ -170,13 +170,14 @@ class VectorState:
         except KissError as exc:
             return exc
 
-    def _decide_put(self, item: Item, *, add: bool) -> Decision:
-        check_item_shape(item, self.limits)
+    def _decide_put(self, item: Item, *, add: bool, checked: bool = False) -> Decision:
+        if not checked:
+            check_item_shape(item, self.limits)
         self._check_dim(item.vector)
         if add and self._current(item.id) is not None:
             raise AlreadyExists("id already exists", field="id")
         vec = np.asarray(item.vector, dtype=np.float32)
-        data = {"collection": self.name, "id": item.id, "vector": Float32Array(vec.astype("<f4").tobytes()),
+        data = {"collection": self.name, "id": item.id, "vector": Float32Array(vec.astype("<f4", copy=False).tobytes()),
                 "meta": item.meta}
         return Decision(item.id, VECTOR_ADDED if add else VECTOR_UPSERTED, data,
                         (stored_form(vec, self.metric), item.meta))
