@@ -284,6 +284,8 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
             with trio.CancelScope(shield=True):
                 if engine.store is not None:
                     await store_thread.run(engine.store.close)
+                if engine.vectors is not None:
+                    await trio.to_thread.run_sync(engine.vectors.store.close)
                 await trio.to_thread.run_sync(wal_log.close)
     finally:
         with trio.CancelScope(shield=True):

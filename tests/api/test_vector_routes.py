@@ -207,3 +207,25 @@ async def test_index_field_and_restart(make_api):
             g = (await api.get(f"/v1/vector/{name}/get?id=a")).json()
             assert g["meta"] == {"k": kind}
             assert (await api.get(f"/v1/vector/{name}")).json()["index"] == kind
+
+
+async def test_vector_events_on_the_stream_with_the_collection_filter(api):
+    from tests.api.test_stream_routes import open_stream, read_frames
+
+    await create(api)
+    await create(api, "other")
+    await api.post(f"{C}/add", json={"id": "a", "vector": [0.1, 0.2, 0.3], "meta": {"b": 1, "a": 2}})
+    await api.post(f"{C}/upsert", json={"id": "b", "vector": [1, 2, 3]})
+    await api.post("/v1/vector/other/upsert", json={"id": "x", "vector": [1, 2, 3]})
+    await api.post(f"{C}/update", json={"id": "a", "meta": {"c": 3}})
+    await api.post(f"{C}/delete", json={"id": "b"})
+    async with open_stream(api, "/v1/stream?since=0&collection=docs") as conn:
+        frames = await read_frames(conn, 5)
+    types = [f["event"] for f in frames]
+    assert types == ["vector_collection_created", "vector_added", "vector_upserted", "vector_updated",
+                     "vector_deleted"]
+    assert frames[0]["data"]["data"] == {"collection": "docs", "dim": 3, "metric": "cosine", "index": "IVF_FLAT_Q8"}
+    assert frames[1]["data"]["data"] == {"collection": "docs", "id": "a", "vector": [0.1, 0.2, 0.3],
+                                         "meta": {"a": 2, "b": 1}}
+    assert frames[3]["data"]["data"]["meta"] == {"c": 3} and frames[3]["data"]["data"]["vector"] == [0.1, 0.2, 0.3]
+    assert frames[4]["data"]["data"] == {"collection": "docs", "id": "b"}
