@@ -140,6 +140,7 @@ class Engine(VectorEngineMethods):
         """First step of a graceful stop: end SSE streams now (they would hold the HTTP
         server's graceful drain open); writes keep draining. Safe to call twice."""
         self.broadcaster.close()
+        self.shutdown_requested.set()
 
     async def checkpoint(self) -> None:
         """Make every materializer durable up to its applied offset, then apply WAL retention."""

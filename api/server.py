@@ -143,6 +143,8 @@ async def serve(
                     app = create_app(engine, settings)
                     await _serve_http(app, config, engine, stop, task_status)
                 log.info("HTTP stopped; draining writes and closing files")
+            if engine.fatal_error is not None:
+                raise RuntimeError(f"stopped after a WAL fsync failure: {engine.fatal_error}")
         if stop.boot_scope.cancelled_caught:
             log.info("stopped during start-up")
         else:
@@ -153,6 +155,7 @@ async def serve(
 async def _serve_http(app, config: Config, engine, stop: _Stop, task_status) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_end_streams, engine, stop)
+        nursery.start_soon(_stop_when_engine_asks, engine, stop)
         try:
             binds = await nursery.start(
                 partial(hypercorn.trio.serve, app, config, shutdown_trigger=stop.requested.wait)
@@ -185,6 +188,15 @@ async def _end_streams(engine, stop: _Stop) -> None:
     result = begin_shutdown()
     if inspect.isawaitable(result):
         await result
+
+
+async def _stop_when_engine_asks(engine, stop: _Stop) -> None:
+    """A WAL fsync failure is fail-stop: the engine asks, and the server stops gracefully
+    (answers already decided still go out) and then exits non-zero."""
+    await engine.shutdown_requested.wait()
+    if engine.fatal_error is not None:
+        log.critical("stopping: %s", engine.fatal_error)
+    stop.request()
 
 
 async def _stop_after(trigger: Callable[[], Awaitable[object]], stop: _Stop) -> None:

@@ -68,7 +68,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WAL_SEGMENT_MAX_BYTES", "wal_segment_max_bytes", 67108864, _int(1 << 20), "WAL segment roll size"),
     Setting("WAL_RETENTION_SEGMENTS", "wal_retention_segments", 8, _int(1), "checkpointed segments kept for replay"),
     Setting("WAL_RETENTION_MIN_BYTES", "wal_retention_min_bytes", 0, _int(0), "replay window always kept, in bytes"),
-    Setting("WAL_RETENTION_MIN_SECS", "wal_retention_min_secs", 0, _int(0), "replay window always kept, in seconds"),
+    Setting("WAL_RETENTION_MIN_SECS", "wal_retention_min_secs", 600, _int(0), "replay window always kept, in seconds"),
     Setting("SNAPSHOT_INTERVAL_SECS", "snapshot_interval_secs", 30, _int(1), "checkpoint period"),
     Setting("EVENT_BUFFER_SIZE", "event_buffer_size", 10000, _int(16), "recent events kept in memory for SSE"),
     Setting("LIVE_BROADCAST_CAPACITY", "live_broadcast_capacity", 4096, _int(16), "events sent to one SSE client per write"),
@@ -117,7 +117,7 @@ class Settings:
     wal_segment_max_bytes: int = 67108864
     wal_retention_segments: int = 8
     wal_retention_min_bytes: int = 0
-    wal_retention_min_secs: int = 0
+    wal_retention_min_secs: int = 600
     snapshot_interval_secs: int = 30
     event_buffer_size: int = 10000
     live_broadcast_capacity: int = 4096

@@ -154,7 +154,7 @@ async def test_fsync_failure_stops_writes_outcome_unknown(tmp_path, monkeypatch)
             with pytest.raises(PersistenceError) as e:
                 await engine.kv_put("during", raw(1))
             assert e.value.outcome_unknown and "outcome unknown" in e.value.message
-            assert engine.fatal.is_set()
+            assert engine.fatal.is_set() and engine.shutdown_requested.is_set()  # the server stops
             monkeypatch.setattr(os, "fdatasync", real)
             with pytest.raises(PersistenceError):
                 await engine.kv_put("after", raw(1))  # fail-stop: no retry

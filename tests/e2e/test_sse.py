@@ -384,7 +384,7 @@ async def test_gap_when_retention_removed_requested_offsets(tmp_path):
     # EVENT_BUFFER_SIZE at its minimum: the in-memory ring of recent events may still hold
     # offsets whose segment is gone (it serves them, which is not a loss); with 16 it cannot
     # hold the ~80 events written here, so the subscriber must go to the log and find the hole.
-    env = {"WAL_SEGMENT_MAX_BYTES": str(1 << 20), "WAL_RETENTION_SEGMENTS": "1", "SNAPSHOT_INTERVAL_SECS": "1",
+    env = {"WAL_SEGMENT_MAX_BYTES": str(1 << 20), "WAL_RETENTION_SEGMENTS": "1", "WAL_RETENTION_MIN_SECS": "0", "SNAPSHOT_INTERVAL_SECS": "1",
            "EVENT_BUFFER_SIZE": "16"}
     with ServerProcess(tmp_path / "data", env=env) as server:
         async with http_client(server) as client:
