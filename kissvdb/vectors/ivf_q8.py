@@ -98,24 +98,16 @@ class ListIndex:
         self.scales = scales[self.order] if scales is not None else None
 
     def probe(self, lists: np.ndarray):
-        """(rows, codes, scales) of the CSR part of `lists`."""
-        b = self.bounds
-        spans = [(int(b[l]), int(b[l + 1])) for l in np.sort(lists).tolist()]
-        spans = [sp for sp in spans if sp[1] > sp[0]]
-        if not spans:
-            return np.zeros(0, np.int64), None, None
-        merged = [list(spans[0])]
-        for s0, s1 in spans[1:]:
-            if s0 == merged[-1][1]:
-                merged[-1][1] = s1
-            else:
-                merged.append([s0, s1])
-        if len(merged) == 1:
-            s0, s1 = merged[0]
-            return self.order[s0:s1], self.codes[s0:s1], self.scales[s0:s1]
-        return (np.concatenate([self.order[s0:s1] for s0, s1 in merged]),
-                np.concatenate([self.codes[s0:s1] for s0, s1 in merged]),
-                np.concatenate([self.scales[s0:s1] for s0, s1 in merged]))
+        """(rows, codes, scales) of the CSR part of `lists`: one gather, no Python loop."""
+        lists = np.asarray(lists, dtype=np.int64)
+        starts = self.bounds[lists]
+        lens = self.bounds[lists + 1] - starts
+        total = int(lens.sum())
+        if total == 0:
+            return np.zeros(0, np.int64), np.zeros((0, self.codes.shape[1]), np.int8), np.zeros(0, np.float32)
+        out_starts = np.cumsum(lens) - lens
+        idx = np.arange(total, dtype=np.int64) + np.repeat(starts - out_starts, lens)
+        return self.order[idx], self.codes[idx], self.scales[idx]
 
     def tail_rows(self, lists: np.ndarray, assignments: np.ndarray, n: int) -> np.ndarray:
         """Rows appended since the CSR was built (< n) that belong to `lists`."""
