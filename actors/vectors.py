@@ -408,10 +408,14 @@ class VectorManager:
             return True
 
     async def checkpoint(self) -> int:
-        """Checkpoint every collection and the registry; return the durable floor."""
+        """Checkpoint every collection and the registry; return the durable floor.
+
+        Also the compactor's schedule: every collection looks again at what is due (thresholds
+        are checked after each apply too)."""
         for name, actor in list(self.actors.items()):
             if not actor.closed:
                 await actor.checkpoint()
+                actor._maintenance_wanted.set()
         if not self.lock.locked():
             self.store.advance(self.writer.durable_offset)
         await trio.to_thread.run_sync(self.store.checkpoint_registry)

@@ -74,6 +74,8 @@ class VectorParams:
                    ivf_clusters=s.ivf_clusters, ivf_nprobe=s.ivf_nprobe,
                    ivf_training_sample=s.ivf_training_sample, ivf_min_train_vectors=s.ivf_min_train_vectors,
                    ivf_retrain_min_deltas=s.ivf_retrain_min_deltas, q8_refine_topk=s.q8_refine_topk,
+                   hnsw=HnswParams(m=s.hnsw_m, ef_construction=s.hnsw_ef_construction, ef_search=s.hnsw_ef_search,
+                                   mutable_cap=s.hnsw_segment_vectors),
                    fsync=not getattr(s, "memory", False), **extra)
 
 
