@@ -212,6 +212,36 @@ class HnswIndex:
             out.append(self._search_segment(seg, q, k, accept, ef, margin))
         return out
 
+    def search_all_live(self, q_unit: np.ndarray, k: int, *, blocking: bool = True, ef: int | None = None):
+        """Fast path when every label in every segment is live and there is no filter:
+        (labels, scores) of each segment's best k, no acceptance test."""
+        q = q_unit.reshape(1, -1)
+        out = []
+        mut = self.mutable
+        segs = self.sealed
+        breadth = ef if ef is not None and ef != self.p.ef_search else 0
+        if mut.count:
+            if blocking:
+                mut.lock.acquire_read()
+            elif not mut.lock.try_acquire_read():
+                raise WouldBlock()
+            try:
+                out.append(self._knn(mut, q, k, breadth))
+            finally:
+                mut.lock.release_read()
+        for seg in segs:
+            out.append(self._knn(seg, q, k, breadth))
+        return out
+
+    def _knn(self, seg: Segment, q: np.ndarray, k: int, breadth: int):
+        count = seg.count
+        fetch = min(count, max(k, breadth))
+        try:
+            labels, dists = seg.index.knn_query(q, k=fetch, num_threads=1)
+        except RuntimeError:
+            labels, dists = self._all(seg, q)
+        return labels[0][:k], 1.0 - dists[0][:k]
+
     def _search_segment(self, seg: Segment, q: np.ndarray, k: int, accept, ef: int | None, margin: int):
         count = seg.count
         if count == 0:

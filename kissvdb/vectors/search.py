@@ -44,6 +44,18 @@ class Searcher:
         q = unit(np.asarray(vector, dtype=F32).reshape(-1))
         if v.n == 0 or k <= 0 or v.live_count == 0:
             return v, []
+        if (predicate is None and group_by is None and c.kind == "HNSW" and v.live_count == v.n
+                and v.n > max(c.p.exact_max_rows, k)):
+            # Nothing dead, nothing filtered: every graph hit is an answer (the common case).
+            parts = c.hnsw.search_all_live(q, k, blocking=self.blocking, ef=ef)
+            labels = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+            scores = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+            vno = v.cols["vno"][: v.n]
+            labels = labels.astype(np.int64)
+            rows = np.searchsorted(vno, labels)
+            # A graph may still hold labels of rows a compaction removed: then take the general path.
+            if len(rows) and int(rows.max()) < v.n and np.array_equal(vno[rows], labels):
+                return v, top_rows(np.minimum(scores, np.float32(1)).astype(F32), rows, k, self._id_of(v))
         mask, matches = self._mask(v, predicate)
         if matches == 0:
             return v, []

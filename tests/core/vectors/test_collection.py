@@ -199,3 +199,18 @@ def test_vacuum_leaves_one_run_without_dead_records(tmp_path):
     info = c.info()
     assert info["deleted_count"] == 0 and len([r for r in c.runs if r.records]) == 1
     assert info["live_count"] == len(model_of(ops).items)
+
+
+def test_hnsw_fast_path_never_returns_labels_of_compacted_rows(tmp_path):
+    params = small_params(run_target_bytes=2 << 10, exact_max_rows=8)
+    c = Collection.create(str(tmp_path / "h"), "h", DIM, "cosine", "HNSW", params)
+    rng = np.random.default_rng(6)
+    vecs = rng.standard_normal((300, DIM)).astype(np.float32)
+    apply_all(c, [Upsert(i + 1, f"v{i}", vecs[i], None) for i in range(300)])
+    apply_all(c, [Remove(400 + i, f"v{i}") for i in range(0, 300, 2)])
+    while c.compact(force=True):
+        pass
+    assert c.info()["live_count"] == c.view.n == 150  # nothing dead left, graphs still hold old labels
+    for i in range(1, 300, 28):  # odd ids: the live ones
+        hits = c.search(vecs[i], 5)
+        assert hits[0].id == f"v{i}" and all(int(h.id[1:]) % 2 == 1 for h in hits)
