@@ -112,10 +112,9 @@ def new_index(dim: int, capacity: int, p: HnswParams) -> hnswlib.Index:
 
 def load_index(path: str, dim: int, p: HnswParams, capacity: int | None = None) -> hnswlib.Index:
     idx = hnswlib.Index(space=SPACE, dim=dim)
-    if capacity is None:
-        idx.load_index(path)
-    else:
-        idx.load_index(path, max_elements=capacity)
+    idx.load_index(path)
+    if capacity is not None and idx.get_max_elements() < capacity:
+        idx.resize_index(capacity)  # not shared yet: safe to resize
     idx.set_ef(p.ef_search)
     idx.set_num_threads(1)
     return idx
