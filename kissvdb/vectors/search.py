@@ -23,6 +23,26 @@ import orjson
 
 from kissvdb.vectors.distance import F32, exact_scores, top_rows, unit
 
+import threading
+
+_local = threading.local()
+
+
+def _scratch(dim: int):
+    """A per-thread float32 buffer factory: rows -> (rows, dim) view, reused across queries."""
+
+    def get(rows: int) -> np.ndarray:
+        if rows > SCRATCH_ROWS_MAX:
+            return np.empty((rows, dim), dtype=F32)  # a wide probe: not kept per thread
+        buf = getattr(_local, "buf", None)
+        if buf is None or buf.shape[1] != dim or buf.shape[0] < rows:
+            buf = _local.buf = np.empty((max(rows, 4096), dim), dtype=F32)
+        return buf[:rows]
+
+    return get
+
+
+SCRATCH_ROWS_MAX = 65536  # float32 rows kept per search thread for probed codes
 SELECTIVE_FRACTION = 0.02  # matching fraction below which a filtered search scans exactly
 NEG = np.float32(-np.inf)
 
@@ -182,28 +202,26 @@ class Searcher:
         cs = cent @ q
         order = None
         lst = v.cols["lst"]
+        everything = v.live_count == v.n and bool(mask.all()) if v.n < 65536 else False
         while True:
             if probe_n >= nlist:
                 probe = np.arange(nlist)
-            elif order is None and probe_n < nlist:
+            elif order is None:
                 probe = np.argpartition(-cs, probe_n - 1)[:probe_n]
             else:
                 probe = order[:probe_n]
-            rows, codes, scales = lists.probe(probe)
+            rows, codes, scales = lists.probe(probe, _scratch(len(q)))
             if lists.csr_rows > v.n and len(rows):  # a compaction shrank the rows meanwhile
                 keep = rows < v.n
                 rows, codes, scales = rows[keep], codes[keep], scales[keep]
             tail = lists.tail_rows(probe, lst, v.n)
             if len(tail):
-                tcodes = c._rows_q8(v, tail)
-                if len(rows):
-                    rows = np.concatenate([rows, tail])
-                    codes = np.concatenate([codes, tcodes])
-                    scales = np.concatenate([scales, v.cols["scale"][tail]])
-                else:
-                    rows, codes, scales = tail, tcodes, v.cols["scale"][tail]
-            ok = mask[rows] if len(rows) else np.zeros(0, bool)
-            found = int(ok.sum())
+                tcodes = c._rows_q8(v, tail).astype(F32)
+                rows = np.concatenate([rows, tail])
+                codes = np.concatenate([codes, tcodes])
+                scales = np.concatenate([scales, v.cols["scale"][tail]])
+            ok = None if everything else mask[rows]
+            found = len(rows) if ok is None else int(ok.sum())
             if found >= want or probe_n >= nlist:
                 break
             if order is None:
@@ -213,13 +231,15 @@ class Searcher:
             return []
         refine = max(c.p.q8_refine_topk, k)
         if found > refine:
-            approx = (codes.astype(F32) @ q) * scales
-            approx[~ok] = NEG
+            approx = (codes @ q) * scales
+            if ok is not None:
+                approx[~ok] = NEG
             best = np.argpartition(-approx, refine - 1)[:refine]
             cand = rows[best]
-            cand = cand[mask[cand]]
+            if ok is not None:
+                cand = cand[mask[cand]]
         else:
-            cand = rows[ok]
+            cand = rows if ok is None else rows[ok]
         return self._rescore(v, cand, q, k)
 
 
