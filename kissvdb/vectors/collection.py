@@ -28,6 +28,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import orjson
@@ -39,6 +40,7 @@ from kissvdb.vectors.distance import F32, norms_of, q8_encode, unit_rows
 from kissvdb.fsutil import fsync_dir
 from kissvdb.vectors.hnsw import HnswIndex, HnswParams, Segment, build_segment, load_index, save_segment
 from kissvdb.vectors.ivf_q8 import ListIndex, assign, kmeans, lists_for
+from kissvdb.vectors.search import Searcher
 from kissvdb.vectors.table import Table
 
 log = logging.getLogger("kissvdb.vectors")
@@ -143,8 +145,7 @@ class View:
     parsed: list
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(NamedTuple):
     id: str
     score: float
     meta: bytes | None
@@ -514,13 +515,13 @@ class Collection:
                include_meta: bool = False, nprobe: int | None = None, ef: int | None = None,
                blocking: bool = True) -> list[Hit]:
         """Best hits (score desc, id asc); see search.py for the plan and its guarantee."""
-        from kissvdb.vectors.search import Searcher
-
         v, pairs = Searcher(self, blocking=blocking).search(vector, k, predicate=predicate, group_by=group_by,
                                          group_limit=group_limit, nprobe=nprobe, ef=ef)
         ids = v.table.ids
-        metas = v.table.metas
-        return [Hit(ids[r], s, metas[r] if include_meta else None) for r, s in pairs]
+        if include_meta:
+            metas = v.table.metas
+            return [Hit(ids[r], s, metas[r]) for r, s in pairs]
+        return [Hit(ids[r], s, None) for r, s in pairs]
 
     def info(self) -> dict:
         v = self.view

@@ -91,11 +91,13 @@ def top_rows(scores: np.ndarray, rows: np.ndarray, k: int, id_of) -> list[tuple[
         part = np.argpartition(-scores, k - 1)[:k]
         threshold = scores[part].min()
         sel = np.flatnonzero(scores >= threshold)
+        s_list = scores[sel].tolist()
+        r_list = rows[sel].tolist()
     else:
-        sel = np.arange(n)
-    cand = [(-float(scores[i]), id_of(int(rows[i])), int(rows[i])) for i in sel]
-    cand.sort()
-    return [(row, -neg) for neg, _id, row in cand[:k]]
+        s_list = scores.tolist()
+        r_list = np.asarray(rows).tolist()
+    cand = sorted(zip(s_list, r_list), key=lambda p: (-p[0], id_of(p[1])))
+    return [(r, s) for s, r in cand[:k]]
 
 
 def ranked(pairs, k: int, id_of) -> list[tuple[int, float]]:

@@ -75,7 +75,7 @@ class Searcher:
             rows = np.searchsorted(vno, labels)
             # A graph may still hold labels of rows a compaction removed: then take the general path.
             if len(rows) and int(rows.max()) < v.n and np.array_equal(vno[rows], labels):
-                return v, top_rows(np.minimum(scores, np.float32(1)).astype(F32), rows, k, self._id_of(v))
+                return v, top_rows(np.minimum(scores, np.float32(1)), rows, k, self._id_of(v))
         mask, matches = self._mask(v, predicate)
         if matches == 0:
             return v, []
