@@ -69,6 +69,12 @@ class VectorActor:
         self._pending: deque[_Pending] = deque()
         self._pending_changed = trio.Event()
         self._maintenance_wanted = trio.Event()
+        self._search_queue: list = []
+        self._search_ready = trio.Event()
+        self.batching = True
+        self.search_batches = 0
+        self.search_batched = 0
+        self.search_threads = 2
         self._batch: list[Request] = []
         self.maintenance_runs = 0
         self.closed = False
@@ -79,6 +85,7 @@ class VectorActor:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._applier)
             nursery.start_soon(self._maintainer)
+            nursery.start_soon(self._batcher)
             self._maintenance_wanted.set()  # a collection may open already due (e.g. untrained)
             task_status.started(self)
             async with self._receive, self._wal:
@@ -228,7 +235,48 @@ class VectorActor:
 
     # -- reads -------------------------------------------------------------------------------
 
+    async def _batcher(self) -> None:
+        """Runs queued unfiltered HNSW searches together: one worker-thread hop and one hnswlib
+        call (its own threads, GIL released) per batch, while the event loop keeps parsing the
+        next requests. Searches that arrive while a batch runs form the next one."""
+        while True:
+            await self._search_ready.wait()
+            self._search_ready = trio.Event()
+            batch, self._search_queue = self._search_queue, []
+            self.search_batches += 1
+            self.search_batched += len(batch)
+            groups: dict = {}
+            for slot in batch:
+                groups.setdefault(slot[2], []).append(slot)  # by ef
+            for ef, slots in groups.items():
+                k = max(s[1] for s in slots)
+                queries = [s[0] for s in slots]
+                try:
+                    res = await trio.to_thread.run_sync(self.c.search_many_live, queries, k, ef,
+                                                        self.search_threads, limiter=self.search_limiter)
+                except Exception as exc:  # handed to each caller, which falls back
+                    res = exc
+                for i, s in enumerate(slots):
+                    s[3] = res if res is None or isinstance(res, Exception) else res[i][: s[1]]
+                    s[4].set()
+
     async def search(self, vector, k: int, **kw):
+        c = self.c
+        if (self.batching and c.batchable(kw.get("predicate"), kw.get("group_by"))
+                and len(self._search_queue) < 4096):
+            slot = [vector, k, kw.get("ef"), None, trio.Event()]
+            self._search_queue.append(slot)
+            self._search_ready.set()
+            await slot[4].wait()
+            if isinstance(slot[3], list):
+                if kw.get("include_meta"):
+                    meta_of = c.meta_of
+                    return [h._replace(meta=meta_of(h.id)) for h in slot[3]]
+                return slot[3]
+            # None (a vector died meanwhile) or an error: answer through the general path.
+        return await self._search_one(vector, k, **kw)
+
+    async def _search_one(self, vector, k: int, **kw):
         """A small search (HNSW graph walk, tiny scan) runs right here: a thread hop would cost
         more than the search, and on a busy machine the wake-up of a worker thread alone takes
         milliseconds. Anything larger, or one that meets a writer on the mutable HNSW segment,
@@ -685,5 +733,7 @@ class VectorEngineMethods:
             ("kissvdb_vector_maintenance_total", "counter",
              sum(a.maintenance_runs for a in vm.actors.values())),
             ("kissvdb_vector_restarts_total", "counter", vm.restarts),
+            ("kissvdb_vector_search_batches_total", "counter", sum(a.search_batches for a in vm.actors.values())),
+            ("kissvdb_vector_search_batched_total", "counter", sum(a.search_batched for a in vm.actors.values())),
             ("kissvdb_vector_checkpoint_offset", "gauge", vm.store.checkpointed_floor()),
         ]

@@ -36,7 +36,7 @@ import orjson
 from kissvdb.errors import Corruption
 from kissvdb.vectors import manifest as manifest_mod
 from kissvdb.vectors import runs as runs_mod
-from kissvdb.vectors.distance import F32, norms_of, q8_encode, unit_rows
+from kissvdb.vectors.distance import F32, norms_of, q8_encode, top_rows, unit_rows
 from kissvdb.fsutil import fsync_dir
 from kissvdb.vectors.hnsw import HnswIndex, HnswParams, Segment, build_segment, load_index, save_segment
 from kissvdb.vectors.ivf_q8 import ListIndex, assign, kmeans, lists_for
@@ -497,6 +497,37 @@ class Collection:
             p = orjson.loads(raw) if raw is not None else None
             v.parsed[row] = p
         return p
+
+    def batchable(self, predicate, group_by) -> bool:
+        """Whether a search can join a batch of graph walks (see search_many_live)."""
+        v = self.view
+        return (predicate is None and group_by is None and self.kind == "HNSW" and v.live_count == v.n
+                and v.n > self.p.exact_max_rows)
+
+    def search_many_live(self, queries: list, k: int, ef: int | None, threads: int) -> list | None:
+        """Several unfiltered HNSW searches in one hnswlib call per segment (its own threads,
+        GIL released): [[Hit...] per query], or None when the fast path does not apply (a
+        vector died meanwhile, or a graph holds labels of compacted rows)."""
+        v = self.view
+        if self.kind != "HNSW" or v.live_count != v.n or v.n <= max(self.p.exact_max_rows, k):
+            return None
+        units = unit_rows(np.stack([np.asarray(q, dtype=F32).reshape(-1) for q in queries]))
+        parts = self.hnsw.search_many(units, k, ef=ef, threads=threads)
+        labels = np.concatenate([p[0] for p in parts], axis=1) if len(parts) > 1 else parts[0][0]
+        scores = np.concatenate([p[1] for p in parts], axis=1) if len(parts) > 1 else parts[0][1]
+        labels = labels.astype(np.int64)
+        vno = v.cols["vno"][: v.n]
+        rows = np.searchsorted(vno, labels)
+        if rows.size and (int(rows.max()) >= v.n or not np.array_equal(vno[rows], labels)):
+            return None
+        scores = np.minimum(scores, np.float32(1))
+        ids = v.table.ids
+        id_of = ids.__getitem__
+        out = []
+        for i in range(len(queries)):
+            pairs = top_rows(scores[i], rows[i], k, id_of)
+            out.append([Hit(ids[r], sc, None) for r, sc in pairs])
+        return out
 
     def cheap_search(self, predicate, group_by) -> bool:
         """Whether a search is small enough for the caller's own thread (no scan of many rows).

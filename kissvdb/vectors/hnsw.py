@@ -232,6 +232,32 @@ class HnswIndex:
             out.append(self._knn(seg, q, k, breadth))
         return out
 
+    def search_many(self, units: np.ndarray, k: int, *, ef: int | None = None, threads: int = 1):
+        """Per segment: (labels m x k', scores m x k') for a batch of unit queries; blocking."""
+        breadth = ef if ef is not None and ef != self.p.ef_search else 0
+        out = []
+        mut = self.mutable
+        if mut.count:
+            mut.lock.acquire_read()
+            try:
+                out.append(self._knn_many(mut, units, k, breadth, threads))
+            finally:
+                mut.lock.release_read()
+        for seg in self.sealed:
+            out.append(self._knn_many(seg, units, k, breadth, threads))
+        return out
+
+    def _knn_many(self, seg: Segment, units: np.ndarray, k: int, breadth: int, threads: int):
+        fetch = min(seg.count, max(k, breadth))
+        try:
+            labels, dists = seg.index.knn_query(units, k=fetch, num_threads=threads)
+        except RuntimeError:
+            got = [self._all(seg, u.reshape(1, -1)) for u in units]
+            m = min(len(g[0][0]) for g in got)
+            labels = np.stack([g[0][0][:m] for g in got])
+            dists = np.stack([g[1][0][:m] for g in got])
+        return labels[:, :k], 1.0 - dists[:, :k]
+
     def _knn(self, seg: Segment, q: np.ndarray, k: int, breadth: int):
         count = seg.count
         fetch = min(count, max(k, breadth))

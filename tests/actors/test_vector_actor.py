@@ -113,3 +113,28 @@ async def test_restart_replays_writes_the_checkpoint_missed(tmp_path):
         got = await e.vector_get("r", "7")
         assert np.array_equal(got[0], data[7]) and got[1] == b'{"i":7}'
         assert (await e.vector_search("r", data[250], 1))[0].id == "250"
+
+
+async def test_concurrent_searches_are_batched_and_answer_like_single_ones(tmp_path):
+    rng = np.random.default_rng(5)
+    data = rng.standard_normal((900, DIM)).astype(np.float32)
+    async with open_engine(settings(tmp_path)) as e:
+        await e.vector_create("b", DIM, "cosine", "HNSW")
+        for s in range(0, len(data), 300):
+            await e.vector_upsert_batch("b", [Item(str(s + i), data[s + i], b'{"n":%d}' % (s + i))
+                                              for i in range(300)])
+        coll = e.vectors.store.collections["b"]
+        got = {}
+
+        async def one(i, k, meta):
+            got[i] = await e.vector_search("b", data[i], k, include_meta=meta)
+
+        async with trio.open_nursery() as n:
+            for i in range(40):
+                n.start_soon(one, i, 1 + i % 7, i % 2 == 0)
+        actor = e.vectors.actors["b"]
+        assert actor.search_batched == 40 and actor.search_batches < 40
+        for i in range(40):
+            want = coll.search(data[i], 1 + i % 7, include_meta=i % 2 == 0)
+            assert [(h.id, h.meta) for h in got[i]] == [(h.id, h.meta) for h in want]
+            assert np.allclose([h.score for h in got[i]], [h.score for h in want], atol=1e-6)
