@@ -120,9 +120,9 @@ async def test_concurrent_searches_are_batched_and_answer_like_single_ones(tmp_p
     data = rng.standard_normal((900, DIM)).astype(np.float32)
     async with open_engine(settings(tmp_path)) as e:
         await e.vector_create("b", DIM, "cosine", "HNSW")
-        for s in range(0, len(data), 300):
+        for s in range(0, len(data), 150):
             await e.vector_upsert_batch("b", [Item(str(s + i), data[s + i], b'{"n":%d}' % (s + i))
-                                              for i in range(300)])
+                                              for i in range(150)])
         coll = e.vectors.store.collections["b"]
         got = {}
 
