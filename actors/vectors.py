@@ -71,7 +71,8 @@ class VectorActor:
         self._maintenance_wanted = trio.Event()
         self._search_queue: list = []
         self._search_ready = trio.Event()
-        self.batching = True
+        self._search_inflight: list = []
+        self._batcher_running = False
         self.search_batches = 0
         self.search_batched = 0
         self.search_threads = 2
@@ -85,6 +86,7 @@ class VectorActor:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._applier)
             nursery.start_soon(self._maintainer)
+            self._batcher_running = True
             nursery.start_soon(self._batcher)
             self._maintenance_wanted.set()  # a collection may open already due (e.g. untrained)
             task_status.started(self)
@@ -239,10 +241,23 @@ class VectorActor:
         """Runs queued unfiltered HNSW searches together: one worker-thread hop and one hnswlib
         call (its own threads, GIL released) per batch, while the event loop keeps parsing the
         next requests. Searches that arrive while a batch runs form the next one."""
+        try:
+            await self._run_batches()
+        finally:
+            # Stopping (shutdown or a crash): nobody may wait forever for a batch that won't run.
+            self._batcher_running = False
+            for slot in self._search_inflight + self._search_queue:
+                if not slot[4].is_set():
+                    slot[3] = Unavailable("vector collection restarting, retry")
+                    slot[4].set()
+            self._search_queue = []
+
+    async def _run_batches(self) -> None:
         while True:
             await self._search_ready.wait()
             self._search_ready = trio.Event()
             batch, self._search_queue = self._search_queue, []
+            self._search_inflight = batch
             self.search_batches += 1
             self.search_batched += len(batch)
             groups: dict = {}
@@ -262,12 +277,14 @@ class VectorActor:
 
     async def search(self, vector, k: int, **kw):
         c = self.c
-        if (self.batching and c.batchable(kw.get("predicate"), kw.get("group_by"))
+        if (self._batcher_running and c.batchable(kw.get("predicate"), kw.get("group_by"))
                 and len(self._search_queue) < 4096):
             slot = [vector, k, kw.get("ef"), None, trio.Event()]
             self._search_queue.append(slot)
             self._search_ready.set()
             await slot[4].wait()
+            if isinstance(slot[3], Unavailable):
+                raise slot[3]
             if isinstance(slot[3], list):
                 if kw.get("include_meta"):
                     meta_of = c.meta_of
