@@ -337,6 +337,80 @@ def bench_engine_ingest(kind, base, args):
                recall=float("nan"), knob=f"{args.engine_tasks} writers")
 
 
+def bench_interleaved(base, queries, truth, args, params):
+    """Every system built on the same data, then each query timed on each system in turn, so
+    a noisy shared machine slows them all alike: the ratios are what this mode is for."""
+    import faiss
+    import hnswlib
+
+    from kissvdb.vectors.ivf_q8 import lists_for
+
+    units = unit_rows(base)
+    root = tempfile.mkdtemp(prefix="kissvdb-bench-il-")
+    progress("interleaved: building kissvdb HNSW + IVF_FLAT_Q8, hnswlib, faiss IVF SQ8, exact")
+    colls = {}
+    for kind in ("HNSW", "IVF_FLAT_Q8"):
+        c = Collection.create(os.path.join(root, kind), kind, base.shape[1], "cosine", kind, params)
+        for s0 in range(0, len(base), 1024):
+            part = base[s0:s0 + 1024]
+            c.apply([Upsert(s0 + i + 1, str(s0 + i), part[i], None) for i in range(len(part))], s0 + len(part))
+        if kind == "HNSW":
+            c.optimize()
+        else:
+            c.train_now()
+        colls[kind] = c
+    h = hnswlib.Index(space="ip", dim=base.shape[1])
+    h.init_index(max_elements=len(base), M=args.hnsw_m, ef_construction=args.hnsw_ef_construction, random_seed=100)
+    h.add_items(units, np.arange(len(base)), num_threads=os.cpu_count())
+    faiss.omp_set_num_threads(1)
+    nlist = lists_for(len(base), args.ivf_clusters)
+    fi = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(base.shape[1]), base.shape[1], nlist,
+                                       faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+    fi.train(units)
+    fi.add(units)
+
+    def unitq(q):
+        return (q / (np.linalg.norm(q) or 1)).reshape(1, -1).astype(np.float32)
+
+    systems = [("baseline_f32", None, lambda q: np.argpartition(-(units @ unitq(q)[0]), args.k)[:args.k].tolist())]
+    for ef in args.ef_sweep:
+        systems.append(("hnsw", ef, lambda q, ef=ef: [int(x.id) for x in colls["HNSW"].search(q, args.k, ef=ef)]))
+
+        def raw(q, ef=ef):
+            h.set_ef(ef)
+            return h.knn_query(unitq(q), k=args.k, num_threads=1)[0][0].tolist()
+
+        systems.append(("hnswlib", ef, raw))
+    for nprobe in args.nprobe_sweep:
+        systems.append(("ivf_flat_q8", nprobe,
+                        lambda q, n=nprobe: [int(x.id) for x in colls["IVF_FLAT_Q8"].search(q, args.k, nprobe=n)]))
+
+        def fs(q, n=nprobe):
+            fi.nprobe = n
+            return fi.search(unitq(q), args.k)[1][0].tolist()
+
+        systems.append(("faiss_ivf_sq8", nprobe, fs))
+    lat = {i: [] for i in range(len(systems))}
+    res = {i: [] for i in range(len(systems))}
+    progress(f"interleaved: {len(queries)} queries x {len(systems)} systems, {args.rounds} round(s)")
+    for _ in range(args.rounds):
+        for q in queries:
+            for i, (_name, _knob, fn) in enumerate(systems):
+                t = time.perf_counter()
+                r = fn(q)
+                lat[i].append(time.perf_counter() - t)
+                if len(res[i]) < len(queries):
+                    res[i].append(r)
+    out = []
+    for i, (name, knob, _fn) in enumerate(systems):
+        out.append(row(name, knob=knob, search_lat=lat[i], qps=len(lat[i]) / sum(lat[i]),
+                       recall=recall(res[i], truth, args.k)))
+    for c in colls.values():
+        c.close()
+    shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
 def fmt_ms(lat) -> str:
     return "/".join(f"{pct(lat, p) * 1000:.2f}" for p in (50, 95, 99))
 
@@ -381,6 +455,9 @@ def main(argv=None):
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--engine-tasks", type=int, default=4, help="concurrent writers for engine_* modes")
+    ap.add_argument("--interleave", action="store_true",
+                    help="search-only comparison: kissvdb HNSW/IVF vs hnswlib/faiss/exact, each query on each in turn")
+    ap.add_argument("--rounds", type=int, default=1, help="passes over the queries (--interleave)")
     ap.add_argument("--dataset")
     ap.add_argument("--queries")
     ap.add_argument("--data-dir", help="where collections are written (default a temp dir)")
@@ -401,6 +478,9 @@ def main(argv=None):
         hnsw=HnswParams(m=args.hnsw_m, ef_construction=args.hnsw_ef_construction, ef_search=args.ef_sweep[0]),
         fsync=not args.in_mem)
     out = []
+    if args.interleave:
+        out.extend(bench_interleaved(base, queries, truth, args, params))
+        modes = []
     for mode in modes:
         if mode == "baseline_f32":
             out.append(bench_baseline(base, queries, truth, args.k))
