@@ -429,9 +429,10 @@ def report(rows_, args, source, base):
             if key in r:
                 v = r[key]
                 notes.append(f"{key}={v:.2f}" if isinstance(v, float) else f"{key}={v}")
-        print(f"| {r['mode']} | {r.get('knob') if r.get('knob') is not None else ''} | "
-              f"{fmt_ms(r['insert_lat']) if 'insert_lat' in r else ''} | "
-              f"{r['insert_rate']:.0f} |" if "insert_rate" in r else f"| {r['mode']} | | | |", end="")
+        knob = r.get("knob") if r.get("knob") is not None else ""
+        ins = fmt_ms(r["insert_lat"]) if "insert_lat" in r else ""
+        rate = f"{r['insert_rate']:.0f}" if "insert_rate" in r else ""
+        print(f"| {r['mode']} | {knob} | {ins} | {rate} |", end="")
         print(f" {fmt_ms(r['search_lat'])} | {r['qps']:.0f} | {r['recall']:.4f} | "
               f"{r.get('rss_anon', 0) / 2**20:.1f} | {r.get('disk', 0) / 2**20:.1f} | {' '.join(notes)} |")
 

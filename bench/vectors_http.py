@@ -157,6 +157,10 @@ def main(argv=None) -> int:
             rows.append(("ingest_ivf after the run", f"{info['count']} live", f"total_records {info['total_records']} "
                          f"runs {info.get('runs')} trained {info.get('ivf_trained')}"))
             client.close()
+            problems = [l for l in server.log_lines() if "ERROR" in l or "CRITICAL" in l or "Traceback" in l]
+            if problems:
+                progress(f"server logged {len(problems)} error line(s); first ones:\n" + "\n".join(problems[:20]))
+                rows.append(("server errors logged", str(len(problems)), problems[0][:200]))
     print()
     print(f"data: {args.dataset or 'seeded gaussian'} {base.shape}, cpus={os.cpu_count()}, "
           f"load {os.getloadavg()[0]:.2f}")
