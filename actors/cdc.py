@@ -307,6 +307,12 @@ class Subscription:
         # rejects a long run of events from hogging the event loop. It must come before the
         # floor test: publishing during it can evict the entries the test found in the ring.
         await trio.lowlevel.checkpoint()
+        wal = self._broadcaster._wal
+        first_retained = wal.first_offset if wal is not None else 0
+        if self.next_offset < first_retained:
+            # Retention is the WAL's: an event still in the ring but no longer in the log is
+            # reported as a gap too, so a stream looks the same before and after a restart.
+            return self._gap(first_retained)
         if self.next_offset > self._broadcaster._ring_floor:
             return self._read_ring()
         return await self._read_log()

@@ -23,13 +23,18 @@ from dataclasses import dataclass
 import trio
 
 from kissvdb.config import Settings
-from kissvdb.errors import KissError, NotFound, Unavailable
+from kissvdb.docquery import FindQuery, json_path
+from kissvdb.documents import DocDelete, DocItem, DocPut, check_collection, check_doc_key
+from kissvdb.errors import KissError, NotEnabled, NotFound, Unavailable
 from kissvdb.events import RawJson
 from kissvdb.kv import BatchPut, Delete, KvLimits, KvState, Put, StateItem, check_key
 from kissvdb.recovery import replay_kv
 from kissvdb.statestore import StateStore
 
+from kissvdb.actors.auth_keys import KeyService
 from kissvdb.actors.cdc import Broadcaster
+from kissvdb.actors.documents import DocService, run_doc_ttl_sweeper
+from kissvdb.actors.sql import SqlService
 from kissvdb.actors.kv import KvActor
 from kissvdb.actors.mailbox import Request, send_or_overload
 from kissvdb.actors.maintenance import run_checkpointer, run_ttl_sweeper
@@ -79,6 +84,64 @@ class Engine(VectorEngineMethods):
         self.fatal = trio.Event()
         self.fatal_error: BaseException | None = None
         self.shutdown_requested = trio.Event()
+        self.docs: DocService | None = None  # set by open_engine (issue 4: documents, SQL, keys)
+        self.sql: SqlService | None = None  # None while SQLITE_ENABLED is off
+        self.keys: KeyService | None = None
+
+    # -- documents, SQL, API keys (issue 4) ----------------------------------------------------
+
+    async def call_docs(self, command):
+        actor = self.docs.live_actor()
+        req = Request(command)
+        try:
+            await send_or_overload(actor.inbox, req, OVERLOAD_WAIT_S)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise Unavailable("document store unavailable, retry") from None
+        return await req.wait()
+
+    async def doc_put(self, collection: str, id_: str, doc: RawJson, *, ttl_ms: int | None = None,
+                      if_revision: int | None = None) -> DocItem:
+        return await self.call_docs(DocPut(collection, id_, doc, ttl_ms, if_revision))
+
+    async def doc_get(self, collection: str, id_: str) -> DocItem:
+        check_doc_key(collection, id_, self.docs.limits)
+        item = await self.docs.live_actor().get(collection, id_)
+        if item is None or not item.live(self.clock()):
+            raise NotFound("document not found")
+        return item
+
+    async def doc_delete(self, collection: str, id_: str, *, if_revision: int | None = None) -> bool:
+        return await self.call_docs(DocDelete(collection, id_, if_revision))
+
+    async def doc_find(self, query: FindQuery):
+        """One page of `find`: ([(id, doc, revision, expires_at_ms)], next_cursor or None)."""
+        check_collection(query.collection, self.docs.limits)
+        return await self.docs.live_actor().find(query, self.clock())
+
+    async def doc_create_index(self, collection: str, field: str) -> tuple[str, bool]:
+        check_collection(collection, self.docs.limits)
+        json_path(field, what="field")
+        return await self.docs.live_actor().create_index(collection, field, self.clock())
+
+    def _sql(self) -> SqlService:
+        if self.sql is None:
+            raise NotEnabled("sqlite module is disabled")
+        return self.sql
+
+    async def sql_query(self, sql: str, params) -> list[dict]:
+        return await self._sql().query(sql, params)
+
+    async def sql_exec(self, sql: str, params) -> int:
+        return await self._sql().exec(sql, params)
+
+    async def auth_key_create(self, name: str, role: str, permissions: bytes):
+        return await self.keys.create(name, role, permissions)
+
+    async def auth_key_list(self):
+        return await self.keys.list()
+
+    async def auth_key_delete(self, key_id: str) -> None:
+        await self.keys.delete(key_id)
 
     # -- KV ----------------------------------------------------------------------------------
 
@@ -148,11 +211,13 @@ class Engine(VectorEngineMethods):
         if actor is None:
             return
         offsets = await actor.checkpoint()
-        self.checkpointed.update(offsets)
-        floor = self.checkpointed.get("kv", 0)
+        self.checkpointed["kv"] = offsets.get("kv", 0)
+        if self.docs is not None:
+            self.checkpointed.update(await self.docs.checkpoint())
         if self.vectors is not None:
             self.checkpointed["vectors"] = await self.vectors.checkpoint()
-            floor = min(floor, self.checkpointed["vectors"])
+        # The retention floor is the smallest checkpointed offset over every materializer.
+        floor = min(self.checkpointed[name] for name in ("kv", "docs", "vectors") if name in self.checkpointed)
         s = self.settings
         removed = await self.writer.run_locked(
             self.wal_log.retain, floor, s.wal_retention_segments, s.wal_retention_min_bytes,
@@ -192,7 +257,8 @@ class Engine(VectorEngineMethods):
             ("kissvdb_kv_restarts_total", "counter", self.kv_restarts),
             ("kissvdb_sse_log_reads_total", "counter", b.log_reads_total),
             ("kissvdb_sse_gaps_total", "counter", b.gaps_total),
-        ] + self.vector_metrics()
+        ] + (self.docs.metrics() if self.docs is not None else []) + (
+            self.sql.metrics() if self.sql is not None else []) + self.vector_metrics()
 
     # -- KV actor lifecycle ------------------------------------------------------------------
 
@@ -208,6 +274,10 @@ class Engine(VectorEngineMethods):
         replayed = await self.store_thread.run(lambda: replay_kv(self.store, self.wal_log, upto))
         if self.kv_actor is None and self.recovery_replayed == 0:
             self.recovery_replayed = replayed
+        # Make the replayed state durable now, so retention and metrics start from a real
+        # checkpoint instead of waiting for the first periodic one.
+        durable = await self.store_thread.run(self.store.checkpoint)
+        self.checkpointed["kv"] = durable.get("kv", 0)
         state = KvState(self.limits, s.kv_cache_items)
         return KvActor(state, self.store, self.store_thread, self.writer, inbox_size=s.inbox_requests_max,
                        inflight_max=s.inbox_requests_max * 4, clock=self.clock, counters=self.counters)
@@ -239,6 +309,7 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
         settings = settings.with_(data_dir=tmp)
     datadir = await trio.to_thread.run_sync(lambda: DataDir.open(settings.data_dir))
     store_thread = DedicatedThread("kissvdb-state")
+    docs_thread = DedicatedThread("kissvdb-docs")
     try:
         store_path = os.path.join(settings.data_dir, "state.sqlite")
         probe = await store_thread.run(lambda: StateStore(store_path, durable=not settings.memory))
@@ -265,6 +336,13 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
                 await nursery.start(lambda task_status: supervise(
                     "kv", engine._build_kv_actor, on_up=engine._kv_up, on_down=engine._kv_down,
                     task_status=task_status))
+                engine.docs = DocService(settings, writer, wal_log, store_path, docs_thread, clock=clock)
+                await nursery.start(engine.docs.run)
+                engine.keys = KeyService(os.path.join(settings.data_dir, "keys.sqlite"), clock=clock)
+                await engine.keys.open()
+                if settings.sqlite_enabled:
+                    engine.sql = SqlService(settings, writer, clock=clock)
+                    await engine.sql.open()
                 log.info("recovery: replayed %d events", engine.recovery_replayed)
                 await _open_vectors(engine, nursery)
                 background = trio.CancelScope()
@@ -274,6 +352,7 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
                         async with trio.open_nursery() as inner:
                             inner.start_soon(run_ttl_sweeper, engine)
                             inner.start_soon(run_checkpointer, engine)
+                            inner.start_soon(run_doc_ttl_sweeper, engine)
 
                 nursery.start_soon(maintenance)
                 try:
@@ -283,6 +362,9 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
                         await _shutdown(engine, background)
         finally:
             with trio.CancelScope(shield=True):
+                for service in (engine.docs, engine.sql, engine.keys):
+                    if service is not None:
+                        await service.aclose()
                 if engine.store is not None:
                     await store_thread.run(engine.store.close)
                 if engine.vectors is not None:
@@ -290,6 +372,7 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
                 await trio.to_thread.run_sync(wal_log.close)
     finally:
         with trio.CancelScope(shield=True):
+            await docs_thread.aclose()
             await store_thread.aclose()
             await trio.to_thread.run_sync(datadir.close)
             if tmp is not None:
@@ -332,6 +415,10 @@ async def _shutdown(engine: Engine, background: trio.CancelScope) -> None:
             await actor.inbox.aclose()
             while actor._pending:
                 await actor._pending_changed.wait()
+        if engine.docs is not None:
+            await engine.docs.close()
+        if engine.sql is not None:
+            await engine.sql.close()
         await engine.writer.send_channel.aclose()
         if engine.writer.failed is None and engine.kv_actor is not None:
             try:

@@ -29,7 +29,7 @@ from werkzeug.routing import BaseConverter
 from kissvdb.config import Settings
 from kissvdb.errors import Forbidden, RequestTimeout
 
-from .auth import KeyChecker, StaticKeyChecker, authenticate
+from .auth import KeyChecker, StaticKeyChecker, StoredKeyChecker, authenticate, authorize
 from .errors import error_response, kiss_error_response
 from .metrics import ApiMetrics
 
@@ -83,6 +83,7 @@ class KissApp(QuartTrio):
         self.engine = engine
         self.settings = settings
         self.key_checker = key_checker
+        self.endpoint_roles: dict[str, str] = {}  # endpoint -> weakest role (see api.auth.required_role)
         self.api_metrics = ApiMetrics()
         self._timeout_s = float(settings.request_timeout_secs)
         origins = [o.strip() for o in settings.cors_allowed_origins.split(",") if o.strip()]
@@ -109,7 +110,7 @@ class KissApp(QuartTrio):
         try:
             if method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
                 return self._preflight(request)
-            authenticate(request, self.key_checker)
+            principal = authenticate(request, self.key_checker)
             adapter = self._adapter
             if adapter is None:
                 adapter = self._adapter = self.url_map.bind("localhost")
@@ -117,6 +118,7 @@ class KissApp(QuartTrio):
             if method == "OPTIONS":
                 allowed = adapter.allowed_methods(request.path)
                 return _no_content({"Allow": ", ".join(sorted(allowed))})
+            authorize(principal, method, rule.endpoint, self.endpoint_roles)
             return await self.view_functions[rule.endpoint](request, **args)
         except BaseExceptionGroup as group:
             # A nursery inside a handler: answer for its one real failure, if there is one.
@@ -181,10 +183,13 @@ def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
 
 def create_app(engine, settings: Settings, *, key_checker: KeyChecker | None = None) -> KissApp:
     """The HTTP app over `engine`. The caller owns the engine's lifetime (open before, close after)."""
-    from .routes import events, state, system, vectors
+    from .routes import auth_keys, documents, events, sql, state, system, vectors
 
     app = KissApp("kissvdb.api", static_folder=None)
-    app.configure(engine, settings, key_checker or StaticKeyChecker(settings.api_key))
+    if key_checker is None:
+        keys = getattr(engine, "keys", None)  # stored API keys with roles (issue 4)
+        key_checker = StoredKeyChecker(settings.api_key, keys) if keys is not None else StaticKeyChecker(settings.api_key)
+    app.configure(engine, settings, key_checker)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["BODY_TIMEOUT"] = settings.request_timeout_secs
     app.url_map.converters["key"] = KeyConverter
@@ -192,5 +197,8 @@ def create_app(engine, settings: Settings, *, key_checker: KeyChecker | None = N
     system.register(app)
     state.register(app)
     events.register(app)
+    documents.register(app)
+    sql.register(app)
+    auth_keys.register(app)
     vectors.register(app)
     return app

@@ -21,14 +21,14 @@ import hmac
 from dataclasses import dataclass
 from typing import Protocol
 
-from kissvdb.errors import Unauthorized
+from kissvdb.errors import Forbidden, Unauthorized
 
 BEARER = "Bearer "
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who a valid credential belongs to. Roles are carried, not yet enforced (as the original)."""
+    """Who a valid credential belongs to, and its role (enforced by `authorize`)."""
 
     name: str
     role: str
@@ -55,6 +55,54 @@ class StaticKeyChecker:
         if hmac.compare_digest(token.encode(), self._key):
             return ADMIN
         return None
+
+
+class StoredKeyChecker:
+    """The static key (admin, as before) or a stored API key, with its role (issue 4).
+
+    Stored keys are looked up by SHA-256 in the key actor's in-memory map (actors/auth_keys.py),
+    which is updated only after a change is durable, so a revoked key fails on the next request.
+    """
+
+    __slots__ = ("_static", "_keys")
+
+    def __init__(self, api_key: str, keys):
+        self._static = StaticKeyChecker(api_key)
+        self._keys = keys
+
+    def check(self, token: str) -> Principal | None:
+        principal = self._static.check(token)
+        if principal is not None:
+            return principal
+        found = self._keys.lookup(token)
+        if found is None:
+            return None
+        _id, name, role = found
+        return Principal(name, role)
+
+
+# Roles, weakest first. `user` (the original's default role) means write.
+ROLE_LEVEL = {"read": 1, "write": 2, "user": 2, "admin": 3}
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+def required_role(method: str, endpoint: str, endpoint_roles: dict[str, str]) -> str:
+    """The weakest role a route needs: its entry in `endpoint_roles` (routes register read-only
+    POSTs such as find and sql/query as "read", key management as "admin"), else "read" for
+    GET/HEAD and "write" for everything else."""
+    role = endpoint_roles.get(endpoint)
+    if role is not None:
+        return role
+    return "read" if method in READ_METHODS else "write"
+
+
+def authorize(principal: Principal | None, method: str, endpoint: str, endpoint_roles: dict[str, str]) -> None:
+    """Raise Forbidden (403) if `principal`'s role is too weak for the route. Public: no check."""
+    if principal is None:
+        return
+    need = required_role(method, endpoint, endpoint_roles)
+    if ROLE_LEVEL.get(principal.role, 0) < ROLE_LEVEL[need]:
+        raise Forbidden(f"api key role `{principal.role}` may not use this route (needs `{need}`)")
 
 
 def is_public(path: str) -> bool:

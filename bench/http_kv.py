@@ -13,7 +13,7 @@ CPU the way a Python client would on a small box. Measured in one run:
 
 Targets (issue 2): PUT@64 >= 60% of echo@64; GET@64 >= 80% of ping@64.
 
-    .venv/bin/python bench/http_kv.py [--duration 5] [--rounds 3] [--wrk-threads 1] [--no-write-docs]
+    .venv/bin/python bench/http_kv.py [--duration 4] [--rounds 5] [--wrk-threads 1] [--no-write-docs]
 
 Needs `wrk` on PATH (apt-get install wrk).
 """
@@ -197,8 +197,8 @@ def loadavg() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--duration", type=int, default=4, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=5,
                         help="rounds of the whole set; each figure is the median, each ratio the median of per-round ratios")
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (the box is shared with the server)")
     parser.add_argument("--data", help="data directory (default: a fresh temp dir, removed after)")

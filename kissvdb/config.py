@@ -107,6 +107,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("KV_CACHE_ITEMS", "kv_cache_items", 200000, _int(0), "KV items cached in memory (the rest is read from state.sqlite)"),
     Setting("INBOX_REQUESTS_MAX", "inbox_requests_max", 1024, _int(1), "queued requests per actor before 503"),
     Setting("WAL_BATCH_BYTES_MAX", "wal_batch_bytes_max", 4 << 20, _int(4096), "bytes per group commit"),
+    Setting("DOC_CACHE_ITEMS", "doc_cache_items", 100000, _int(0), "documents cached in memory (the rest is read from state.sqlite)"),
+    Setting("SQL_TIME_LIMIT_MS", "sql_time_limit_ms", 10000, _int(1), "user SQL statement time limit (kept below REQUEST_TIMEOUT_SECS)"),
+    Setting("SQL_MAX_ROWS", "sql_max_rows", 10000, _int(1), "rows /v1/sql/query may return before it is refused"),
 )
 
 
@@ -160,6 +163,9 @@ class Settings:
     kv_cache_items: int = 200000
     inbox_requests_max: int = 1024
     wal_batch_bytes_max: int = 4 << 20
+    doc_cache_items: int = 100000
+    sql_time_limit_ms: int = 10000
+    sql_max_rows: int = 10000
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":

@@ -149,3 +149,18 @@ class DataDirLocked(Exception):
 
 class ConfigError(Exception):
     """A setting or flag that cannot be used; the server refuses to start."""
+
+
+class NotEnabled(KissError):
+    """A module switched off by configuration (404 for SQL, as the original). Nothing ran."""
+
+    status = 404
+    code = "not_enabled"
+
+
+class SqliteError(KissError):
+    """User SQL failed inside SQLite (400); `message` is SQLite's text. The statement was
+    rolled back: nothing was written."""
+
+    status = 400
+    code = "sqlite_error"

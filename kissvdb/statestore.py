@@ -53,7 +53,9 @@ class StateStore:
         self.path = path
         self.durable = durable
         self.conn = apsw.Connection(path)
-        self.conn.setbusytimeout(5000)
+        # state.sqlite is shared with the documents store (its own connection): wait out its
+        # commits and checkpoints rather than failing an apply (a failed apply restarts the actor).
+        self.conn.setbusytimeout(60_000)
         self.conn.execute("PRAGMA journal_mode=WAL").fetchall()
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache

@@ -143,7 +143,7 @@ class TwoKeys:
     """A KeyChecker with stored keys and roles: the seam a later issue fills."""
 
     def check(self, token: str) -> Principal | None:
-        return {"reader-key": Principal("r", "reader"), "admin-key": ADMIN}.get(token)
+        return {"reader-key": Principal("r", "read"), "admin-key": ADMIN}.get(token)
 
 
 async def test_a_key_checker_can_be_plugged_in(api):

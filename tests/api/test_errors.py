@@ -128,6 +128,8 @@ KISS_ERRORS = [
     (kerr.PersistenceError("failed to persist event"), 500, "persistence_error"),
     (kerr.PersistenceError("no space", status=507), 507, "persistence_error"),
     (kerr.KissError("internal"), 500, "internal"),
+    (kerr.NotEnabled("sqlite module is disabled"), 404, "not_enabled"),
+    (kerr.SqliteError("no such table: x", field="sql"), 400, "sqlite_error"),
 ]
 
 

@@ -381,11 +381,10 @@ BIG_VALUE_CHARS = 60_000  # ~60 KiB of JSON per put, under MAX_JSON_BYTES (65536
 async def test_gap_when_retention_removed_requested_offsets(tmp_path):
     """Tiny segments, keep one, checkpoint every second: old segments go, and a subscriber from
     0 gets `gap` first (no id line, from_offset 1), then the oldest retained event onwards."""
-    # EVENT_BUFFER_SIZE at its minimum: the in-memory ring of recent events may still hold
-    # offsets whose segment is gone (it serves them, which is not a loss); with 16 it cannot
-    # hold the ~80 events written here, so the subscriber must go to the log and find the hole.
-    env = {"WAL_SEGMENT_MAX_BYTES": str(1 << 20), "WAL_RETENTION_SEGMENTS": "1", "WAL_RETENTION_MIN_SECS": "0", "SNAPSHOT_INTERVAL_SECS": "1",
-           "EVENT_BUFFER_SIZE": "16"}
+    # The default in-memory ring still holds every event written here; retention is the WAL's,
+    # so offsets whose segment is gone are a gap even while the ring remembers them.
+    env = {"WAL_SEGMENT_MAX_BYTES": str(1 << 20), "WAL_RETENTION_SEGMENTS": "1",
+           "WAL_RETENTION_MIN_SECS": "0", "SNAPSHOT_INTERVAL_SECS": "1"}
     with ServerProcess(tmp_path / "data", env=env) as server:
         async with http_client(server) as client:
             with trio.fail_after(TEST_TIMEOUT_S):

@@ -1,0 +1,60 @@
+"""API-key management, `/v1/auth/keys` (contract §3.2), admin role only.
+
+| route                      | answer                                                        |
+|----------------------------|---------------------------------------------------------------|
+| GET    /v1/auth/keys       | JSON array of {id, name, role, permissions, created_at_ms}, newest first |
+| POST   /v1/auth/keys       | {"id", "key"}: the plain key, shown only here                 |
+| DELETE /v1/auth/keys/<id>  | 204 empty; unknown id -> 404 "key id not found"               |
+
+POST body: `{"name": string (required), "role": "admin"|"write"|"user"|"read" ["user"],
+"permissions": any JSON [{}]}`. Unlike the original, the role is enforced (so an unknown role
+is refused with 400) and keys live in our own store (DATA_DIR/keys.sqlite, hashed), not in the
+user's SQL database, so these routes work whether or not SQLITE_ENABLED is on (the original
+answered 501 "auth store not enabled" without SQLite). The static API_KEY is an admin key that
+is not listed and cannot be deleted here.
+"""
+
+from __future__ import annotations
+
+import orjson
+from quart_trio.wrappers import TrioResponse
+
+from kissvdb.errors import UnprocessableEntity
+
+from ..codec import canonical_json, raw_json_response, read_json_object, require_str
+
+_dumps = orjson.dumps
+
+
+def register(app) -> None:
+    engine = app.engine
+    for endpoint in ("auth_keys_list", "auth_keys_create", "auth_keys_delete"):
+        app.endpoint_roles[endpoint] = "admin"
+
+    @app.route("/v1/auth/keys", methods=["GET"], endpoint="auth_keys_list")
+    async def auth_keys_list(request):
+        keys = await engine.auth_key_list()
+        return raw_json_response(_dumps([
+            {"id": k.id, "name": k.name, "role": k.role, "permissions": orjson.Fragment(k.permissions),
+             "created_at_ms": k.created_at_ms} for k in keys]))
+
+    @app.route("/v1/auth/keys", methods=["POST"], endpoint="auth_keys_create")
+    async def auth_keys_create(request):
+        body = await read_json_object(request)
+        name = require_str(body, "name")
+        role = body.get("role")
+        if role is None:
+            role = "user"
+        elif type(role) is not str:
+            raise UnprocessableEntity("`role` must be a string", field="role")
+        permissions = body.get("permissions")
+        permissions = canonical_json({} if permissions is None else permissions)
+        item, key = await engine.auth_key_create(name, role, bytes(permissions))
+        return raw_json_response(_dumps({"id": item.id, "key": key}))
+
+    @app.route("/v1/auth/keys/<id>", methods=["DELETE"], endpoint="auth_keys_delete")
+    async def auth_keys_delete(request, id: str):
+        await engine.auth_key_delete(id)
+        response = TrioResponse(b"", 204)
+        del response.headers["Content-Type"]  # no body, so no content type
+        return response

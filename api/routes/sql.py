@@ -1,0 +1,51 @@
+"""The SQL routes, `/v1/sql/query` and `/v1/sql/exec` (contract §3.9, §5.4).
+
+Body (both): `{"sql": string, "params": array | object | null [[]]}`. An array binds `?`
+positionally, an object binds `:name` / `@name` / `$name` (named params are an addition).
+- query: `{"rows": [{column: value}, ...]}`. Runs on a query_only connection: any single
+  read statement works (`WITH ... SELECT`, `EXPLAIN`, ...) and every write fails with 400
+  sqlite_error (the original refused anything not starting with `select`: a documented
+  departure). More than SQL_MAX_ROWS rows -> 400 invalid_argument asking for a LIMIT.
+- exec: `{"rows_affected": n}` (the change in total_changes(); 0 for DDL). A statement that
+  returns rows is refused (400 sqlite_error), as the original.
+SQLite errors -> 400 sqlite_error with SQLite's message; refused statements (ATTACH, PRAGMA,
+transactions, load_extension), several statements, or the time limit -> 400 as well.
+SQLITE_ENABLED off -> 404 not_enabled "sqlite module is disabled", before the body is read.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from kissvdb.errors import NotEnabled, UnprocessableEntity
+
+from ..codec import raw_json_response, read_json_object, require_str
+
+_dumps = orjson.dumps
+
+
+def register(app) -> None:
+    engine = app.engine
+    app.endpoint_roles["sql_query"] = "read"
+
+    async def parse(request) -> tuple[str, object]:
+        if engine.sql is None:
+            raise NotEnabled("sqlite module is disabled")
+        body = await read_json_object(request)
+        sql = require_str(body, "sql")
+        params = body.get("params")
+        if params is not None and type(params) not in (list, dict):
+            raise UnprocessableEntity("`params` must be an array, an object or null", field="params")
+        return sql, params
+
+    @app.route("/v1/sql/query", methods=["POST"], endpoint="sql_query")
+    async def sql_query(request):
+        sql, params = await parse(request)
+        rows = await engine.sql_query(sql, params)
+        return raw_json_response(_dumps({"rows": rows}))
+
+    @app.route("/v1/sql/exec", methods=["POST"], endpoint="sql_exec")
+    async def sql_exec(request):
+        sql, params = await parse(request)
+        rows_affected = await engine.sql_exec(sql, params)
+        return raw_json_response(_dumps({"rows_affected": rows_affected}))

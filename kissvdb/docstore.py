@@ -1,0 +1,204 @@
+"""The materialized document store: table `docs` in state.sqlite, with the `docs` applied offset.
+
+Guarantees (as statestore.py for KV):
+- A batch of changes and the offset it brings the docs materializer to commit in ONE
+  transaction, so what survives a crash is a consistent prefix of the WAL; boot replays the rest.
+- Commits are not fsynced one by one (synchronous=NORMAL): the WAL is the durable record.
+  `checkpoint()` makes everything committed so far durable by committing once with
+  synchronous=FULL (in WAL journal mode that fsyncs the SQLite WAL, which holds every earlier
+  commit too), then returns the offsets it covered. It does not depend on a TRUNCATE checkpoint
+  getting past readers of the other connection.
+- `find` runs in SQLite (JSON1) and returns one page; nothing loads a whole collection.
+- Index definitions (`create_index`) are committed with synchronous=FULL. They are not events:
+  an index only changes speed, never results, so it is not replayed.
+
+This is its own apsw connection to state.sqlite (the KV store has another); both are used from
+one dedicated thread each and share the file under SQLite's locking. Never used from two
+threads at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import apsw
+
+from kissvdb.docquery import CompiledFind, extract_sql, sql_literal
+from kissvdb.documents import DEL, PUT, DocItem, DocKey
+from kissvdb.errors import InvalidArgument
+
+BUSY_TIMEOUT_MS = 60_000
+PROGRESS_STEPS = 10_000  # VM instructions between deadline checks during a find
+
+NAME = "docs"  # this materializer's row in `applied`
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS docs(
+    collection TEXT NOT NULL,
+    id TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    expires_at_ms INTEGER,
+    mod_offset INTEGER NOT NULL,
+    PRIMARY KEY (collection, id)
+);
+CREATE INDEX IF NOT EXISTS docs_expiry ON docs(expires_at_ms) WHERE expires_at_ms IS NOT NULL;
+CREATE TABLE IF NOT EXISTS doc_indexes(
+    collection TEXT NOT NULL,
+    field TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (collection, field)
+);
+CREATE TABLE IF NOT EXISTS applied(name TEXT PRIMARY KEY, offset INTEGER NOT NULL);
+"""
+
+_UPSERT = "INSERT OR REPLACE INTO docs VALUES (?,?,?,?,?,?)"
+_DELETE = "DELETE FROM docs WHERE collection=? AND id=?"
+
+
+def index_name(collection: str, field: str) -> str:
+    digest = hashlib.sha256(f"{collection}\0{field}".encode()).hexdigest()[:20]
+    return f"docidx_{digest}"
+
+
+def _item(row) -> DocItem:
+    collection, id_, doc, revision, expires, mod_offset = row
+    return DocItem(collection, id_, doc.encode("utf-8"), revision, expires, mod_offset)
+
+
+class DocStore:
+    def __init__(self, path: str, *, durable: bool = True):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.path = path
+        self.durable = durable
+        self.conn = apsw.Connection(path)
+        # The KV connection writes to the same file: its commits and checkpoints briefly hold
+        # the write lock, so an apply here waits (a pause) rather than failing (an actor restart).
+        self.conn.setbusytimeout(BUSY_TIMEOUT_MS)
+        self.conn.execute("PRAGMA journal_mode=WAL").fetchall()
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
+        with self.conn:
+            self.conn.execute(SCHEMA)
+        row = self.conn.execute("SELECT offset FROM applied WHERE name=?", (NAME,)).fetchone()
+        self._applied = row[0] if row else 0
+
+    # -- offsets ---------------------------------------------------------------------------
+
+    def applied_offset(self, name: str = NAME) -> int:
+        assert name == NAME, name
+        return self._applied
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def apply_docs(self, changes: list[tuple], applied_offset: int) -> None:
+        """Apply doc changes (in order) and move the `docs` applied offset, in one transaction."""
+        conn = self.conn
+        with conn:
+            if changes and all(c[0] == PUT for c in changes):
+                conn.executemany(_UPSERT, [(c[1], c[2], c[3].decode("utf-8"), c[4], c[5], c[6]) for c in changes])
+            else:
+                for c in changes:
+                    if c[0] == PUT:
+                        conn.execute(_UPSERT, (c[1], c[2], c[3].decode("utf-8"), c[4], c[5], c[6]))
+                    else:
+                        assert c[0] == DEL
+                        conn.execute(_DELETE, (c[1], c[2]))
+            if applied_offset > self._applied:
+                conn.execute("INSERT OR REPLACE INTO applied VALUES (?, ?)", (NAME, applied_offset))
+        if applied_offset > self._applied:
+            self._applied = applied_offset
+
+    def set_applied(self, offset: int) -> None:
+        self.apply_docs([], offset)
+
+    def checkpoint(self) -> dict[str, int]:
+        """Make every committed transaction durable; return {"docs": offset now durable}."""
+        offset = self._applied
+        if self.durable:
+            conn = self.conn
+            conn.execute("PRAGMA synchronous=FULL")
+            try:
+                with conn:  # a real write, so the commit fsyncs the SQLite WAL up to here
+                    conn.execute("INSERT OR REPLACE INTO applied VALUES (?, ?)", (NAME, offset))
+            finally:
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        return {NAME: offset}
+
+    def create_index(self, collection: str, field: str, now_ms: int) -> tuple[str, bool]:
+        """A partial expression index on `field` for `collection`; (name, created now)."""
+        name = index_name(collection, field)
+        conn = self.conn
+        row = conn.execute("SELECT name FROM doc_indexes WHERE collection=? AND field=?",
+                           (collection, field)).fetchone()
+        if row is not None:
+            return row[0], False
+        conn.execute("PRAGMA synchronous=FULL")
+        try:
+            with conn:
+                conn.execute(
+                    f"CREATE INDEX IF NOT EXISTS {name} ON docs({extract_sql(field)}, id) "
+                    f"WHERE collection = {sql_literal(collection)}")
+                conn.execute("INSERT INTO doc_indexes VALUES (?,?,?,?)", (collection, field, name, now_ms))
+        finally:
+            conn.execute("PRAGMA synchronous=NORMAL")
+        return name, True
+
+    def indexes(self, collection: str) -> list[str]:
+        return [f for (f,) in self.conn.execute(
+            "SELECT field FROM doc_indexes WHERE collection=? ORDER BY field", (collection,))]
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get_many(self, keys: list[DocKey]) -> dict[DocKey, DocItem | None]:
+        out: dict[DocKey, DocItem | None] = {}
+        cur = self.conn.cursor()
+        for key in keys:
+            row = cur.execute(
+                "SELECT collection, id, doc, revision, expires_at_ms, mod_offset FROM docs "
+                "WHERE collection=? AND id=?", key).fetchone()
+            out[key] = _item(row) if row is not None else None
+        return out
+
+    def find(self, q: CompiledFind, time_limit_ms: int | None = None) -> list[tuple]:
+        """Rows (id, doc bytes, revision, expires_at_ms, *sort values) of one page (+1 probe row).
+
+        With `time_limit_ms`, a find still running after it is interrupted (400): an unindexed
+        filter over a huge collection must not hold the docs thread (and so every document
+        write's apply) for longer than a request may last.
+        """
+        conn = self.conn
+        if time_limit_ms is not None:
+            deadline = time.monotonic() + time_limit_ms / 1000.0
+            conn.set_progress_handler(lambda: time.monotonic() > deadline, PROGRESS_STEPS)
+        try:
+            out = []
+            for row in conn.execute(q.sql, q.args):
+                out.append((row[0], row[1].encode("utf-8"), row[2], row[3], *row[4:]))
+            return out
+        except apsw.InterruptError:
+            raise InvalidArgument(
+                f"find exceeded the time limit of {time_limit_ms} ms: index the filtered field "
+                "(POST /v1/doc/{collection}/_index) or narrow the filter", field="filter") from None
+        finally:
+            if time_limit_ms is not None:
+                conn.set_progress_handler(None)
+
+    def explain(self, q: CompiledFind) -> list[str]:
+        """SQLite's plan for a find (tests check that indexes are used)."""
+        return [r[3] for r in self.conn.execute("EXPLAIN QUERY PLAN " + q.sql, q.args)]
+
+    def due_expirations(self, now_ms: int, limit: int) -> list[tuple[str, str, int]]:
+        return list(self.conn.execute(
+            "SELECT collection, id, mod_offset FROM docs WHERE expires_at_ms IS NOT NULL "
+            "AND expires_at_ms <= ? ORDER BY expires_at_ms LIMIT ?", (now_ms, limit)))
+
+    def count(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM docs").fetchone()[0]
+
+    def close(self) -> None:
+        self.conn.close()
