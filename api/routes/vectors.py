@@ -143,6 +143,9 @@ def _meta_json(meta: bytes | None):
 
 def register(app) -> None:
     engine = app.engine
+    roles = getattr(app, "endpoint_roles", None)
+    if roles is not None:
+        roles["vector_search"] = "read"  # a POST that writes nothing
 
     @app.route("/v1/vector", methods=["GET"], endpoint="vector_list")
     async def vector_list(request):
