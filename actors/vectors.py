@@ -69,6 +69,7 @@ class VectorActor:
         self._pending: deque[_Pending] = deque()
         self._pending_changed = trio.Event()
         self._maintenance_wanted = trio.Event()
+        self._applying: list = []
         self._search_queue: list = []
         self._search_ready = trio.Event()
         self._search_inflight: list = []
@@ -107,6 +108,10 @@ class VectorActor:
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 break
             req.fail(Unavailable("vector collection restarting, retry"))
+        for p in self._applying:
+            # Durable in the WAL; the collection is rebuilt from it before serving again.
+            p.request.succeed(self._result(p))
+        self._applying = []
         with trio.CancelScope(shield=True):
             for p in list(self._pending):
                 await p.write.done.wait()
@@ -195,7 +200,9 @@ class VectorActor:
                 ops.extend(to_op(r, metric) for r in p.write.records)
             # Every event of this collection up to the durable offset is in `ops` or applied.
             durable = self.writer.durable_offset
+            self._applying = done  # durable: if the apply fails, settle_after_crash acks them
             await trio.to_thread.run_sync(self.c.apply, ops, durable, limiter=self.apply_limiter)
+            self._applying = []
             self.counters["vector_ops_total"] += len(ops)
             for p in done:
                 for d in p.decisions:

@@ -296,10 +296,13 @@ class Collection:
                 return
             self.closed = True
             for r in self.runs:
-                r.log.close()
-                r.f32.close()
-                if r.q8 is not None:
-                    r.q8.close()
+                for f in (r.log, r.f32, r.q8):
+                    if f is None:
+                        continue
+                    try:
+                        f.close()
+                    except OSError as exc:  # closing after a failure: the WAL still has everything
+                        log.warning("%s: closing %s failed: %s", self.name, getattr(f, "path", f), exc)
 
     # ---- run files -------------------------------------------------------------------------
 

@@ -138,3 +138,34 @@ async def test_concurrent_searches_are_batched_and_answer_like_single_ones(tmp_p
             want = coll.search(data[i], 1 + i % 7, include_meta=i % 2 == 0)
             assert [(h.id, h.meta) for h in got[i]] == [(h.id, h.meta) for h in want]
             assert np.allclose([h.score for h in got[i]], [h.score for h in want], atol=1e-6)
+
+
+async def test_a_failing_apply_restarts_the_collection_from_disk_and_wal(tmp_path):
+    import hnswlib
+
+    from kissvdb.errors import Unavailable
+
+    rng = np.random.default_rng(7)
+    data = rng.standard_normal((300, DIM)).astype(np.float32)
+    with trio.fail_after(30):
+        async with open_engine(settings(tmp_path)) as e:
+            await e.vector_create("x", DIM, "cosine", "HNSW")
+            await e.vector_upsert_batch("x", [Item(str(i), data[i], None) for i in range(100)])
+            await e.checkpoint()
+            await e.vector_upsert_batch("x", [Item(str(i), data[i], None) for i in range(100, 200)])
+            first = e.vectors.actors["x"]
+            # Break the mutable HNSW segment under the actor: its next apply raises.
+            wrong = hnswlib.Index(space="ip", dim=DIM + 1)
+            wrong.init_index(max_elements=16)
+            e.vectors.store.collections["x"].hnsw.mutable.index = wrong
+            try:
+                await e.vector_put("x", Item("trip", data[200], None), add=False)
+            except Unavailable:
+                pass  # refused before it was queued; acknowledged otherwise (it is durable)
+            await wait_until(lambda: e.vectors.actors.get("x") not in (None, first) and not e.vectors.actors["x"].closed,
+                             timeout=20)
+            assert e.vectors.restarts == 1
+            for i in range(200):
+                assert np.array_equal((await e.vector_get("x", str(i)))[0], data[i])
+            await e.vector_put("x", Item("after", data[201], None), add=False)
+            assert (await e.vector_search("x", data[201], 1))[0].id == "after"
