@@ -131,7 +131,7 @@ def main(argv=None) -> int:
             rs, re_ = sorted(pairs, key=lambda p: p[0]["rps"] / p[1]["rps"])[len(pairs) // 2]
             rows.append((f"HNSW search k=10 ef={args.ef}, {args.connections} conns (median round)", f"{rs['rps']:,.0f} req/s",
                          f"p50 {rs['p50_us'] / 1000:.2f} ms p99 {rs['p99_us'] / 1000:.2f} ms errors {rs['errors']}/{rs['status']}"))
-            rows.append((f"POST /v1/_bench/echo same body, same round", f"{re_['rps']:,.0f} req/s",
+            rows.append(("POST /v1/_bench/echo same body, same round", f"{re_['rps']:,.0f} req/s",
                          f"p50 {re_['p50_us'] / 1000:.2f} ms p99 {re_['p99_us'] / 1000:.2f} ms"))
             rows.append(("search / echo per round", " / ".join(f"{r:.2f}" for r in ratios), "target >= 0.80"))
             m = client.get("/v1/metrics").text

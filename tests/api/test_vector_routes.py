@@ -3,7 +3,6 @@ nothing), semantics of add/upsert/update/delete, CBOR = JSON, filters and groups
 
 import cbor2
 import numpy as np
-import orjson
 import pytest
 
 from tests.helpers import assert_error
