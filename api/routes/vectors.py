@@ -47,6 +47,7 @@ CBOR = "application/cbor"
 METRICS = ("cosine", "dot")
 INDEXES = ("HNSW", "IVF_FLAT_Q8", "FLAT")
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_NUMBER_TYPES = frozenset((int, float))
 _Fragment = orjson.Fragment
 
 
@@ -80,10 +81,8 @@ def parse_vector(value, path: str) -> np.ndarray:
         return np.frombuffer(bytes(value), dtype="<f4").astype(np.float32)
     if type(value) is not list:
         raise UnprocessableEntity(f"`{path}` must be an array of numbers", field=path)
-    for x in value:
-        t = type(x)
-        if t is not float and t is not int:
-            raise UnprocessableEntity(f"`{path}` must be an array of numbers", field=path)
+    if not set(map(type, value)) <= _NUMBER_TYPES:  # bool is not a number here (serde agrees)
+        raise UnprocessableEntity(f"`{path}` must be an array of numbers", field=path)
     with np.errstate(over="ignore"):
         return np.asarray(value, dtype=np.float64).astype(np.float32)
 
