@@ -525,8 +525,14 @@ class Collection:
         scores = np.minimum(scores, np.float32(1))
         ids = v.table.ids
         id_of = ids.__getitem__
+        # One segment returns its hits best first already; only ties need the id order.
+        presorted = len(parts) == 1
+        ties = (np.diff(scores, axis=1) >= 0).any(axis=1) if presorted and scores.shape[1] > 1 else None
         out = []
         for i in range(len(queries)):
+            if presorted and (ties is None or not ties[i]):
+                out.append([Hit(ids[r], sc, None) for r, sc in zip(rows[i][:k].tolist(), scores[i][:k].tolist())])
+                continue
             pairs = top_rows(scores[i], rows[i], k, id_of)
             out.append([Hit(ids[r], sc, None) for r, sc in pairs])
         return out
