@@ -854,7 +854,9 @@ class Collection:
         """Write the live rows of the chosen runs into a new run (no lock; reads immutable rows)."""
         v = prep["view"]
         begin, end = prep["begin"], prep["end"]
-        rows = (np.flatnonzero(v.cols["live"][begin:end]) + begin).astype(np.int64)
+        # A copy first: the applier clears live flags meanwhile (never sets one in this window),
+        # and numpy refuses to count nonzeros of an array that changes under it.
+        rows = (np.flatnonzero(v.cols["live"][begin:end].copy()) + begin).astype(np.int64)
         rundir = os.path.join(self.dir, "runs")
         rid = prep["run_id"]
         paths = {ext: os.path.join(rundir, runs_mod.run_name(rid, ext)) for ext in ("log", "f32", "q8")}

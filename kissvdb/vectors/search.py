@@ -105,7 +105,9 @@ class Searcher:
     # -- filter ------------------------------------------------------------------------------
 
     def _mask(self, v, predicate):
-        live = v.cols["live"][: v.n].view(bool)
+        # A copy: the applier clears live flags while searches run, and numpy's boolean indexing
+        # and nonzero refuse an array that changes under them.
+        live = v.cols["live"][: v.n].astype(bool)
         if predicate is None:
             return live, int(v.live_count)
         rows = np.flatnonzero(live)
