@@ -111,3 +111,37 @@ def test_compaction_killed_at_each_step_keeps_every_vector(tmp_path, kind):
         on_disk = {f for f in os.listdir(os.path.join(where, "runs")) if f.endswith(".log")}
         assert on_disk == names  # orphans removed
         c2.close()
+
+
+def test_compaction_beside_a_deleting_writer_thread(tmp_path):
+    """run_compaction (no lock) reads live flags while the applier clears them: never an error,
+    and every vector alive at the end is kept."""
+    import threading
+
+    from kissvdb.vectors.collection import Remove, Upsert
+
+    params = small_params(run_target_bytes=16 << 10, run_retention=2)
+    c = Collection.create(str(tmp_path / "c"), "c", DIM, "cosine", "FLAT", params)
+    rng = np.random.default_rng(3)
+    vecs = rng.standard_normal((3000, DIM)).astype(np.float32)
+    apply_all(c, [Upsert(i + 1, str(i), vecs[i], None) for i in range(3000)], batch=500)
+    deleted = set()
+    for round_ in range(6):
+        prep = c.prepare_compaction(force=True)
+        if prep is None:
+            break
+        victims = [str(i) for i in range(round_, 3000, 7) if str(i) not in deleted][:200]
+
+        def writer():
+            for j, vid in enumerate(victims):
+                c.apply([Remove(10_000 + round_ * 1000 + j, vid)], 10_000 + round_ * 1000 + j)
+
+        t = threading.Thread(target=writer)
+        t.start()
+        result = c.run_compaction(prep)
+        t.join()
+        c.install_compaction(prep, result)
+        deleted.update(victims)
+    assert c.info()["live_count"] == 3000 - len(deleted)
+    for i in range(0, 3000, 97):
+        assert (c.get(str(i)) is None) == (str(i) in deleted)
