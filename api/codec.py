@@ -152,9 +152,23 @@ def parse_u64(text: str | None) -> int | None:
 # ---- values and responses ------------------------------------------------------------------
 
 
-def canonical_json(value: Any) -> RawJson:
-    """A user JSON value as canonical bytes: compact, object keys sorted (as serde's BTreeMap)."""
-    return RawJson(_dumps(value, option=_SORT))
+# orjson reads JSON nested up to 1024 levels (deeper: 400 `body`) but writes at most 254, so a
+# user value between the two parses and then cannot be stored: refused here, naming its field.
+JSON_DEPTH_MAX = 254
+
+
+def canonical_json(value: Any, field: str) -> RawJson:
+    """A user JSON value as canonical bytes: compact, object keys sorted (as serde's BTreeMap).
+
+    Raises InvalidArgument naming `field` when `value` is nested deeper than JSON_DEPTH_MAX.
+    """
+    try:
+        return RawJson(_dumps(value, option=_SORT))
+    except orjson.JSONEncodeError:
+        # A parsed body holds only JSON types, so depth is the one thing that can fail here.
+        raise InvalidArgument(
+            f"`{field}` nested too deeply (at most {JSON_DEPTH_MAX} levels)", field=field
+        ) from None
 
 
 def fragment(raw: bytes) -> orjson.Fragment:

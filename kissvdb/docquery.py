@@ -56,6 +56,9 @@ def json_path(field: str, *, what: str = "filter") -> str:
     """SQLite JSON path for a dotted field: `a.b` -> `$."a"."b"` (each segment quoted)."""
     if not field:
         raise InvalidArgument("field path must not be empty", field=what)
+    if "\x00" in field:
+        # The path becomes an SQL literal, and SQLite stops reading the statement at a NUL.
+        raise InvalidArgument("field path must not contain NUL characters", field=what)
     parts = field.split(".")
     if any(not p for p in parts):
         raise InvalidArgument(f"empty segment in field path {field!r}", field=what)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from kissvdb.errors import InvalidArgument, PayloadTooLarge, RevisionMismatch
 from kissvdb.events import EventRecord, RawJson
+from kissvdb.kv import expires_at_ms
 
 DOC_UPSERTED = "doc_upserted"
 DOC_DELETED = "doc_deleted"
@@ -213,12 +214,12 @@ class DocState:
 
     def _decide_put(self, cmd: DocPut, now_ms: int) -> DocDecision:
         check_put_shape(cmd, self.limits)
+        expires = expires_at_ms(now_ms, cmd.ttl_ms)
         key = (cmd.collection, cmd.id)
         cur = self._current(key, now_ms)
         if cmd.if_revision is not None and (cur is None or cur.revision != cmd.if_revision):
             raise RevisionMismatch("if_revision mismatch", field="if_revision")
         revision = cur.revision + 1 if cur is not None else 1
-        expires = now_ms + cmd.ttl_ms if cmd.ttl_ms is not None else None
         data = {"collection": cmd.collection, "id": cmd.id, "revision": revision, "doc": cmd.doc,
                 "expires_at_ms": expires}
         after = DocItem(cmd.collection, cmd.id, bytes(cmd.doc), revision, expires, 0)

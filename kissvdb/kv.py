@@ -24,6 +24,26 @@ from kissvdb.errors import InvalidArgument, PayloadTooLarge, RevisionMismatch
 from kissvdb.events import STATE_DELETED, STATE_UPDATED, EventRecord, RawJson
 
 
+# The largest accepted `ttl_ms`: 2**53 - 1 (about 285,000 years), the largest integer every JSON
+# client reads exactly (JavaScript's Number.MAX_SAFE_INTEGER). It keeps `now + ttl_ms` far
+# inside the signed 64-bit INTEGER that state.sqlite stores `expires_at_ms` in. Checked in
+# decide(), before the WAL: a logged expiry that state.sqlite refuses would fail every apply
+# and every replay.
+TTL_MS_MAX = (1 << 53) - 1
+
+
+def expires_at_ms(now_ms: int, ttl_ms: int | None) -> int | None:
+    """The expiry time of a write made at `now_ms` with `ttl_ms`, or None without a TTL.
+
+    Raises InvalidArgument (field `ttl_ms`) when `ttl_ms` is over TTL_MS_MAX.
+    """
+    if ttl_ms is None:
+        return None
+    if ttl_ms > TTL_MS_MAX:
+        raise InvalidArgument("ttl_ms too large", field="ttl_ms")
+    return now_ms + ttl_ms
+
+
 @dataclass(frozen=True, slots=True)
 class StateItem:
     key: str
@@ -193,11 +213,11 @@ class KvState:
 
     def _decide_put(self, cmd: Put, now_ms: int) -> Decision:
         check_put_shape(cmd.key, cmd.value, self.limits)
+        expires = expires_at_ms(now_ms, cmd.ttl_ms)
         cur = self._current(cmd.key, now_ms)
         if cmd.if_revision is not None and (cur is None or cur.revision != cmd.if_revision):
             raise RevisionMismatch("if_revision mismatch", field="if_revision")
         revision = cur.revision + 1 if cur is not None else 1
-        expires = now_ms + cmd.ttl_ms if cmd.ttl_ms is not None else None
         data = {"key": cmd.key, "revision": revision, "value": cmd.value, "expires_at_ms": expires}
         return Decision(cmd.key, STATE_UPDATED, data, StateItem(cmd.key, bytes(cmd.value), revision, expires, 0))
 

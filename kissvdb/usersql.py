@@ -182,6 +182,9 @@ class _Guarded:
 
     def _start(self, job: SqlJob, sql: str, params):
         bindings = bind_params(params)
+        if "\x00" in sql:
+            # SQLite reads statement text up to a NUL; apsw refuses it (ValueError) instead.
+            raise SqliteError("SQL text must not contain NUL characters", field="sql")
         if not sql.strip() or _only_trivia(sql):
             raise SqliteError("empty SQL statement", field="sql")
         self._job = job
@@ -190,6 +193,9 @@ class _Guarded:
 
     def close(self) -> None:
         self.conn.close()
+
+
+NOT_UTF8 = "result text is not valid UTF-8; select it as CAST(... AS BLOB) to read its bytes"
 
 
 class UserSqlReader(_Guarded):
@@ -228,6 +234,9 @@ class UserSqlReader(_Guarded):
             raise
         except (apsw.Error, KeyError) as exc:
             raise self._error(exc) from None
+        except UnicodeDecodeError:
+            # apsw decodes TEXT values as UTF-8 and SQLite does not check what it stores.
+            raise SqliteError(NOT_UTF8, field="sql") from None
         finally:
             self._user = False
             self._job = None
@@ -256,9 +265,12 @@ class UserSqlWriter(_Guarded):
         try:
             cursor.execute(sql, bindings, can_cache=False)
             returned_rows = False
-            for _row in cursor:
-                returned_rows = True
-                break
+            try:
+                for _row in cursor:
+                    returned_rows = True
+                    break
+            except UnicodeDecodeError:
+                returned_rows = True  # a row came back; apsw could not decode its TEXT
             self._user = False
             if returned_rows:
                 raise SqliteError("Execute returned results - did you mean to call query?", field="sql")

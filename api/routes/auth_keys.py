@@ -48,7 +48,7 @@ def register(app) -> None:
         elif type(role) is not str:
             raise UnprocessableEntity("`role` must be a string", field="role")
         permissions = body.get("permissions")
-        permissions = canonical_json({} if permissions is None else permissions)
+        permissions = canonical_json({} if permissions is None else permissions, "permissions")
         item, key = await engine.auth_key_create(name, role, bytes(permissions))
         return raw_json_response(_dumps({"id": item.id, "key": key}))
 

@@ -61,7 +61,7 @@ def register(app) -> None:
         check_doc_key(collection, id, limits())
         if_revision = query_uint(request.args, "if_revision")
         ttl_ms = query_uint(request.args, "ttl_ms")
-        doc = canonical_json(await read_json(request))
+        doc = canonical_json(await read_json(request), "body")
         item = await engine.doc_put(collection, id, doc, ttl_ms=ttl_ms, if_revision=if_revision)
         return raw_json_response(_dumps(doc_json(item)))
 
@@ -84,7 +84,7 @@ def register(app) -> None:
         check_collection(collection, limits())
         body = await read_json_object(request)
         flt = body.get("filter")
-        if flt is not None and len(canonical_json(flt)) > max_json:
+        if flt is not None and len(canonical_json(flt, "filter")) > max_json:
             raise PayloadTooLarge("filter too large", field="filter")
         limit = optional_uint(body, "limit")
         limit = FIND_LIMIT_DEFAULT if limit is None else max(1, min(limit, max_find))

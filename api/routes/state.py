@@ -69,7 +69,7 @@ def _put_op(op: object, index: int) -> PutOp:
     value = require(op, "value", f"{path}.value")  # type: ignore[arg-type]
     ttl_ms = optional_uint(op, "ttl_ms", f"{path}.ttl_ms")  # type: ignore[arg-type]
     if_revision = optional_uint(op, "if_revision", f"{path}.if_revision")  # type: ignore[arg-type]
-    return PutOp(key, canonical_json(value), ttl_ms, if_revision)
+    return PutOp(key, canonical_json(value, f"{path}.value"), ttl_ms, if_revision)
 
 
 def register(app) -> None:
@@ -99,7 +99,7 @@ def register(app) -> None:
         ttl_ms = optional_uint(body, "ttl_ms")
         if_revision = optional_uint(body, "if_revision")
         item = await engine.kv_put(
-            key, canonical_json(value), ttl_ms=ttl_ms, if_revision=if_revision
+            key, canonical_json(value, "value"), ttl_ms=ttl_ms, if_revision=if_revision
         )
         return raw_json_response(
             _dumps({"key": item.key, "revision": item.revision, "expires_at_ms": item.expires_at_ms})

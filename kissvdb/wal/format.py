@@ -104,6 +104,7 @@ class Walk:
     end     byte position just after the last valid frame; when `error` is set this is also
             where the first bad frame starts
     sparse  byte positions of frames 0, index_every, 2*index_every, ... (for a sparse index)
+    last    byte position of the last valid frame (0 if none)
     error   why the frame at `end` is bad, or None if the walk reached the end of the buffer
     """
 
@@ -111,6 +112,7 @@ class Walk:
     end: int
     sparse: list[int]
     error: str | None
+    last: int = 0
 
 
 def walk_frames(
@@ -133,24 +135,26 @@ def walk_frames(
     count = 0
     until_index = 0  # countdown to the next sparse-index entry (cheaper than count % n)
     pos = start
+    last = 0
     while pos < size:
         if size - pos < FRAME_OVERHEAD_BYTES:
-            return Walk(count, pos, sparse, f"partial frame header ({size - pos} bytes)")
+            return Walk(count, pos, sparse, f"partial frame header ({size - pos} bytes)", last)
         length, crc = unpack(buf, pos)
         if length == 0 or length > limit:
-            return Walk(count, pos, sparse, f"invalid length {length}")
+            return Walk(count, pos, sparse, f"invalid length {length}", last)
         stop = pos + FRAME_OVERHEAD_BYTES + length
         if stop > size:
-            return Walk(count, pos, sparse, f"record of {length} bytes runs past the end ({size - pos - 8} present)")
+            return Walk(count, pos, sparse, f"record of {length} bytes runs past the end ({size - pos - 8} present)", last)
         if verify_crc and crc32(view[pos + 8 : stop], crc32(view[pos : pos + 4])) != crc:
-            return Walk(count, pos, sparse, "crc mismatch")
+            return Walk(count, pos, sparse, "crc mismatch", last)
         if until_index == 0:
             sparse.append(pos)
             until_index = index_every
         until_index -= 1
         count += 1
+        last = pos
         pos = stop
-    return Walk(count, pos, sparse, None)
+    return Walk(count, pos, sparse, None, last)
 
 
 def iter_frames(buf: bytes | memoryview, start: int = 0) -> Iterator[tuple[int, memoryview]]:

@@ -1,7 +1,9 @@
 """Offline WAL tools behind the CLI: `check` (read-only) and repair (`--truncate-at-first-bad`).
 
 `check` verifies every segment header, every record CRC in every segment, segment sequence
-numbers and offset continuity, and never modifies anything. `plan_repair` computes exactly what
+numbers and offset continuity, and never modifies anything. It never uses the index sidecars
+(`events-NNNNNN.idx`) that let the server open without reading old segments: it reads every
+record of every segment. `plan_repair` computes exactly what
 truncating at the first bad record would drop, `RepairPlan.describe()` says it in words, and
 `apply_repair` does it. Repair never deletes anything `describe()` did not name, refuses to run
 if the files changed since the plan, and must run while the caller holds the DataDir lock (no
@@ -23,6 +25,7 @@ from kissvdb.errors import Corruption
 from kissvdb.fsutil import fsync_dir
 from kissvdb.wal import format as wal_format
 from kissvdb.wal import segment as wal_segment
+from kissvdb.wal import sidecar as wal_sidecar
 from kissvdb.wal.format import HEADER_BYTES
 
 Progress = Callable[[int, int], None]  # (done_bytes, total_bytes)
@@ -233,12 +236,16 @@ def apply_repair(plan: RepairPlan, *, fsync: bool = True) -> None:
 
     Newest first, and the truncation last, so a crash part-way leaves a WAL that still fails
     its check (the server refuses to start and repair can simply be run again), never one with
-    a silent hole. Raises StalePlan, changing nothing, if any file changed since the plan.
+    a silent hole. The index sidecars of every file it cuts or deletes are deleted first (they
+    would describe bytes that are gone; the server rebuilds them). Raises StalePlan, changing
+    nothing, if any file changed since the plan.
     """
     expected = [(plan.file, plan.file_size)] + [(d.path, d.size_bytes) for d in plan.delete_files]
     for path, size in expected:
         if _size(path) != size:
             raise StalePlan(f"{path} changed since the repair was planned; plan again")
+    for path in [plan.file] + [d.path for d in plan.delete_files]:
+        wal_sidecar.remove(path)
     for dropped in reversed(plan.delete_files):
         os.unlink(dropped.path)
     if plan.delete_files and fsync:

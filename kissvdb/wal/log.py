@@ -10,7 +10,10 @@
 - after `sync` returns, everything appended before the call is on disk, including the directory
   entries of segments created or deleted since the previous sync;
 - `read` may run in other threads concurrently with `append`/`sync`/`retain`, and never returns
-  a byte beyond what `append` has finished writing.
+  a byte beyond what `append` has finished writing;
+- opening reads the records of the last segment and of segments that may be replayed only;
+  older sealed segments are described by the index sidecar (`events-NNNNNN.idx`, see
+  kissvdb/wal/sidecar.py) written when they were sealed, before their successor was created.
 It never decides what to do about a failed fsync: it raises, marks itself broken (every later
 append/sync raises `PersistenceError(outcome_unknown=True)`) and the caller stops (fail-stop).
 It never imports trio: the WAL writer actor calls it from a worker thread.
@@ -31,6 +34,7 @@ from kissvdb.errors import Corruption, PersistenceError
 from kissvdb.fsutil import fsync_dir
 from kissvdb.wal import format as wal_format
 from kissvdb.wal import segment as wal_segment
+from kissvdb.wal import sidecar as wal_sidecar
 from kissvdb.wal.format import FRAME_OVERHEAD_BYTES, HEADER_BYTES, RECORD_MAX_BYTES
 from kissvdb.wal.segment import INDEX_EVERY
 
@@ -72,15 +76,20 @@ class SegmentInfo:
 class _Segment:
     """In-memory view of one segment. Mutable fields change only under WalLog._lock."""
 
-    __slots__ = ("path", "seq", "first_offset", "count", "end", "sparse")
+    __slots__ = ("path", "seq", "first_offset", "count", "end", "sparse", "last", "last_head")
 
-    def __init__(self, path: str, seq: int, first_offset: int, count: int, end: int, sparse: list[int]):
+    def __init__(
+        self, path: str, seq: int, first_offset: int, count: int, end: int, sparse: list[int],
+        last: int = 0, last_head: bytes = b"",
+    ):
         self.path = path
         self.seq = seq
         self.first_offset = first_offset
         self.count = count  # complete records; record i has offset first_offset + i
         self.end = end  # bytes of header + complete records: readers never look past it
         self.sparse = sparse  # byte position of record k * INDEX_EVERY (append-only list)
+        self.last = last  # byte position of the last record, and its 8-byte frame head:
+        self.last_head = last_head  # what the index sidecar records when the segment is sealed
 
     @property
     def end_offset(self) -> int:
@@ -91,7 +100,7 @@ class _Segment:
 class _Chunk:
     """The part of one append that goes to one segment (planned before any I/O)."""
 
-    __slots__ = ("segment", "parts", "sparse", "count", "end")
+    __slots__ = ("segment", "parts", "sparse", "count", "end", "last", "last_head")
 
     def __init__(self, segment: _Segment | None, end: int):
         self.segment = segment  # None: a segment this append creates
@@ -99,6 +108,8 @@ class _Chunk:
         self.sparse: list[int] = []
         self.count = 0
         self.end = end  # segment byte end after this chunk
+        self.last = 0  # byte position and frame head of the chunk's last record
+        self.last_head = b""
 
 
 def _first_offset_of(segment: _Segment) -> int:
@@ -150,11 +161,16 @@ class WalLog:
 
         Every header is checked. Records are CRC-verified in the last segment and in every
         segment that may hold offsets >= `verify_from` (pass the smallest applied checkpoint
-        offset + 1: older records are never replayed, so a lengths-only walk suffices; their
-        CRCs are still checked whenever `read` returns them). Segment sequence numbers must be
-        contiguous and a segment's first offset must not overlap its predecessor (a hole at a
-        segment boundary is allowed). A torn tail or torn header of the last segment is cut
-        away and logged at WARNING on logger "kissvdb.wal"; anything else raises Corruption.
+        offset + 1). Older segments are never replayed, so none of their records is read: each
+        is described by its index sidecar (count, end, sparse index; written when the segment
+        was sealed, CRC-checked and checked against the segment file, see
+        kissvdb/wal/sidecar.py), which keeps boot time independent of how much history is
+        retained. Without a usable sidecar (old data directories, damage) such a segment gets
+        the lengths-only walk it always had, and a fresh sidecar is written. Their record CRCs
+        are still checked whenever `read` returns them, and `kissvdb check` reads them all.
+        Segment sequence numbers must be contiguous and a segment's first offset must not
+        overlap its predecessor (a hole at a segment boundary is allowed). A torn tail or torn
+        header of the last segment is cut away and logged at WARNING on logger "kissvdb.wal"; anything else raises Corruption.
 
         `min_next_offset` comes from the checkpoints (every applied offset + 1), so offsets
         are never reused even after `repair` dropped records from the WAL.
@@ -173,14 +189,30 @@ class WalLog:
         # Headers first: whether segment i needs CRC verification depends on where i+1 starts.
         firsts = [wal_segment.read_first_offset(path) for _, path in files]
         dir_changed = False
+        rebuild: list[wal_segment.SegmentScan] = []  # sealed segments whose sidecar is missing or bad
+        from_sidecar = 0
         for i, (seq, path) in enumerate(files):
             is_last = i == len(files) - 1
             upper = None if is_last else firsts[i + 1]
             verify = is_last or upper is None or upper - 1 >= verify_from
-            scan = wal_segment.scan(path, is_last=is_last, verify=verify)  # raises Corruption
+            scan = indexed = None
+            if not is_last:
+                # Sealed: its sidecar may describe it (checked against the file, see sidecar.py).
+                indexed, why = wal_sidecar.load(path, firsts[i])
+                if indexed is None and why != "missing":
+                    logger.info("WAL: ignoring the index sidecar of %s: %s", path, why)
+                if not verify:
+                    scan = indexed  # never replayed: no need to read its records at all
+            if scan is None:
+                scan = wal_segment.scan(path, is_last=is_last, verify=verify)  # raises Corruption
+                if not is_last and not _same_index(scan, indexed):
+                    rebuild.append(scan)
+            else:
+                from_sidecar += 1
             if scan.first_offset is None:
                 # Torn header (strict scan lets only that through): the segment never held a record.
                 os.unlink(path)
+                wal_sidecar.remove(path)
                 dir_changed = True
                 logger.warning(
                     "WAL: removed %s: %s; dropped %d bytes, no records", path, scan.damage.reason, scan.size
@@ -207,7 +239,15 @@ class WalLog:
                     scan.size - scan.end,
                     scan.damage.reason,
                 )
-            log._segments.append(_Segment(path, seq, scan.first_offset, scan.count, scan.end, scan.sparse))
+            log._segments.append(
+                _Segment(path, seq, scan.first_offset, scan.count, scan.end, scan.sparse, scan.last, scan.last_head)
+            )
+        for scan in rebuild:  # the next open reads these from their sidecars
+            try:
+                wal_sidecar.write(scan.path, scan, fsync=fsync)
+                dir_changed = True
+            except OSError as exc:
+                logger.warning("WAL: could not write the index sidecar of %s (%s)", scan.path, exc)
 
         segments = log._segments
         log._last_offset = max((s.end_offset - 1 for s in segments if s.count), default=0)
@@ -227,9 +267,12 @@ class WalLog:
             if dir_changed or segments:
                 fsync_dir(directory)
         logger.info(
-            "WAL: opened %s: %d segments, offsets %d..%d, next offset %d",
+            "WAL: opened %s: %d segments (%d described by their index sidecar, %d sidecars rebuilt), "
+            "offsets %d..%d, next offset %d",
             directory,
             len(segments),
+            from_sidecar,
+            len(rebuild),
             log._first_offset,
             log._last_offset,
             log._next_offset,
@@ -294,11 +337,18 @@ class WalLog:
             seq = self._segments[-1].seq + 1 if self._segments else 1
             offset = first
             created: list[tuple[_Segment, int]] = []
+            sidecars: list[str] = []  # written by this call: deleted again if it fails
+            written: _Chunk | None = None  # the chunk last written (to the segment `active`)
             try:
                 for chunk in chunks:
                     if chunk.segment is None:
                         if fd is not None and self._fsync:
                             self._fsync_or_break(os.fdatasync, fd, "sealing a segment before rotation")
+                        sealed = active if active is not None else (self._segments[-1] if self._segments else None)
+                        if sealed is not None:
+                            sidecar = self._write_sidecar(sealed, written)
+                            if sidecar is not None:
+                                sidecars.append(sidecar)
                         path = os.path.join(self._directory, wal_segment.segment_name(seq))
                         new_fd = wal_segment.create(path, offset)
                         created.append((_Segment(path, seq, offset, 0, HEADER_BYTES, []), new_fd))
@@ -307,6 +357,7 @@ class WalLog:
                         chunk.segment, fd, active = created[-1][0], new_fd, created[-1][0]
                         seq += 1
                     wal_segment.write_all(fd, b"".join(chunk.parts))
+                    written = chunk
                     offset += chunk.count
             except PersistenceError:
                 # Fail-stop: leave the files alone for boot recovery; just release the fds.
@@ -314,7 +365,7 @@ class WalLog:
                     os.close(created_fd)
                 raise
             except BaseException:
-                self._rollback(old_fd, old_end, created)
+                self._rollback(old_fd, old_end, created, sidecars)
                 raise
             self._publish(chunks, created, old_fd, fd, active, offset)
             return first, offset - 1
@@ -339,6 +390,7 @@ class WalLog:
                 count = 0
             if count % INDEX_EVERY == 0:
                 chunk.sparse.append(chunk.end)
+            chunk.last, chunk.last_head = chunk.end, head
             chunk.parts.append(head)
             chunk.parts.append(payload)
             chunk.end += size
@@ -353,6 +405,8 @@ class WalLog:
                 segment.count += chunk.count
                 segment.end = chunk.end
                 segment.sparse.extend(chunk.sparse)
+                if chunk.count:
+                    segment.last, segment.last_head = chunk.last, chunk.last_head
             for segment, _ in created:
                 self._segments.append(segment)
             if created:
@@ -370,9 +424,39 @@ class WalLog:
             self._next_offset = next_offset
             self._last_offset = next_offset - 1
 
-    def _rollback(self, old_fd: int | None, old_end: int, created: list[tuple[_Segment, int]]) -> None:
+    def _write_sidecar(self, segment: _Segment, chunk: _Chunk | None) -> str | None:
+        """Write the index sidecar of `segment`, which is being sealed (already fdatasynced),
+        as it stands after `chunk` (this append's last chunk written, if it went to `segment`).
+
+        Runs before the successor segment is created: that order is what lets `open` trust a
+        sidecar (see kissvdb/wal/sidecar.py). Best effort: if it cannot be written, any old
+        one is deleted and the segment is scanned at the next open instead; only if that
+        deletion fails too does the OSError propagate (the append is rolled back).
+        """
+        if chunk is not None and chunk.segment is segment and chunk.count:
+            fields = (segment.first_offset, segment.count + chunk.count, chunk.end,
+                      segment.sparse + chunk.sparse, chunk.last, chunk.last_head)
+        else:  # `segment` got nothing from this call (or it is the inactive newest one)
+            fields = (segment.first_offset, segment.count, segment.end, list(segment.sparse),
+                      segment.last, segment.last_head)
+        try:
+            return wal_sidecar.write(segment.path, fields, fsync=self._fsync)
+        except OSError as exc:
+            self._logger.warning("WAL: could not write the index sidecar of %s (%s); it will be scanned at the next open",
+                                 segment.path, exc)
+            wal_sidecar.remove(segment.path)
+            return None
+
+    def _rollback(
+        self, old_fd: int | None, old_end: int, created: list[tuple[_Segment, int]], sidecars: list[str]
+    ) -> None:
         """Undo a failed append's bytes. Nothing was published, so no reader saw them."""
         try:
+            for sidecar in sidecars:  # they describe bytes about to be cut, or a sealing undone
+                try:
+                    os.unlink(sidecar)
+                except FileNotFoundError:
+                    pass
             for segment, created_fd in reversed(created):
                 os.close(created_fd)
                 try:
@@ -580,6 +664,10 @@ class WalLog:
                         self._segments.insert(0, segment)
                         self._first_offset = self._oldest_record_offset()
                     raise
+                try:
+                    wal_sidecar.remove(segment.path)
+                except OSError as exc:  # an orphan sidecar is harmless: no segment gets its name again
+                    self._logger.warning("WAL: could not delete the index sidecar of %s (%s)", segment.path, exc)
                 removed.append(segment.path)
                 self._logger.info("WAL: retention removed %s (offsets %d..%d)", segment.path, segment.first_offset, segment.end_offset - 1)
             if removed and self._fsync:
@@ -608,6 +696,15 @@ class WalLog:
 
     def __repr__(self) -> str:
         return f"WalLog({self._directory!r}, offsets {self._first_offset}..{self._last_offset}, next {self._next_offset})"
+
+
+def _same_index(scan: wal_segment.SegmentScan, indexed: wal_segment.SegmentScan | None) -> bool:
+    """Whether a sidecar's description matches what a scan of the segment found."""
+    if indexed is None or scan.damage is not None:
+        return False
+    return (scan.first_offset, scan.count, scan.end, scan.sparse, scan.last, scan.last_head) == (
+        indexed.first_offset, indexed.count, indexed.end, indexed.sparse, indexed.last, indexed.last_head
+    )
 
 
 def _mtime(path: str) -> float:

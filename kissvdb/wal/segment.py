@@ -93,8 +93,11 @@ class SegmentScan:
     end           byte length of header + those records (where a torn tail would be cut)
     size          file size as found
     sparse        byte positions of records 0, INDEX_EVERY, 2*INDEX_EVERY, ...
-    verified      CRCs of all records checked (False: lengths only)
+    verified      CRCs of all records checked (False: lengths only or read from the sidecar)
     damage        None if the whole file parsed
+    last          byte position of the last complete record (0 if none)
+    last_head     that record's 8-byte [length][crc] head (b"" if none); the index sidecar
+                  keeps it to check, with one 8-byte read, that it describes this file
     """
 
     path: str
@@ -105,6 +108,8 @@ class SegmentScan:
     sparse: list[int]
     verified: bool
     damage: Damage | None
+    last: int = 0
+    last_head: bytes = b""
 
     @property
     def last_offset(self) -> int:
@@ -116,7 +121,7 @@ class SegmentScan:
 def read_first_offset(path: str) -> int | None:
     """The header's first_offset, or None if the header is short or bad (scan() says why)."""
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb", buffering=0) as f:  # unbuffered: read 24 bytes, not a block
             return wal_format.decode_header(f.read(HEADER_BYTES))
     except ValueError:
         return None
@@ -160,7 +165,8 @@ def _scan_bytes(path: str, data: bytes, *, is_last: bool, verify: bool) -> Segme
     damage = None
     if walk.error is not None:
         damage = _classify(data, walk.end, walk.error, is_last=is_last)
-    return SegmentScan(path, first_offset, walk.count, walk.end, size, walk.sparse, verify, damage)
+    last_head = bytes(data[walk.last : walk.last + 8]) if walk.count else b""
+    return SegmentScan(path, first_offset, walk.count, walk.end, size, walk.sparse, verify, damage, walk.last, last_head)
 
 
 def _classify(data: bytes, position: int, reason: str, *, is_last: bool) -> Damage:

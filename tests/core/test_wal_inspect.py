@@ -16,7 +16,7 @@ def build(path, records: int = 60) -> list[str]:
     for offset in range(1, records + 1):
         log.append([b"record-%04d" % offset])
     log.close()
-    return sorted(os.path.join(path, n) for n in os.listdir(path) if n.startswith("events-"))
+    return sorted(os.path.join(path, n) for n in os.listdir(path) if n.endswith(".log"))
 
 
 def positions(path) -> list[int]:
@@ -85,7 +85,8 @@ def test_repair_truncates_at_first_bad_record_and_deletes_later_segments(tmp_pat
     assert f"byte {bad}" in text and "not reused" in text
 
     apply_repair(plan)
-    assert sorted(os.listdir(tmp_path)) == [os.path.basename(f) for f in files[:2]]
+    # The untouched first segment keeps its index sidecar; the cut one's is gone with the rest.
+    assert sorted(os.listdir(tmp_path)) == ["events-000001.idx"] + [os.path.basename(f) for f in files[:2]]
     assert os.path.getsize(files[1]) == bad
     assert check(tmp_path).ok
     # Offsets stay unique: the checkpoints' applied offset becomes min_next_offset.
@@ -103,7 +104,7 @@ def test_repair_of_a_bad_header_deletes_that_file(tmp_path):
     assert plan.records_dropped == len(positions(files[1]))
     assert "delete" in plan.describe()
     apply_repair(plan)
-    assert sorted(os.listdir(tmp_path)) == [os.path.basename(files[0])]
+    assert sorted(os.listdir(tmp_path)) == ["events-000001.idx", os.path.basename(files[0])]
     assert check(tmp_path).ok
 
 

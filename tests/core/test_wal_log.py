@@ -44,6 +44,10 @@ def positions(path) -> list[int]:
     return [pos for pos, _ in iter_frames(data, HEADER_BYTES)]
 
 
+def segment_names(directory) -> list[str]:
+    return sorted(name for name in os.listdir(directory) if name.endswith(".log"))
+
+
 def seg_path(directory, seq: int) -> str:
     return os.path.join(directory, f"events-{seq:06d}.log")
 
@@ -159,7 +163,7 @@ def test_torn_tail_at_every_byte_of_the_last_record(tmp_path, caplog):
     log = open_log(source, segment_max_bytes=200)
     fill(log, 12, batch=3)
     log.close()
-    last_seq = len(os.listdir(source))
+    last_seq = len(segment_names(source))
     assert last_seq >= 2  # the torn segment has predecessors
     last = seg_path(source, last_seq)
     intact = open(last, "rb").read()
@@ -211,7 +215,7 @@ def test_rotation_after_a_torn_header_reuses_the_sequence_number(tmp_path):
     log = open_log(tmp_path, segment_max_bytes=100)
     fill(log, 3, batch=1)
     log.close()
-    count = len(os.listdir(tmp_path))
+    count = len(segment_names(tmp_path))
     with open(seg_path(tmp_path, count + 1), "wb") as f:
         f.write(b"KVDB")
     log = open_log(tmp_path, segment_max_bytes=100)

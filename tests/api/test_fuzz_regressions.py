@@ -1,0 +1,185 @@
+"""Inputs found by fuzzing a running server (schemathesis + hand-written nasty inputs).
+
+Each test is one input that once answered 500, a non-JSON body, or an error that did not name
+the bad field; it now gets a 4xx JSON error naming the field, writes nothing, and the server
+keeps serving (and, where the input used to poison the WAL, boots again on the same DATA_DIR).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api.conftest import open_api
+from tests.helpers import assert_error
+
+U64_MAX = (1 << 64) - 1
+I64_MAX = (1 << 63) - 1
+TTL_MS_MAX = (1 << 53) - 1  # documented maximum (JavaScript's Number.MAX_SAFE_INTEGER)
+
+
+# ---- ttl_ms whose expiry does not fit a SQLite INTEGER --------------------------------------
+# Found: PUT /v1/state/k {"value":1,"ttl_ms":18446744073709551615} passed the u64 shape check,
+# was logged, and then state.sqlite refused `now + ttl_ms` (OverflowError): the KV actor died,
+# its restart replayed the same event and died again, the server exited, and it could never
+# boot on that DATA_DIR again.
+
+
+@pytest.mark.parametrize("ttl_ms", [U64_MAX, I64_MAX, I64_MAX - 1000, TTL_MS_MAX + 1])
+async def test_kv_put_ttl_past_the_integer_range_is_400_and_the_server_lives(tmp_path, ttl_ms):
+    data = tmp_path / "data"
+    async with open_api(data) as api:
+        reply = await api.put("/v1/state/k", json={"value": 1, "ttl_ms": ttl_ms})
+        assert_error(reply, 400, "invalid_argument", field="ttl_ms")
+        assert_error(await api.get("/v1/state/k"), 404)
+        assert (await api.put("/v1/state/k", json={"value": 2})).status_code == 200
+    async with open_api(data) as api:  # boots again on the same data dir
+        assert (await api.get("/v1/state/k")).json()["value"] == 2
+
+
+async def test_kv_batch_ttl_past_the_integer_range_is_an_inline_error(tmp_path):
+    data = tmp_path / "data"
+    async with open_api(data) as api:
+        ops = [{"key": "a", "value": 1, "ttl_ms": U64_MAX}, {"key": "b", "value": 2}]
+        reply = await api.post("/v1/state/batch_put", json={"operations": ops})
+        assert reply.status_code == 200, reply.content
+        first, second = reply.json()["results"]
+        assert first["status"] == "error" and first["error"]["field"] == "operations[0].ttl_ms"
+        assert second["status"] == "ok"
+    async with open_api(data) as api:
+        assert [item["key"] for item in (await api.get("/v1/state")).json()] == ["b"]
+
+
+async def test_doc_put_ttl_past_the_integer_range_is_400_and_the_server_lives(tmp_path):
+    data = tmp_path / "data"
+    async with open_api(data) as api:
+        reply = await api.put(f"/v1/doc/c/d?ttl_ms={U64_MAX}", json={"v": 1})
+        assert_error(reply, 400, "invalid_argument", field="ttl_ms")
+        assert_error(await api.get("/v1/doc/c/d"), 404)
+        assert (await api.put("/v1/doc/c/d", json={"v": 2})).status_code == 200
+    async with open_api(data) as api:
+        assert (await api.get("/v1/doc/c/d")).json()["doc"] == {"v": 2}
+
+
+async def test_the_largest_accepted_ttl_round_trips(tmp_path):
+    data = tmp_path / "data"
+    async with open_api(data) as api:
+        reply = await api.put("/v1/state/k", json={"value": 1, "ttl_ms": TTL_MS_MAX})
+        assert reply.status_code == 200, reply.content
+        expires = reply.json()["expires_at_ms"]
+        reply = await api.put(f"/v1/doc/c/d?ttl_ms={TTL_MS_MAX}", json={"v": 1})
+        assert reply.status_code == 200, reply.content
+    async with open_api(data) as api:
+        assert (await api.get("/v1/state/k")).json()["expires_at_ms"] == expires
+        assert (await api.get("/v1/doc/c/d")).json()["doc"] == {"v": 1}
+
+
+# ---- JSON nested deeper than orjson can write back ------------------------------------------
+# Found: PUT /v1/state/k {"value": [[[...1000 levels...]]]} parsed (orjson reads 1024 levels)
+# but canonical_json could not write it (orjson writes at most 254): 500 internal. The same
+# for a document body, a find filter, batch values and key permissions.
+
+DEPTH = 300
+
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+async def test_kv_value_nested_too_deeply_is_400_naming_value(api):
+    reply = await api.put("/v1/state/k", data=b'{"value": ' + nested(DEPTH) + b"}", headers=JSON_HEADERS)
+    assert_error(reply, 400, "invalid_argument", field="value")
+    assert_error(await api.get("/v1/state/k"), 404)
+
+
+async def test_batch_value_nested_too_deeply_is_an_inline_error(api):
+    body = b'{"operations": [{"key": "a", "value": ' + nested(DEPTH) + b'}, {"key": "b", "value": 1}]}'
+    reply = await api.post("/v1/state/batch_put", data=body, headers=JSON_HEADERS)
+    assert reply.status_code == 200, reply.content
+    first, second = reply.json()["results"]
+    assert first["status"] == "error" and first["error"]["field"] == "operations[0].value"
+    assert second["status"] == "ok"
+    assert [item["key"] for item in (await api.get("/v1/state")).json()] == ["b"]
+
+
+async def test_doc_nested_too_deeply_is_400_naming_body(api):
+    reply = await api.put("/v1/doc/c/d", data=nested(DEPTH), headers=JSON_HEADERS)
+    assert_error(reply, 400, "invalid_argument", field="body")
+    assert_error(await api.get("/v1/doc/c/d"), 404)
+
+
+async def test_find_filter_nested_too_deeply_is_400_naming_filter(api):
+    reply = await api.post("/v1/doc/c/find", data=b'{"filter": {"a": ' + nested(DEPTH) + b"}}", headers=JSON_HEADERS)
+    assert_error(reply, 400, "invalid_argument", field="filter")
+
+
+async def test_key_permissions_nested_too_deeply_is_400_naming_permissions(api):
+    before = (await api.get("/v1/auth/keys")).json()
+    body = b'{"name": "n", "permissions": ' + nested(DEPTH) + b"}"
+    reply = await api.post("/v1/auth/keys", data=body, headers=JSON_HEADERS)
+    assert_error(reply, 400, "invalid_argument", field="permissions")
+    assert (await api.get("/v1/auth/keys")).json() == before
+
+
+async def test_the_deepest_accepted_value_round_trips(api):
+    reply = await api.put("/v1/state/k", data=b'{"value": ' + nested(254) + b"}", headers=JSON_HEADERS)
+    assert reply.status_code == 200, reply.content
+    assert (await api.get("/v1/state/k")).content.count(b"[") == 254
+
+
+# ---- NUL in a find/_index field path --------------------------------------------------------
+# Found: POST /v1/doc/c/find {"filter": {"a\u0000b": 1}} and POST /v1/doc/c/_index
+# {"field": "a\u0000"}: the path is written into the SQL text as a literal, SQLite stops reading
+# at the NUL ("unrecognized token"), and apsw's SQLError became a 500.
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"filter": {"a\x00b": 1}}, "filter.a\x00b"),
+    ({"filter": {"a": 1}, "sort": "b\x00"}, "sort"),
+])
+async def test_find_field_path_with_nul_is_400_naming_it(api, body, field):
+    assert (await api.put("/v1/doc/c/d", json={"a": 1})).status_code == 200
+    assert_error(await api.post("/v1/doc/c/find", json=body), 400, "invalid_argument", field=field)
+
+
+async def test_index_field_path_with_nul_is_400_naming_field(api):
+    assert_error(await api.post("/v1/doc/c/_index", json={"field": "a\x00"}), 400, "invalid_argument", field="field")
+    reply = await api.post("/v1/doc/c/_index", json={"field": "a"})
+    assert reply.status_code == 200 and reply.json()["created"] is True
+
+
+# ---- user SQL: NUL in the text, text results that are not UTF-8 -----------------------------
+# Found: {"sql": "\u0000select 1"} (apsw: ValueError "null character in query") and
+# {"sql": "select cast(x'ff' as text)"} (apsw cannot decode the TEXT: UnicodeDecodeError) were
+# 500s on both /v1/sql/query and /v1/sql/exec.
+
+
+@pytest.mark.parametrize("path", ["/v1/sql/query", "/v1/sql/exec"])
+@pytest.mark.parametrize("sql", ["\x00select 1", "select 1 -- \x00", "select 1\x00; drop table t"])
+async def test_sql_with_nul_is_400_naming_sql(api, path, sql):
+    assert_error(await api.post(path, json={"sql": sql}), 400, "sqlite_error", field="sql")
+
+
+@pytest.mark.parametrize("sql", ["select cast(x'ff' as text)", "select char(55296)"])
+async def test_sql_query_text_that_is_not_utf8_is_400_naming_sql(api, sql):
+    assert_error(await api.post("/v1/sql/query", json={"sql": sql}), 400, "sqlite_error", field="sql")
+    assert (await api.post("/v1/sql/query", json={"sql": "select 1 as one"})).json() == {"rows": [{"one": 1}]}
+
+
+async def test_stored_text_that_is_not_utf8_is_readable_as_a_blob(api):
+    reply = await api.post("/v1/sql/exec", json={"sql": "create table t(a)"})
+    assert reply.status_code == 200, reply.content
+    reply = await api.post("/v1/sql/exec", json={"sql": "insert into t values (cast(x'ff' as text))"})
+    assert reply.json() == {"rows_affected": 1}
+    assert_error(await api.post("/v1/sql/query", json={"sql": "select a from t"}), 400, "sqlite_error", field="sql")
+    reply = await api.post("/v1/sql/query", json={"sql": "select cast(a as blob) as a from t"})
+    assert reply.json() == {"rows": [{"a": "/w"}]}
+
+
+async def test_sql_exec_returning_text_that_is_not_utf8_is_refused_and_rolled_back(api):
+    assert (await api.post("/v1/sql/exec", json={"sql": "create table t(a)"})).status_code == 200
+    reply = await api.post("/v1/sql/exec", json={"sql": "insert into t values (1) returning cast(x'ff' as text)"})
+    assert_error(reply, 400, "sqlite_error", field="sql")
+    assert (await api.post("/v1/sql/query", json={"sql": "select count(*) as n from t"})).json() == {"rows": [{"n": 0}]}
