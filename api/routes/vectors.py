@@ -91,8 +91,11 @@ def parse_meta(value, path: str) -> RawJson | None:
     if value is None:
         return None
     try:
-        return canonical_json(value)
-    except TypeError:
+        return RawJson(orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
+    except orjson.JSONEncodeError as exc:
+        if "recursion" in str(exc).lower():
+            return canonical_json(value, path)  # raises the codec's "nested too deeply" 400
+        # A CBOR body can hold what JSON cannot (byte strings, tags): 422 naming the field.
         raise UnprocessableEntity(f"`{path}` must be JSON", field=path) from None
 
 

@@ -228,3 +228,20 @@ async def test_vector_events_on_the_stream_with_the_collection_filter(api):
                                          "meta": {"a": 2, "b": 1}}
     assert frames[3]["data"]["data"]["meta"] == {"c": 3} and frames[3]["data"]["data"]["vector"] == [0.1, 0.2, 0.3]
     assert frames[4]["data"]["data"] == {"collection": "docs", "id": "b"}
+
+
+async def test_meta_too_deep_and_non_json_cbor_meta_are_refused_and_log_nothing(api):
+    await create(api)
+    before = await durable(api)
+    deep = {}
+    cur = deep
+    for _ in range(300):
+        cur["a"] = {}
+        cur = cur["a"]
+    assert_error(await api.post(f"{C}/upsert", json={"id": "d", "vector": [1, 2, 3], "meta": deep}), 400,
+                 "invalid_argument", field="meta")
+    r = await api.post(f"{C}/upsert_batch", data=cbor2.dumps({"items": [{"id": "b", "vector": [1, 2, 3],
+                                                                          "meta": {"x": b"bytes"}}]}),
+                       headers={"Content-Type": "application/cbor"})
+    assert r.json()["results"][0]["status"] == "error"
+    assert await durable(api) == before
