@@ -75,6 +75,10 @@ class Searcher:
             rows = np.searchsorted(vno, labels)
             # A graph may still hold labels of rows a compaction removed: then take the general path.
             if len(rows) and int(rows.max()) < v.n and np.array_equal(vno[rows], labels):
+                sl = scores.tolist()
+                if len(parts) == 1 and all(a > b for a, b in zip(sl, sl[1:])):
+                    # One segment answers best first; with no tie the id order changes nothing.
+                    return v, [(r, min(x, 1.0)) for r, x in zip(rows.tolist(), sl)]
                 return v, top_rows(np.minimum(scores, np.float32(1)), rows, k, self._id_of(v))
         mask, matches = self._mask(v, predicate)
         if matches == 0:
