@@ -338,8 +338,9 @@ def bench_engine_ingest(kind, base, args):
 
 
 def bench_interleaved(base, queries, truth, args, params):
-    """Every system built on the same data, then each query timed on each system in turn, so
-    a noisy shared machine slows them all alike: the ratios are what this mode is for."""
+    """Every system built on the same data, then each query timed on each system in turn (in a
+    fresh random order per query), so a noisy shared machine slows them all alike: the ratios
+    are what this mode is for."""
     import faiss
     import hnswlib
 
@@ -393,9 +394,13 @@ def bench_interleaved(base, queries, truth, args, params):
     lat = {i: [] for i in range(len(systems))}
     res = {i: [] for i in range(len(systems))}
     progress(f"interleaved: {len(queries)} queries x {len(systems)} systems, {args.rounds} round(s)")
+    order_rng = np.random.default_rng(11)
     for _ in range(args.rounds):
         for q in queries:
-            for i, (_name, _knob, fn) in enumerate(systems):
+            # A fresh order per query: whoever runs right after the exact scan (which evicts the
+            # caches) changes every time, so no system carries that cost alone.
+            for i in order_rng.permutation(len(systems)).tolist():
+                _name, _knob, fn = systems[i]
                 t = time.perf_counter()
                 r = fn(q)
                 lat[i].append(time.perf_counter() - t)
