@@ -4,7 +4,8 @@ Owns, for every request, in this order:
 1. CORS preflight (`OPTIONS` + `Origin` + `Access-Control-Request-Method`): answered here,
    before auth, so browsers can ask (the original answered 401: a quirk not copied).
 2. Auth (`api.auth`), before routing: an unauthenticated request to an unknown path is 401.
-3. Routing on the percent-decoded path (werkzeug map, `<key:...>` segments may contain '/').
+3. Routing on the percent-decoded path (werkzeug map, `<key:...>` segments may contain '/');
+   a path whose decoded bytes are not UTF-8 is 400 naming the parameter.
 4. The handler, under REQUEST_TIMEOUT_SECS (-> 408). Streaming bodies (SSE) are sent after the
    handler returns and set their own `response.timeout`.
 5. Errors -> `api.errors.error_response` (the one table); CORS headers on every response,
@@ -19,6 +20,8 @@ Never does: touch an actor. Handlers only await Engine methods.
 
 from __future__ import annotations
 
+from urllib.parse import unquote_to_bytes
+
 import trio
 from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIHTTPConnection
@@ -27,7 +30,7 @@ from quart.wrappers.response import DataBody
 from werkzeug.routing import BaseConverter
 
 from kissvdb.config import Settings
-from kissvdb.errors import Forbidden, RequestTimeout
+from kissvdb.errors import Forbidden, InvalidArgument, RequestTimeout
 
 from .auth import KeyChecker, StaticKeyChecker, StoredKeyChecker, authenticate, authorize
 from .errors import error_response, kiss_error_response
@@ -115,6 +118,8 @@ class KissApp(QuartTrio):
             if adapter is None:
                 adapter = self._adapter = self.url_map.bind("localhost")
             rule, args = adapter.match(request.path, method, return_rule=True)
+            if "\ufffd" in request.path:
+                _check_path_is_utf8(request, args)
             if method == "OPTIONS":
                 allowed = adapter.allowed_methods(request.path)
                 return _no_content({"Allow": ", ".join(sorted(allowed))})
@@ -163,6 +168,25 @@ class KissApp(QuartTrio):
             # Echoed rather than "*": a wildcard does not cover Authorization.
             headers["Access-Control-Allow-Headers"] = requested
         return _no_content(headers)
+
+
+def _check_path_is_utf8(request, args: dict) -> None:
+    """Refuse a path whose percent-decoded bytes are not UTF-8, naming the parameter.
+
+    hypercorn decodes the path with errors="replace", so `%FF` and `%FE` would both arrive as
+    U+FFFD: two different keys silently made one. Checked only when U+FFFD appears (rare), on
+    the raw path the ASGI scope keeps; an encoded U+FFFD (`%EF%BF%BD`) is valid and passes.
+    """
+    raw = request.scope.get("raw_path")
+    if raw is None:
+        return
+    try:
+        unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        field = next((name for name, value in args.items() if "\ufffd" in str(value)), "path")
+        raise InvalidArgument(
+            f"`{field}` is not valid UTF-8 once percent-decoded", field=field
+        ) from None
 
 
 def _no_content(headers: dict) -> TrioResponse:

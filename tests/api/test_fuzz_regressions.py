@@ -183,3 +183,89 @@ async def test_sql_exec_returning_text_that_is_not_utf8_is_refused_and_rolled_ba
     reply = await api.post("/v1/sql/exec", json={"sql": "insert into t values (1) returning cast(x'ff' as text)"})
     assert_error(reply, 400, "sqlite_error", field="sql")
     assert (await api.post("/v1/sql/query", json={"sql": "select count(*) as n from t"})).json() == {"rows": [{"n": 0}]}
+
+
+# ---- percent-encoded bytes that are not UTF-8, over a real socket ---------------------------
+# Found: hypercorn percent-decodes the path with errors="replace", so PUT /v1/state/%FF and
+# PUT /v1/state/%FE both wrote the key "\ufffd" (two keys silently became one), and a document
+# id or API-key id did the same. (Quart's test client re-encodes the path, so this needs
+# hypercorn on a socket.)
+
+
+@pytest.fixture
+async def live(tmp_path, nursery):
+    """`(host, port)` of kissvdb served by hypercorn in this process, stopped at teardown."""
+    import functools
+
+    import trio
+
+    from kissvdb.api.server import serve
+    from kissvdb.config import Settings
+    from tests.api.conftest import API_KEY
+
+    stop = trio.Event()
+    settings = Settings(data_dir=str(tmp_path / "live"), api_key=API_KEY, port=0)
+    url = await nursery.start(functools.partial(serve, settings, shutdown_trigger=stop.wait, handle_signals=False))
+    host, port = url.rsplit("/", 1)[1].rsplit(":", 1)
+    yield host, int(port)
+    stop.set()
+
+
+async def raw_request(live, method: str, target: bytes, body: bytes | None = None) -> tuple[int, dict, bytes]:
+    """One HTTP/1.1 request with the target sent byte for byte; (status, headers, body)."""
+    import trio
+
+    from tests.api.conftest import API_KEY
+
+    head = [method.encode() + b" " + target + b" HTTP/1.1", b"Host: x", b"Connection: close",
+            b"Authorization: Bearer " + API_KEY.encode()]
+    if body is not None:
+        head += [b"Content-Type: application/json", b"Content-Length: %d" % len(body)]
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream(*live)
+        async with stream:
+            await stream.send_all(b"\r\n".join(head) + b"\r\n\r\n" + (body or b""))
+            data = b""
+            while chunk := await stream.receive_some():
+                data += chunk
+                head_bytes, sep, content = data.partition(b"\r\n\r\n")
+                if sep:
+                    lines = head_bytes.split(b"\r\n")
+                    headers = {k.strip().lower().decode(): v.strip().decode()
+                               for k, _, v in (line.partition(b":") for line in lines[1:])}
+                    if len(content) >= int(headers.get("content-length", "0")):
+                        return int(lines[0].split()[1]), headers, content
+    raise AssertionError(f"incomplete response: {data!r}")
+
+
+def assert_raw_error(reply, status: int, field: str) -> None:
+    import orjson
+
+    code, headers, content = reply
+    assert code == status, (code, content)
+    assert headers["content-type"].startswith("application/json"), (headers, content)
+    body = orjson.loads(content)
+    assert isinstance(body["error"], str) and isinstance(body["message"], str), body
+    assert body.get("field") == field, body
+
+
+@pytest.mark.parametrize("method, target, body, field", [
+    ("PUT", b"/v1/state/%FF", b'{"value": 1}', "key"),
+    ("PUT", b"/v1/state/a%C3", b'{"value": 1}', "key"),
+    ("PUT", b"/v1/state/%ED%A0%80", b'{"value": 1}', "key"),  # an encoded surrogate
+    ("GET", b"/v1/state/%FE", None, "key"),
+    ("DELETE", b"/v1/state/%FF", None, "key"),
+    ("PUT", b"/v1/doc/c/%FF", b'{"v": 1}', "id"),
+    ("DELETE", b"/v1/auth/keys/%FF", None, "id"),
+])
+async def test_path_bytes_that_are_not_utf8_are_400_naming_the_parameter(live, method, target, body, field):
+    assert_raw_error(await raw_request(live, method, target, body), 400, field)
+    code, _, content = await raw_request(live, "GET", b"/v1/state")
+    assert (code, content) == (200, b"[]")
+
+
+async def test_an_encoded_replacement_character_is_still_a_key(live):
+    code, _, content = await raw_request(live, "PUT", b"/v1/state/%EF%BF%BD", b'{"value": 1}')
+    assert code == 200, content
+    code, _, content = await raw_request(live, "GET", b"/v1/state/%EF%BF%BD")
+    assert code == 200 and b'"key":"\xef\xbf\xbd"' in content
