@@ -20,6 +20,7 @@ Never does: touch an actor. Handlers only await Engine methods.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote_to_bytes
 
 import trio
@@ -46,6 +47,17 @@ class KeyConverter(BaseConverter):
 
     regex = ".+"
     part_isolating = False
+
+
+def key_converter_except(*static: str) -> type[KeyConverter]:
+    """A KeyConverter that does not match the static segments `static` (which other routes own).
+
+    So routing itself knows that `/v1/state/batch_put` is only the POST route: its 405 and its
+    OPTIONS answer list the same methods (OPTIONS, POST), not the `{key}` route's as well.
+    """
+    names = "|".join(re.escape(name) for name in static)
+    # part_isolating is given again: werkzeug recomputes it for every subclass with a regex.
+    return type("KeyExcept", (KeyConverter,), {"regex": rf"(?!(?:{names})\Z).+", "part_isolating": False})
 
 
 class HTTPConnection(TrioASGIHTTPConnection):

@@ -26,18 +26,12 @@ from kissvdb.documents import RESERVED_IDS, check_collection, check_doc_key
 from kissvdb.errors import PayloadTooLarge, UnprocessableEntity
 
 from ..codec import canonical_json, optional_uint, query_uint, raw_json_response, read_json, read_json_object, require_str
-from ..errors import method_not_allowed
+from ..app import key_converter_except
 
 FIND_LIMIT_DEFAULT = 20
 
 _dumps = orjson.dumps
 _Fragment = orjson.Fragment
-
-
-def _reserved(id_: str) -> None:
-    # `/v1/doc/<c>/find` and `/_index` are POST-only static routes; they win over `<id>`.
-    if id_ in RESERVED_IDS:
-        raise method_not_allowed(["POST"])
 
 
 def doc_json(item) -> dict:
@@ -51,13 +45,14 @@ def register(app) -> None:
     max_find = settings.max_doc_find
     max_json = settings.max_json_bytes
     app.endpoint_roles["doc_find"] = "read"
+    # `/v1/doc/<c>/find` and `/_index` are POST-only static routes; they win over `<id>`.
+    app.url_map.converters["doc_id"] = key_converter_except(*sorted(RESERVED_IDS))
 
     def limits():
         return engine.docs.limits
 
-    @app.route("/v1/doc/<collection>/<key:id>", methods=["PUT"], endpoint="doc_put")
+    @app.route("/v1/doc/<collection>/<doc_id:id>", methods=["PUT"], endpoint="doc_put")
     async def doc_put(request, collection: str, id: str):
-        _reserved(id)
         check_doc_key(collection, id, limits())
         if_revision = query_uint(request.args, "if_revision")
         ttl_ms = query_uint(request.args, "ttl_ms")
@@ -65,15 +60,13 @@ def register(app) -> None:
         item = await engine.doc_put(collection, id, doc, ttl_ms=ttl_ms, if_revision=if_revision)
         return raw_json_response(_dumps(doc_json(item)))
 
-    @app.route("/v1/doc/<collection>/<key:id>", methods=["GET"], endpoint="doc_get")
+    @app.route("/v1/doc/<collection>/<doc_id:id>", methods=["GET"], endpoint="doc_get")
     async def doc_get(request, collection: str, id: str):
-        _reserved(id)
         item = await engine.doc_get(collection, id)
         return raw_json_response(_dumps(doc_json(item)))
 
-    @app.route("/v1/doc/<collection>/<key:id>", methods=["DELETE"], endpoint="doc_delete")
+    @app.route("/v1/doc/<collection>/<doc_id:id>", methods=["DELETE"], endpoint="doc_delete")
     async def doc_delete(request, collection: str, id: str):
-        _reserved(id)
         check_doc_key(collection, id, limits())
         if_revision = query_uint(request.args, "if_revision")
         deleted = await engine.doc_delete(collection, id, if_revision=if_revision)

@@ -16,7 +16,8 @@ value size, revisions) is checked by the engine. Either way a 4xx writes nothing
 Differences from the original, on purpose: `limit=0` returns `[]` (the original returned up to
 one item); `ttl_ms: 0` answers 200 with `expires_at_ms` = now (the original answered 500).
 `<key>` is the percent-decoded segment and may contain '/' (`%2F`); as in the original, the
-static `batch_put` wins, so GET/PUT/DELETE `/v1/state/batch_put` is 405.
+static `batch_put` wins, so GET/PUT/DELETE `/v1/state/batch_put` is 405 (the `state_key`
+converter does not match it, so routing answers 405 and OPTIONS alike: Allow: OPTIONS, POST).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from ..codec import (
     require_list,
     require_str,
 )
-from ..errors import method_not_allowed
+from ..app import key_converter_except
 
 LIST_LIMIT_DEFAULT = 100
 LIST_LIMIT_MAX = 1000  # silently capped, as the original
@@ -56,12 +57,6 @@ def item_json(item) -> dict:
     }
 
 
-def _batch_put_is_static(key: str) -> None:
-    # `/v1/state/batch_put` is a POST-only static route; it wins over `<key>` (contract §1.4).
-    if key == "batch_put":
-        raise method_not_allowed(["POST"])
-
-
 def _put_op(op: object, index: int) -> PutOp:
     """One batch operation's fields, checked. Raises UnprocessableEntity naming the field."""
     path = f"operations[{index}]"
@@ -76,6 +71,8 @@ def register(app) -> None:
     engine = app.engine
     settings = app.settings
     max_batch = settings.max_state_batch
+    # `/v1/state/batch_put` is a POST-only static route; it wins over `<key>` (contract §1.4).
+    app.url_map.converters["state_key"] = key_converter_except("batch_put")
 
     @app.route("/v1/state", methods=["GET"], endpoint="state_list")
     async def state_list(request):
@@ -85,15 +82,13 @@ def register(app) -> None:
         items = await engine.kv_list(args.get("prefix", ""), limit)
         return raw_json_response(_dumps([item_json(item) for item in items]))
 
-    @app.route("/v1/state/<key:key>", methods=["GET"], endpoint="state_get")
+    @app.route("/v1/state/<state_key:key>", methods=["GET"], endpoint="state_get")
     async def state_get(request, key: str):
-        _batch_put_is_static(key)
         item = await engine.kv_get(key)
         return raw_json_response(_dumps(item_json(item)))
 
-    @app.route("/v1/state/<key:key>", methods=["PUT"], endpoint="state_put")
+    @app.route("/v1/state/<state_key:key>", methods=["PUT"], endpoint="state_put")
     async def state_put(request, key: str):
-        _batch_put_is_static(key)
         body = await read_json_object(request)
         value = require(body, "value")
         ttl_ms = optional_uint(body, "ttl_ms")
@@ -105,9 +100,8 @@ def register(app) -> None:
             _dumps({"key": item.key, "revision": item.revision, "expires_at_ms": item.expires_at_ms})
         )
 
-    @app.route("/v1/state/<key:key>", methods=["DELETE"], endpoint="state_delete")
+    @app.route("/v1/state/<state_key:key>", methods=["DELETE"], endpoint="state_delete")
     async def state_delete(request, key: str):
-        _batch_put_is_static(key)
         deleted = await engine.kv_delete(key)
         return raw_json_response(b'{"deleted":true}' if deleted else b'{"deleted":false}')
 

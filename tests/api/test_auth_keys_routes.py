@@ -123,7 +123,7 @@ async def test_static_key_stays_admin(api):
 
 
 def concrete(path: str) -> str:
-    return (path.replace("<collection>", "c").replace("<key:id>", "d").replace("<key:key>", "k")
+    return (path.replace("<collection>", "c").replace("<doc_id:id>", "d").replace("<state_key:key>", "k")
             .replace("<id>", "nope").replace("<key>", "k"))
 
 
@@ -171,8 +171,8 @@ def test_declared_roles_match_the_issue():
     assert table[("POST", "/v1/doc/<collection>/find")] == "read"
     assert table[("POST", "/v1/sql/query")] == "read"
     assert table[("GET", "/v1/stream")] == "read"
-    assert table[("GET", "/v1/doc/<collection>/<key:id>")] == "read"
-    assert table[("PUT", "/v1/doc/<collection>/<key:id>")] == "write"
+    assert table[("GET", "/v1/doc/<collection>/<doc_id:id>")] == "read"
+    assert table[("PUT", "/v1/doc/<collection>/<doc_id:id>")] == "write"
     assert table[("POST", "/v1/doc/<collection>/_index")] == "write"
     assert table[("POST", "/v1/sql/exec")] == "write"
     assert table[("POST", "/v1/state/batch_put")] == "write"

@@ -153,7 +153,7 @@ async def test_static_segments_win_over_ids(api, id_):
     for method in ("GET", "PUT", "DELETE"):
         reply = await api.request(method, f"/v1/doc/c/{id_}", json={})
         assert_error(reply, 405)
-        assert reply.headers["Allow"] == "POST"
+        assert reply.headers["Allow"] == "OPTIONS, POST"  # as OPTIONS says, and as /v1/sql/query
 
 
 # ---- CAS and TTL -------------------------------------------------------------------------------

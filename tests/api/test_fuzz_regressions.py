@@ -269,3 +269,28 @@ async def test_an_encoded_replacement_character_is_still_a_key(live):
     assert code == 200, content
     code, _, content = await raw_request(live, "GET", b"/v1/state/%EF%BF%BD")
     assert code == 200 and b'"key":"\xef\xbf\xbd"' in content
+
+
+# ---- OPTIONS on a static path that shadows a parameter ---------------------------------------
+# Found by schemathesis (allow_header_conformance): OPTIONS /v1/state/batch_put listed
+# DELETE, GET, HEAD, PUT (the `{key}` route's methods) although each of them answers 405 there;
+# the same for /v1/doc/{c}/find and /_index. The 405 and the OPTIONS answer now agree.
+
+
+@pytest.mark.parametrize("path", ["/v1/state/batch_put", "/v1/doc/c/find", "/v1/doc/c/_index"])
+async def test_options_and_405_agree_on_static_paths(api, path):
+    options = await api.request("OPTIONS", path)
+    assert options.status_code == 204
+    assert options.headers["Allow"] == "OPTIONS, POST"
+    for method in ("GET", "HEAD", "PUT", "DELETE"):
+        reply = await api.request(method, path)
+        assert reply.status_code == 405, (method, reply.content)
+        assert reply.headers["Allow"] == "OPTIONS, POST"
+
+
+@pytest.mark.parametrize("path", ["/v1/state/batch_put2", "/v1/state/a/batch_put", "/v1/doc/c/finds"])
+async def test_keys_that_only_contain_a_static_name_are_keys(api, path):
+    assert "PUT" in (await api.request("OPTIONS", path)).headers["Allow"]
+    body = {"value": 1} if path.startswith("/v1/state") else {"v": 1}
+    assert (await api.put(path, json=body)).status_code == 200
+    assert (await api.get(path)).status_code == 200

@@ -213,7 +213,7 @@ async def test_get_key_too_long_is_400(api):
 async def test_batch_put_path_is_405_for_other_methods(api, method):
     reply = await api.request(method, "/v1/state/batch_put", json={"value": 1})
     assert_error(reply, 405, "method_not_allowed")
-    assert reply.headers["Allow"] == "POST"
+    assert reply.headers["Allow"] == "OPTIONS, POST"  # as OPTIONS says, and as /v1/sql/query
     assert (await api.get("/v1/state")).json() == []
 
 
