@@ -55,6 +55,11 @@ async def test_searches_run_beside_ingestion(tmp_path):
 
 
 async def test_ivf_trains_in_the_background_and_keeps_answering(tmp_path):
+    with trio.fail_after(90):
+        await _training_scenario(tmp_path)
+
+
+async def _training_scenario(tmp_path):
     rng = np.random.default_rng(2)
     data = rng.standard_normal((600, DIM)).astype(np.float32)
     async with open_engine(settings(tmp_path, ivf_min_train_vectors=300, ivf_retrain_min_deltas=1000)) as e:
@@ -74,6 +79,11 @@ async def test_ivf_trains_in_the_background_and_keeps_answering(tmp_path):
 
 async def test_drop_waits_for_accepted_writes_and_frees_the_name(tmp_path):
     rng = np.random.default_rng(3)
+    with trio.fail_after(60):
+        await _drop_scenario(tmp_path, rng)
+
+
+async def _drop_scenario(tmp_path, rng):
     async with open_engine(settings(tmp_path)) as e:
         await e.vector_create("d", DIM, "dot", "FLAT")
 
@@ -97,6 +107,11 @@ async def test_drop_waits_for_accepted_writes_and_frees_the_name(tmp_path):
 
 
 async def test_restart_replays_writes_the_checkpoint_missed(tmp_path):
+    with trio.fail_after(60):
+        await _replay_scenario(tmp_path)
+
+
+async def _replay_scenario(tmp_path):
     rng = np.random.default_rng(4)
     data = rng.standard_normal((300, DIM)).astype(np.float32)
     s = settings(tmp_path, snapshot_interval_secs=3600)
@@ -116,6 +131,11 @@ async def test_restart_replays_writes_the_checkpoint_missed(tmp_path):
 
 
 async def test_concurrent_searches_are_batched_and_answer_like_single_ones(tmp_path):
+    with trio.fail_after(60):
+        await _batched_scenario(tmp_path)
+
+
+async def _batched_scenario(tmp_path):
     rng = np.random.default_rng(5)
     data = rng.standard_normal((900, DIM)).astype(np.float32)
     async with open_engine(settings(tmp_path)) as e:
