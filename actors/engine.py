@@ -40,6 +40,7 @@ from kissvdb.actors.mailbox import Request, send_or_overload
 from kissvdb.actors.maintenance import run_checkpointer, run_ttl_sweeper
 from kissvdb.actors.supervisor import supervise
 from kissvdb.actors.threads import DedicatedThread
+from kissvdb.actors.vectors import VectorEngineMethods, VectorManager
 from kissvdb.actors.wal import WalWriter
 
 log = logging.getLogger("kissvdb.engine")
@@ -60,7 +61,7 @@ class PutOp:
     if_revision: int | None = None
 
 
-class Engine:
+class Engine(VectorEngineMethods):
     def __init__(self, settings: Settings, wal_log, writer: WalWriter, broadcaster: Broadcaster,
                  store_path: str, store_thread: DedicatedThread, *, clock=now_ms):
         self.settings = settings
@@ -72,6 +73,7 @@ class Engine:
         self.store: StateStore | None = None
         self.clock = clock
         self.kv_actor: KvActor | None = None
+        self.vectors: VectorManager | None = None
         self.limits = KvLimits(settings.max_key_len, settings.max_json_bytes)
         self.counters = {"state_put_total": 0, "state_delete_total": 0, "vector_ops_total": 0}
         self.checkpointed: dict[str, int] = {}
@@ -212,8 +214,10 @@ class Engine:
         self.checkpointed["kv"] = offsets.get("kv", 0)
         if self.docs is not None:
             self.checkpointed.update(await self.docs.checkpoint())
+        if self.vectors is not None:
+            self.checkpointed["vectors"] = await self.vectors.checkpoint()
         # The retention floor is the smallest checkpointed offset over every materializer.
-        floor = min(self.checkpointed[name] for name in ("kv", "docs") if name in self.checkpointed)
+        floor = min(self.checkpointed[name] for name in ("kv", "docs", "vectors") if name in self.checkpointed)
         s = self.settings
         removed = await self.writer.run_locked(
             self.wal_log.retain, floor, s.wal_retention_segments, s.wal_retention_min_bytes,
@@ -254,7 +258,7 @@ class Engine:
             ("kissvdb_sse_log_reads_total", "counter", b.log_reads_total),
             ("kissvdb_sse_gaps_total", "counter", b.gaps_total),
         ] + (self.docs.metrics() if self.docs is not None else []) + (
-            self.sql.metrics() if self.sql is not None else [])
+            self.sql.metrics() if self.sql is not None else []) + self.vector_metrics()
 
     # -- KV actor lifecycle ------------------------------------------------------------------
 
@@ -340,6 +344,7 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
                     engine.sql = SqlService(settings, writer, clock=clock)
                     await engine.sql.open()
                 log.info("recovery: replayed %d events", engine.recovery_replayed)
+                await _open_vectors(engine, nursery)
                 background = trio.CancelScope()
 
                 async def maintenance():
@@ -362,6 +367,8 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
                         await service.aclose()
                 if engine.store is not None:
                     await store_thread.run(engine.store.close)
+                if engine.vectors is not None:
+                    await trio.to_thread.run_sync(engine.vectors.store.close)
                 await trio.to_thread.run_sync(wal_log.close)
     finally:
         with trio.CancelScope(shield=True):
@@ -372,6 +379,29 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
+async def _open_vectors(engine: Engine, nursery: trio.Nursery) -> None:
+    """Open every vector collection (saved indexes, no rebuild) and replay the WAL tail past them."""
+    from kissvdb.vectors.collection import VectorParams
+    from kissvdb.vectors.store import VectorStore
+
+    s = engine.settings
+    params = VectorParams.from_settings(s)
+    root = os.path.join(s.data_dir, "vectors")
+    upto = engine.writer.durable_offset
+
+    def load():
+        store = VectorStore.open(root, params)
+        replayed = store.replay(engine.wal_log, upto)
+        return store, replayed
+
+    store, replayed = await trio.to_thread.run_sync(load)
+    log.info("recovery: %d vector collection(s), replayed %d vector events", len(store.collections), replayed)
+    engine.vectors = VectorManager(store, engine.writer, engine.vector_limits(), params,
+                                   inbox_size=s.inbox_requests_max, counters=engine.counters, clock=engine.clock,
+                                   search_threads=max(2, os.cpu_count() or 1))
+    await engine.vectors.start(nursery)
+
+
 async def _shutdown(engine: Engine, background: trio.CancelScope) -> None:
     """End streams, drain accepted writes, checkpoint. Runs shielded, with a deadline."""
     engine.broadcaster.close()
@@ -379,6 +409,8 @@ async def _shutdown(engine: Engine, background: trio.CancelScope) -> None:
     with trio.move_on_after(30):
         actor = engine.kv_actor
         engine.closing = True
+        if engine.vectors is not None:
+            await engine.vectors.aclose()
         if actor is not None:
             await actor.inbox.aclose()
             while actor._pending:

@@ -240,7 +240,7 @@ def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
 
 def create_app(engine, settings: Settings, *, key_checker: KeyChecker | None = None) -> KissApp:
     """The HTTP app over `engine`. The caller owns the engine's lifetime (open before, close after)."""
-    from .routes import auth_keys, documents, events, sql, state, system
+    from .routes import auth_keys, documents, events, sql, state, system, vectors
 
     app = KissApp("kissvdb.api", static_folder=None)
     if key_checker is None:
@@ -257,4 +257,5 @@ def create_app(engine, settings: Settings, *, key_checker: KeyChecker | None = N
     documents.register(app)
     sql.register(app)
     auth_keys.register(app)
+    vectors.register(app)
     return app

@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 from kissvdb.config import SETTINGS, Setting, Settings
 from kissvdb.errors import ConfigError, Corruption, DataDirLocked
 
-COMMANDS = ("serve", "check", "repair")
+COMMANDS = ("serve", "check", "repair", "vacuum")
 
 # Flags of the original that take a value: when looking for a stray `serve` word we must not
 # mistake a flag's value (`--data serve`) for it.
@@ -147,6 +147,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="do not ask for confirmation (required when stdin is not available)")
     repair.set_defaults(func=_repair)
 
+    vacuum = sub.add_parser(
+        "vacuum",
+        help="rewrite a vector collection's run files without dead records (server stopped)",
+        description="Open one vector collection of a stopped server's DATA_DIR and rewrite its "
+        "run files until no deleted or replaced record is left, then checkpoint it. Takes "
+        "DATA_DIR's lock, so it refuses to run beside a live server. Events still only in the "
+        "WAL are replayed by the next start, as usual.",
+        allow_abbrev=False,
+    )
+    vacuum.add_argument("--collection", required=True, metavar="NAME")
+    vacuum.add_argument("--data", "--data-dir", dest="data_dir", default=None,
+                        help="data directory (default DATA_DIR or ./data)")
+    vacuum.set_defaults(func=_vacuum)
+
     return parser
 
 
@@ -265,6 +279,35 @@ def _repair(args: argparse.Namespace) -> int:
         return EXIT_OK if report.ok else EXIT_PROBLEMS
 
     return _with_lock(args.data_dir, run)
+
+
+def _vacuum(args: argparse.Namespace) -> int:
+    import os
+
+    data_dir = args.data_dir or os.environ.get("DATA_DIR") or "./data"
+
+    def run() -> int:
+        from kissvdb.vectors.collection import Collection, VectorParams
+
+        path = os.path.join(data_dir, "vectors", args.collection)
+        if not os.path.exists(os.path.join(path, "manifest.json")):
+            _error(f"no vector collection {args.collection!r} in {data_dir}")
+            return EXIT_PROBLEMS
+        params = VectorParams.from_settings(Settings.from_env())
+        coll = Collection.open(path, params)
+        try:
+            before = coll.info()
+            with Progress(f"vacuum {args.collection}") as progress:
+                passes = coll.vacuum(progress=progress)
+            after = coll.info()
+        finally:
+            coll.close()
+        print(f"vacuumed {args.collection}: {passes} pass(es); records {before['total_records']} -> "
+              f"{after['total_records']}, run bytes {before['file_len']} -> {after['file_len']}, "
+              f"{after['live_count']} live vectors", flush=True)
+        return EXIT_OK
+
+    return _with_lock(data_dir, run)
 
 
 def _with_lock(data_dir: str, body: Callable[[], int]) -> int:

@@ -93,6 +93,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("IVF_MIN_TRAIN_VECTORS", "ivf_min_train_vectors", 1024, _int(2), "live vectors before first training"),
     Setting("IVF_RETRAIN_MIN_DELTAS", "ivf_retrain_min_deltas", 50000, _int(1), "upserts between retrains"),
     Setting("Q8_REFINE_TOPK", "q8_refine_topk", 512, _int(1), "Q8 candidates re-scored in float32"),
+    Setting("HNSW_M", "hnsw_m", 16, _int(2), "HNSW graph links per node (hnswlib M)"),
+    Setting("HNSW_EF_CONSTRUCTION", "hnsw_ef_construction", 200, _int(8), "HNSW build breadth"),
+    Setting("HNSW_EF_SEARCH", "hnsw_ef_search", 64, _int(1), "HNSW search breadth (a search may ask for another ef)"),
+    Setting("HNSW_SEGMENT_VECTORS", "hnsw_segment_vectors", 16384, _int(256), "vectors in the mutable HNSW segment before it seals"),
     Setting("DISKANN_MAX_DEGREE", "diskann_max_degree", 48, _int(4), "Vamana graph degree"),
     Setting("DISKANN_BUILD_THREADS", "diskann_build_threads", os.cpu_count() or 1, _int(1), "graph build threads"),
     Setting("DISKANN_SEARCH_LIST_SIZE", "diskann_search_list_size", 64, _int(8), "Vamana beam width"),
@@ -145,6 +149,10 @@ class Settings:
     ivf_min_train_vectors: int = 1024
     ivf_retrain_min_deltas: int = 50000
     q8_refine_topk: int = 512
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 64
+    hnsw_segment_vectors: int = 16384
     diskann_max_degree: int = 48
     diskann_build_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     diskann_search_list_size: int = 64

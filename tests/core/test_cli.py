@@ -337,3 +337,25 @@ def test_progress_is_quiet_for_short_checks_and_terse_in_logs():
         progress(done, 1000)
     progress(1000, 1000)
     assert stream.getvalue().splitlines() == [f"checking: {p}%" for p in range(0, 101, 10)]
+
+
+def test_vacuum_rewrites_a_collection_offline(tmp_path, capsys):
+    import random
+
+    from kissvdb.cli import main
+    from kissvdb.datadir import DataDir
+    from kissvdb.vectors.collection import Collection
+    from tests.core.vectors.helpers import apply_all, random_ops, small_params
+
+    data = tmp_path / "data"
+    DataDir.open(str(data)).close()
+    c = Collection.create(str(data / "vectors" / "docs"), "docs", 4, "cosine", "HNSW", small_params())
+    apply_all(c, random_ops(random.Random(1), 300, 4, 50))
+    c.checkpoint()
+    c.close()
+    assert main(["vacuum", "--collection", "docs", "--data", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "vacuumed docs" in out
+    c = Collection.open(str(data / "vectors" / "docs"), small_params())
+    assert c.info()["deleted_count"] == 0
+    assert main(["vacuum", "--collection", "nope", "--data", str(data)]) == 1

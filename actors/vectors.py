@@ -1,0 +1,763 @@
+"""Vector actors: one per collection, plus the manager that creates, drops and finds them.
+
+A collection's actor mirrors the KV actor (actors/kv.py):
+- main loop: take requests from the inbox (a few at a time), decide each against durable state +
+  the in-flight overlay (kissvdb/vectors/state.py), queue the events to the WAL writer; never
+  wait for one write's fsync before deciding the next;
+- applier: wait for the oldest queued write to be resolved, take every resolved write at the
+  head, apply them in ONE Collection.apply call in a worker thread (run files, index add), then
+  reply. Replies come in offset order and only after the change is visible to searches.
+- searches and gets do not go through the inbox: they run in worker threads (a shared limiter),
+  concurrently with each other and with ingestion; they only ever see durable state.
+- maintenance (IVF training, HNSW segment merges, run compaction) runs in a worker thread under
+  the engine-wide index-build limiter when an apply leaves it due; only its short install step
+  takes the collection's write lock.
+
+The manager serializes creations and drops (rare) with a lock; a creation is acknowledged once its
+`vector_collection_created` event is durable and the directory exists.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+
+import trio
+
+from kissvdb.errors import AlreadyExists, KissError, NotFound, PersistenceError, Unavailable
+from kissvdb.events import EventRecord
+from kissvdb.vectors.hnsw import WouldBlock
+from kissvdb.vectors.state import (
+    DeleteBatch, UpsertBatch, VectorState, to_op, VECTOR_COLLECTION_CREATED, VECTOR_COLLECTION_DELETED,
+)
+
+from kissvdb.actors.mailbox import CANCELLED, DONE, QUEUED, Request
+from kissvdb.actors.wal import WalWrite
+
+log = logging.getLogger("kissvdb.vectors")
+
+DRAIN_MAX = 64
+
+
+class _Pending:
+    __slots__ = ("request", "decisions", "write", "slots")
+
+    def __init__(self, request, decisions, write, slots):
+        self.request = request
+        self.decisions = decisions
+        self.write = write
+        self.slots = slots
+
+
+class VectorActor:
+    def __init__(self, collection, limits, wal_writer, *, inbox_size: int, inflight_max: int, counters,
+                 apply_limiter: trio.CapacityLimiter, search_limiter: trio.CapacityLimiter,
+                 build_limiter: trio.CapacityLimiter, clock):
+        self.c = collection
+        self.name = collection.name
+        self.state = VectorState(collection, limits)
+        self.writer = wal_writer
+        self.inbox, self._receive = trio.open_memory_channel(inbox_size)
+        self._wal = wal_writer.send_channel.clone()
+        self.inflight_max = inflight_max
+        self.counters = counters
+        self.apply_limiter = apply_limiter
+        self.search_limiter = search_limiter
+        self.build_limiter = build_limiter
+        self.clock = clock
+        self.epoch = wal_writer.epoch
+        self._pending: deque[_Pending] = deque()
+        self._pending_changed = trio.Event()
+        self._maintenance_wanted = trio.Event()
+        self._applying: list = []
+        self._search_queue: list = []
+        self._search_ready = trio.Event()
+        self._search_inflight: list = []
+        self._batcher_running = False
+        self.search_batches = 0
+        self.search_batched = 0
+        self.search_threads = 2
+        self._batch: list[Request] = []
+        self.maintenance_runs = 0
+        self.closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._applier)
+            nursery.start_soon(self._maintainer)
+            self._batcher_running = True
+            nursery.start_soon(self._batcher)
+            self._maintenance_wanted.set()  # a collection may open already due (e.g. untrained)
+            task_status.started(self)
+            async with self._receive, self._wal:
+                await self._serve_inbox()
+                while self._pending:
+                    await self._pending_changed.wait()
+            nursery.cancel_scope.cancel()
+
+    async def settle_after_crash(self) -> None:
+        self.closed = True
+        for req in self._batch:
+            if req.state not in (QUEUED, DONE):
+                req.fail(Unavailable("vector collection restarting, retry"))
+        while True:
+            try:
+                req = self._receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            req.fail(Unavailable("vector collection restarting, retry"))
+        for p in self._applying:
+            # Durable in the WAL; the collection is rebuilt from it before serving again.
+            p.request.succeed(self._result(p))
+        self._applying = []
+        with trio.CancelScope(shield=True):
+            for p in list(self._pending):
+                await p.write.done.wait()
+                if p.write.error is not None:
+                    p.request.fail(p.write.error)
+                else:
+                    p.request.succeed(self._result(p))
+        self._pending.clear()
+
+    # -- deciding ----------------------------------------------------------------------------
+
+    async def _serve_inbox(self) -> None:
+        receive = self._receive
+        while True:
+            try:
+                batch = [await receive.receive()]
+            except trio.EndOfChannel:
+                return
+            while len(batch) < DRAIN_MAX:
+                try:
+                    batch.append(receive.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            self._batch = batch
+            for req in batch:
+                if req.state == CANCELLED:
+                    continue
+                while len(self._pending) >= self.inflight_max:
+                    await self._pending_changed.wait()
+                await self._decide_and_queue(req)
+
+    async def _decide_and_queue(self, req: Request) -> None:
+        cmd = req.command
+        state = self.state
+        now = self.clock()
+        write = WalWrite([], self.epoch)
+        slots = None
+        if isinstance(cmd, (UpsertBatch, DeleteBatch)):
+            slots = []
+            decisions = []
+            items = cmd.items if isinstance(cmd, UpsertBatch) else cmd.ids
+            for item in items:
+                d = state.decide_item(item) if isinstance(cmd, UpsertBatch) else state.decide_delete_item(item)
+                if isinstance(d, KissError):
+                    slots.append(d)
+                    continue
+                slots.append(None)
+                decisions.append(d)
+                state.begin(d, write)
+            if not decisions:
+                req.succeed(self._batch_results(cmd, slots, []))
+                return
+        else:
+            try:
+                d = state.decide(cmd)
+            except KissError as exc:
+                req.fail(exc)
+                return
+            decisions = [d]
+            state.begin(d, write)
+        write.events = [(now, d.type, d.data) for d in decisions]
+        req.state = QUEUED
+        self._pending.append(_Pending(req, decisions, write, slots))
+        self._pending_changed.set()
+        self._pending_changed = trio.Event()
+        await self._wal.send(write)
+
+    # -- applying ----------------------------------------------------------------------------
+
+    async def _applier(self) -> None:
+        pending = self._pending
+        metric = self.c.metric
+        while True:
+            if not pending:
+                await self._pending_changed.wait()
+                continue
+            await pending[0].write.done.wait()
+            done = []
+            ops = []
+            while pending and pending[0].write.done.is_set():
+                p = pending.popleft()
+                if p.write.error is not None:
+                    self._fail(p, p.write.error)
+                    continue
+                done.append(p)
+                ops.extend(to_op(r, metric) for r in p.write.records)
+            # Every event of this collection up to the durable offset is in `ops` or applied.
+            durable = self.writer.durable_offset
+            self._applying = done  # durable: if the apply fails, settle_after_crash acks them
+            await trio.to_thread.run_sync(self.c.apply, ops, durable, limiter=self.apply_limiter)
+            self._applying = []
+            self.counters["vector_ops_total"] += len(ops)
+            for p in done:
+                for d in p.decisions:
+                    self.state.finish(d.id, p.write)
+                p.request.succeed(self._result(p))
+            self._pending_changed.set()
+            self._pending_changed = trio.Event()
+            if ops:
+                self._maintenance_wanted.set()
+
+    def _fail(self, p: _Pending, error: PersistenceError) -> None:
+        for d in p.decisions:
+            self.state.finish(d.id, p.write)
+        if self.writer.epoch != self.epoch:
+            self.state.drop_inflight()
+            self.epoch = self.writer.epoch
+        p.request.fail(error)
+
+    def _result(self, p: _Pending):
+        cmd = p.request.command
+        if isinstance(cmd, (UpsertBatch, DeleteBatch)):
+            return self._batch_results(cmd, p.slots, p.decisions)
+        return True
+
+    @staticmethod
+    def _batch_results(cmd, slots, decisions):
+        out = []
+        it = iter(decisions)
+        items = cmd.items if isinstance(cmd, UpsertBatch) else cmd.ids
+        ok = "upserted" if isinstance(cmd, UpsertBatch) else "deleted"
+        for item, slot in zip(items, slots):
+            if slot is None:
+                d = next(it)
+                out.append({"status": ok, "id": d.id})
+            else:
+                vid = item if isinstance(item, str) else item.id
+                out.append({"status": "error", "id": vid, "error": {"error": slot.code, "message": slot.message}})
+        return out
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def _batcher(self) -> None:
+        """Runs queued unfiltered HNSW searches together: one worker-thread hop and one hnswlib
+        call (its own threads, GIL released) per batch, while the event loop keeps parsing the
+        next requests. Searches that arrive while a batch runs form the next one."""
+        try:
+            await self._run_batches()
+        finally:
+            # Stopping (shutdown or a crash): nobody may wait forever for a batch that won't run.
+            self._batcher_running = False
+            for slot in self._search_inflight + self._search_queue:
+                if not slot[4].is_set():
+                    slot[3] = Unavailable("vector collection restarting, retry")
+                    slot[4].set()
+            self._search_queue = []
+
+    async def _run_batches(self) -> None:
+        while True:
+            await self._search_ready.wait()
+            self._search_ready = trio.Event()
+            batch, self._search_queue = self._search_queue, []
+            self._search_inflight = batch
+            self.search_batches += 1
+            self.search_batched += len(batch)
+            groups: dict = {}
+            for slot in batch:
+                groups.setdefault(slot[2], []).append(slot)  # by ef
+            for ef, slots in groups.items():
+                k = max(s[1] for s in slots)
+                queries = [s[0] for s in slots]
+                try:
+                    res = await trio.to_thread.run_sync(self.c.search_many_live, queries, k, ef,
+                                                        self.search_threads, limiter=self.search_limiter)
+                except Exception as exc:  # handed to each caller, which falls back
+                    res = exc
+                for i, s in enumerate(slots):
+                    s[3] = res if res is None or isinstance(res, Exception) else res[i][: s[1]]
+                    s[4].set()
+
+    async def search(self, vector, k: int, **kw):
+        c = self.c
+        if (self._batcher_running and c.batchable(kw.get("predicate"), kw.get("group_by"))
+                and len(self._search_queue) < 4096):
+            slot = [vector, k, kw.get("ef"), None, trio.Event()]
+            self._search_queue.append(slot)
+            self._search_ready.set()
+            await slot[4].wait()
+            if isinstance(slot[3], Unavailable):
+                raise slot[3]
+            if isinstance(slot[3], list):
+                if kw.get("include_meta"):
+                    meta_of = c.meta_of
+                    return [h._replace(meta=meta_of(h.id)) for h in slot[3]]
+                return slot[3]
+            # None (a vector died meanwhile) or an error: answer through the general path.
+        return await self._search_one(vector, k, **kw)
+
+    async def _search_one(self, vector, k: int, **kw):
+        """A small search (HNSW graph walk, tiny scan) runs right here: a thread hop would cost
+        more than the search, and on a busy machine the wake-up of a worker thread alone takes
+        milliseconds. Anything larger, or one that meets a writer on the mutable HNSW segment,
+        runs in a worker thread."""
+        c = self.c
+        if c.cheap_search(kw.get("predicate"), kw.get("group_by")):
+            try:
+                return c.search(vector, k, blocking=False, **kw)
+            except WouldBlock:
+                pass
+        return await trio.to_thread.run_sync(lambda: c.search(vector, k, **kw), limiter=self.search_limiter)
+
+    def get(self, vid: str):
+        return self.c.get(vid)
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    async def checkpoint(self) -> int:
+        """Advance the applied offset if idle, then make the collection durable up to it."""
+        if not self._pending:
+            durable = self.writer.durable_offset
+            await trio.to_thread.run_sync(self.c.apply, [], durable, limiter=self.apply_limiter)
+        return await trio.to_thread.run_sync(self.c.checkpoint, limiter=self.apply_limiter)
+
+    async def _maintainer(self) -> None:
+        while True:
+            await self._maintenance_wanted.wait()
+            self._maintenance_wanted = trio.Event()
+            await self.maintain()
+
+    async def maintain(self, *, force_compaction: bool = False, optimize: bool = False) -> dict:
+        """Run whatever is due: IVF (re)training, HNSW merges, run compaction. Returns what ran."""
+        c = self.c
+        ran = {"trained": False, "merged": False, "compacted": 0}
+        async with self.build_limiter:
+            if c.training_due():
+                prep = await trio.to_thread.run_sync(c.prepare_training, limiter=self.apply_limiter)
+                result = await trio.to_thread.run_sync(c.train, prep)
+                ran["trained"] = await trio.to_thread.run_sync(
+                    c.install_training, result, self.clock(), limiter=self.apply_limiter)
+            if optimize and c.hnsw is not None:
+                await trio.to_thread.run_sync(c.seal_mutable, limiter=self.apply_limiter)
+            segs = c.merge_due(all_segments=optimize)
+            if segs:
+                merged = await trio.to_thread.run_sync(c.merge_segments, segs)
+                await trio.to_thread.run_sync(c.install_merge, segs, merged, limiter=self.apply_limiter)
+                ran["merged"] = True
+            force = force_compaction
+            while True:
+                prep = await trio.to_thread.run_sync(lambda: c.prepare_compaction(force=force),
+                                                     limiter=self.apply_limiter)
+                if prep is None:
+                    break
+                result = await trio.to_thread.run_sync(c.run_compaction, prep)
+                await trio.to_thread.run_sync(c.install_compaction, prep, result, limiter=self.apply_limiter)
+                ran["compacted"] += 1
+                force = False
+                if ran["compacted"] >= 64:
+                    break
+        if any(ran.values()):
+            self.maintenance_runs += 1
+        return ran
+
+
+class VectorManager:
+    """The collections of an engine: creation, drop, lookup. Lives in the Engine."""
+
+    def __init__(self, store, writer, limits, params, *, inbox_size: int, counters, clock, search_threads: int):
+        self.store = store
+        self.writer = writer
+        self.limits = limits
+        self.params = params
+        self.inbox_size = inbox_size
+        self.counters = counters
+        self.clock = clock
+        self.actors: dict[str, VectorActor] = {}
+        self.lock = trio.Lock()
+        self.search_limiter = trio.CapacityLimiter(search_threads)
+        self.build_limiter = trio.CapacityLimiter(1)
+        self.nursery: trio.Nursery | None = None
+        self._wal = writer.send_channel.clone()
+        self.closing = False
+        self.restarts = 0
+        self._stopped: dict[str, trio.Event] = {}
+        self._dropping: set[str] = set()
+
+    def actor(self, name: str) -> VectorActor:
+        a = self.actors.get(name)
+        if a is None or a.closed:
+            if name in self.store.collections and name not in self._dropping:
+                raise Unavailable("vector collection unavailable, retry")
+            raise NotFound("collection or id not found", field="collection")
+        return a
+
+    def new_actor(self, coll) -> VectorActor:
+        return VectorActor(coll, self.limits, self.writer, inbox_size=self.inbox_size,
+                           inflight_max=self.inbox_size * 4, counters=self.counters,
+                           apply_limiter=trio.CapacityLimiter(1), search_limiter=self.search_limiter,
+                           build_limiter=self.build_limiter, clock=self.clock)
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        self.nursery = nursery
+        for coll in list(self.store.collections.values()):
+            await nursery.start(self._supervise, coll.name)
+
+    async def _supervise(self, name: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Run the collection's actor; on a crash, reopen it from disk + WAL and start again."""
+        from kissvdb.actors.supervisor import supervise
+
+        async def factory():
+            if name in self.actors:  # a restart: rebuild from the checkpoint and the WAL tail
+                await trio.to_thread.run_sync(self._reopen, name)
+            return self.new_actor(self.store.collections[name])
+
+        def up(actor):
+            self.actors[name] = actor
+
+        def down():
+            self.restarts += 1
+            a = self.actors.get(name)
+            if a is not None:
+                a.closed = True
+
+        stopped = self._stopped[name] = trio.Event()
+        try:
+            await supervise(f"vector:{name}", factory, on_up=up, on_down=down, task_status=task_status)
+        finally:
+            stopped.set()
+
+    def _reopen(self, name: str) -> None:
+        from kissvdb.vectors.collection import Collection
+
+        old = self.store.collections[name]
+        old.close()
+        coll = Collection.open(old.dir, self.params)
+        self.store.collections[name] = coll
+        self.store.replay_collection(coll, self.writer.log, self.writer.durable_offset)
+
+
+    async def create(self, name: str, dim: int, metric: str, kind: str):
+        async with self.lock:
+            if self.closing:
+                raise Unavailable("shutting down")
+            if name in self.store.collections:
+                raise AlreadyExists("collection already exists", field="collection")
+            write = WalWrite([(self.clock(), VECTOR_COLLECTION_CREATED,
+                               {"collection": name, "dim": dim, "metric": metric, "index": kind})], self.writer.epoch)
+            await self._wal.send(write)
+            with trio.CancelScope(shield=True):
+                await write.done.wait()
+                if write.error is not None:
+                    raise write.error
+                rec: EventRecord = write.records[0]
+                await trio.to_thread.run_sync(
+                    self.store.create, name, dim, metric, kind, rec.offset, rec.ts_ms)
+                await self.nursery.start(self._supervise, name)
+            return rec
+
+    async def drop(self, name: str):
+        async with self.lock:
+            actor = self.actor(name)
+            write = WalWrite([(self.clock(), VECTOR_COLLECTION_DELETED, {"collection": name})], self.writer.epoch)
+            await self._wal.send(write)
+            with trio.CancelScope(shield=True):
+                await write.done.wait()
+                if write.error is not None:
+                    raise write.error
+                self._dropping.add(name)
+                try:
+                    actor.closed = True
+                    await actor.inbox.aclose()  # the actor finishes what it accepted, then stops
+                    await self._stopped[name].wait()
+                    self.actors.pop(name, None)
+                    await trio.to_thread.run_sync(self.store.drop, name, write.records[0].offset)
+                finally:
+                    self._dropping.discard(name)
+            return True
+
+    async def checkpoint(self) -> int:
+        """Checkpoint every collection and the registry; return the durable floor.
+
+        Also the compactor's schedule: every collection looks again at what is due (thresholds
+        are checked after each apply too)."""
+        for name, actor in list(self.actors.items()):
+            if not actor.closed:
+                await actor.checkpoint()
+                actor._maintenance_wanted.set()
+        if not self.lock.locked():
+            self.store.advance(self.writer.durable_offset)
+        await trio.to_thread.run_sync(self.store.checkpoint_registry)
+        return self.store.checkpointed_floor()
+
+    async def aclose(self) -> None:
+        """Finish accepted writes of every collection (shutdown)."""
+        self.closing = True
+        for actor in list(self.actors.values()):
+            await actor.inbox.aclose()
+        for actor in list(self.actors.values()):
+            while actor._pending:
+                await actor._pending_changed.wait()
+        await self._wal.aclose()
+
+
+# ---- Engine methods (mixed into kissvdb.actors.engine.Engine) ---------------------------------
+
+
+class VectorEngineMethods:
+    """Typed async vector methods of the Engine; checks run in the contract's order (§3.5-§3.7)."""
+
+    vectors: VectorManager | None
+
+    def _vm(self) -> VectorManager:
+        vm = self.vectors
+        if vm is None or self.closing:
+            raise Unavailable("vector store unavailable, retry")
+        return vm
+
+    def vector_limits(self):
+        from kissvdb.vectors.state import VectorLimits
+
+        s = self.settings
+        return VectorLimits(s.max_id_len, s.max_vector_dim, s.max_json_bytes, s.max_vector_batch,
+                            s.max_collection_len, s.max_k)
+
+    def _check_name(self, name: str) -> None:
+        from kissvdb.vectors.store import check_collection_name
+
+        check_collection_name(name, self.settings.max_collection_len)
+
+    async def _call_vector(self, name: str, command):
+        from kissvdb.actors.mailbox import send_or_overload
+
+        actor = self._vm().actor(name)
+        req = Request(command)
+        try:
+            await send_or_overload(actor.inbox, req, 0.5)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise NotFound("collection or id not found", field="collection") from None
+        return await req.wait()
+
+    # -- collections ---------------------------------------------------------------------
+
+    async def vector_create(self, name: str, dim: int, metric: str, index: str | None = None) -> dict:
+        from kissvdb.errors import InvalidArgument
+        from kissvdb.events import RawJson
+        import orjson
+
+        self._check_name(name)
+        if dim == 0 or dim > self.settings.max_vector_dim:
+            raise InvalidArgument("invalid dim", field="dim")
+        kind = index or self.settings.index_kind
+        if kind == "DISKANN":
+            kind = "IVF_FLAT_Q8"  # TODO(issue DiskANN): a Vamana index; until then IVF_FLAT_Q8 serves
+        rec = await self._vm().create(name, dim, metric, kind)
+        manifest = {"collection": name, "dim": dim, "metric": metric, "created_at_ms": rec.ts_ms,
+                    "updated_at_ms": rec.ts_ms}
+        await self.kv_put(f"vector:{name}:manifest", RawJson(orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS)))
+        return {"collection": name, "dim": dim, "metric": metric, "index": kind}
+
+    async def vector_drop(self, name: str) -> bool:
+        self._check_name(name)
+        await self._vm().drop(name)
+        await self.kv_delete(f"vector:{name}:manifest")
+        return True
+
+    async def _kv_manifest(self, name: str):
+        import orjson
+
+        try:
+            item = await self.kv_get(f"vector:{name}:manifest")
+        except NotFound:
+            return None
+        try:
+            return orjson.loads(item.value)
+        except orjson.JSONDecodeError:
+            return None
+
+    async def vector_list(self) -> list[dict]:
+        vm = self._vm()
+        out = {}
+        for name, c in sorted(vm.store.collections.items()):
+            info = c.info()
+            out[name] = {"collection": name, "dim": c.dim, "metric": c.metric, "live_count": info["live_count"],
+                         "total_records": info["total_records"], "upsert_count": info["upsert_count"],
+                         "file_len": info["file_len"], "applied_offset": info["applied_offset"],
+                         "created_at_ms": c.created["created_at_ms"], "updated_at_ms": c.created["created_at_ms"],
+                         "segments": info["segments"], "deleted_count": info["deleted_count"],
+                         "index": c.kind}
+        # A manifest key without a collection (written by hand) still yields an entry.
+        for item in await self.kv_list("vector:", 1000):
+            key = item.key
+            if not key.endswith(":manifest"):
+                continue
+            name = key[len("vector:"):-len(":manifest")]
+            if name in out:
+                continue
+            import orjson
+
+            try:
+                m = orjson.loads(item.value)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(m, dict):
+                continue
+            out[name] = {"collection": name, "dim": m.get("dim", 0), "metric": m.get("metric", "cosine"),
+                         "live_count": 0, "total_records": 0, "upsert_count": 0, "file_len": 0, "applied_offset": 0,
+                         "created_at_ms": m.get("created_at_ms"), "updated_at_ms": m.get("updated_at_ms"),
+                         "segments": None, "deleted_count": None}
+        return [out[k] for k in sorted(out)]
+
+    async def vector_info(self, name: str) -> dict:
+        self._check_name(name)
+        vm = self._vm()
+        c = vm.store.collections.get(name)
+        manifest = await self._kv_manifest(name)
+        if c is None:
+            if manifest is None or not isinstance(manifest, dict):
+                raise NotFound("collection not found", field="collection")
+            return {"collection": name, "dim": manifest.get("dim"), "metric": manifest.get("metric"), "count": 0,
+                    "created_at_ms": manifest.get("created_at_ms"), "updated_at_ms": manifest.get("updated_at_ms"),
+                    "manifest": manifest, "notes": "using manifest fallback", "segments": None, "deleted": None}
+        info = c.info()
+        return {"collection": name, "dim": c.dim, "metric": c.metric, "count": info["live_count"],
+                "created_at_ms": c.created["created_at_ms"], "updated_at_ms": c.created["created_at_ms"],
+                "manifest": manifest, "notes": None, "segments": info["segments"], "deleted": info["deleted_count"],
+                "index": c.kind, "total_records": info["total_records"], "file_len": info["file_len"],
+                "applied_offset": info["applied_offset"], "runs": info["runs"],
+                "ivf_trained": info["ivf_trained"], "ivf_lists": info["ivf_lists"]}
+
+    # -- mutations ---------------------------------------------------------------------------
+
+    async def vector_put(self, name: str, item, *, add: bool) -> bool:
+        from kissvdb.vectors.state import AddVector, UpsertVector, check_item_shape
+
+        self._check_name(name)
+        check_item_shape(item, self.vector_limits())  # the contract's order: before the collection
+        return await self._call_vector(name, AddVector(item) if add else UpsertVector(item))
+
+    async def vector_update(self, name: str, vid: str, vector, meta) -> bool:
+        from kissvdb.vectors.state import KEEP, UpdateVector, check_id, check_vector_shape
+        from kissvdb.errors import PayloadTooLarge
+
+        self._check_name(name)
+        limits = self.vector_limits()
+        check_id(vid, limits)
+        if vector is not KEEP:
+            check_vector_shape(vector, limits)
+        if meta is not KEEP and meta is not None and len(meta) > limits.max_json_bytes:
+            raise PayloadTooLarge("meta too large", field="meta")
+        return await self._call_vector(name, UpdateVector(vid, vector, meta))
+
+    async def vector_delete(self, name: str, vid: str) -> bool:
+        from kissvdb.vectors.state import DeleteVector, check_id
+
+        self._check_name(name)
+        check_id(vid, self.vector_limits())
+        return await self._call_vector(name, DeleteVector(vid))
+
+    async def vector_upsert_batch(self, name: str, items: list) -> list[dict]:
+        from kissvdb.errors import InvalidArgument, KissError
+        from kissvdb.vectors.state import ItemError, UpsertBatch, check_item_shape
+
+        self._check_name(name)
+        limits = self.vector_limits()
+        if not items:
+            raise InvalidArgument("items required", field="items")
+        if len(items) > limits.max_vector_batch:
+            raise InvalidArgument("too many items", field="items")
+        checked = []
+        for it in items:
+            if isinstance(it, ItemError):
+                checked.append(it)
+                continue
+            try:
+                check_item_shape(it, limits)
+                checked.append(it)
+            except KissError as exc:
+                checked.append(ItemError(it.id, exc))
+        return await self._call_vector(name, UpsertBatch(tuple(checked)))
+
+    async def vector_delete_batch(self, name: str, ids: list) -> list[dict]:
+        from kissvdb.errors import InvalidArgument, KissError
+        from kissvdb.vectors.state import DeleteBatch, ItemError, check_id
+
+        self._check_name(name)
+        limits = self.vector_limits()
+        if not ids:
+            raise InvalidArgument("ids required", field="ids")
+        if len(ids) > limits.max_vector_batch:
+            raise InvalidArgument("too many ids", field="ids")
+        checked = []
+        for vid in ids:
+            try:
+                check_id(vid, limits)
+                checked.append(vid)
+            except KissError as exc:
+                checked.append(ItemError(vid, exc))
+        return await self._call_vector(name, DeleteBatch(tuple(checked)))
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def vector_get(self, name: str, vid: str):
+        from kissvdb.vectors.state import check_id
+
+        self._check_name(name)
+        check_id(vid, self.vector_limits())
+        actor = self._vm().actor(name)
+        got = actor.get(vid)
+        if got is None:
+            raise NotFound("vector id not found", field="id")
+        return got
+
+    async def vector_search(self, name: str, vector, k: int, *, filters=None, filters_size: int = 0,
+                            include_meta: bool = False, group_by: str | None = None, group_limit: int = 1,
+                            nprobe: int | None = None, ef: int | None = None):
+        from kissvdb.errors import InvalidArgument, PayloadTooLarge
+        from kissvdb.vectors.filters import compile_filter
+        from kissvdb.vectors.state import DimMismatch, check_vector_shape
+
+        self._check_name(name)
+        limits = self.vector_limits()
+        check_vector_shape(vector, limits)
+        if k == 0 or k > limits.max_k:
+            raise InvalidArgument("invalid k", field="k")
+        if filters_size > limits.max_json_bytes:
+            raise PayloadTooLarge("filters too large", field="filters")
+        predicate = compile_filter(filters)
+        actor = self._vm().actor(name)
+        if len(vector) != actor.c.dim:
+            raise DimMismatch()
+        self.counters["vector_search_total"] = self.counters.get("vector_search_total", 0) + 1
+        return await actor.search(vector, k, predicate=predicate, include_meta=include_meta, group_by=group_by,
+                                  group_limit=group_limit, nprobe=nprobe, ef=ef)
+
+    async def vector_compact(self, name: str) -> dict:
+        self._check_name(name)
+        actor = self._vm().actor(name)
+        ran = await actor.maintain(force_compaction=True, optimize=True)
+        await actor.checkpoint()
+        return {"ok": True, **ran, **actor.c.info()}
+
+    def vector_metrics(self) -> list[tuple[str, str, float]]:
+        vm = self.vectors
+        if vm is None:
+            return []
+        colls = list(vm.store.collections.values())
+        infos = [c.info() for c in colls]
+        return [
+            ("kissvdb_vector_collections", "gauge", len(colls)),
+            ("kissvdb_vector_live", "gauge", sum(i["live_count"] for i in infos)),
+            ("kissvdb_vector_records", "gauge", sum(i["total_records"] for i in infos)),
+            ("kissvdb_vector_file_bytes", "gauge", sum(i["file_len"] for i in infos)),
+            ("kissvdb_vector_searches_total", "counter", self.counters.get("vector_search_total", 0)),
+            ("kissvdb_vector_maintenance_total", "counter",
+             sum(a.maintenance_runs for a in vm.actors.values())),
+            ("kissvdb_vector_restarts_total", "counter", vm.restarts),
+            ("kissvdb_vector_search_batches_total", "counter", sum(a.search_batches for a in vm.actors.values())),
+            ("kissvdb_vector_search_batched_total", "counter", sum(a.search_batched for a in vm.actors.values())),
+            ("kissvdb_vector_checkpoint_offset", "gauge", vm.store.checkpointed_floor()),
+        ]

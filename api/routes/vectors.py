@@ -1,0 +1,275 @@
+"""The vector routes, `/v1/vector*`, as the contract's §3.5-§3.7, plus kissvdb's additions.
+
+| route                                     | answer                                            |
+|-------------------------------------------|---------------------------------------------------|
+| GET    /v1/vector                         | {"collections": [VectorCollectionInfo...]}        |
+| GET    /v1/vector/<c>                     | detail (count, manifest, notes, segments, deleted)|
+| POST   /v1/vector/<c>                     | {"collection","dim","metric"} (+ "index")         |
+| DELETE /v1/vector/<c>                     | {"deleted": true}                  (kissvdb only) |
+| POST   /v1/vector/<c>/add|upsert|update   | {"ok": true}                                      |
+| POST   /v1/vector/<c>/delete              | {"deleted": true}                                 |
+| POST   /v1/vector/<c>/upsert_batch        | {"results": [...]}  (JSON or CBOR body)           |
+| POST   /v1/vector/<c>/delete_batch        | {"results": [...]}                                |
+| GET    /v1/vector/<c>/get?id=             | {"id","vector","meta"}                            |
+| POST   /v1/vector/<c>/search              | {"hits": [{"id","score","meta"}]} (JSON or CBOR)  |
+| POST   /v1/vector/<c>/compact             | {"ok": true, ...counts}            (kissvdb only) |
+
+Shape is checked here (422 naming the field, 415/400 for the body) before the engine is called;
+meaning (lengths, sizes, dimension, existence) is checked by the engine before anything is
+logged. A 4xx never writes. `application/cbor` bodies are accepted by upsert_batch and search,
+with vectors as little-endian float32 byte strings (or CBOR arrays of numbers); a request with
+`Accept: application/cbor` gets a CBOR answer.
+"""
+
+from __future__ import annotations
+
+import cbor2
+import numpy as np
+import orjson
+from quart_trio.wrappers import TrioResponse
+
+from kissvdb.errors import InvalidArgument, KissError, UnprocessableEntity
+from kissvdb.events import RawJson
+from kissvdb.vectors.state import KEEP, Item, ItemError
+
+from ..codec import (
+    canonical_json,
+    optional_uint,
+    raw_json_response,
+    read_json_object,
+    require,
+    require_list,
+    require_str,
+    require_uint,
+)
+
+CBOR = "application/cbor"
+METRICS = ("cosine", "dot")
+INDEXES = ("HNSW", "IVF_FLAT_Q8", "FLAT")
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_NUMBER_TYPES = frozenset((int, float))
+_Fragment = orjson.Fragment
+
+
+def _is_cbor(request) -> bool:
+    return request.headers.get("Content-Type", "").partition(";")[0].strip().lower() == CBOR
+
+
+def _wants_cbor(request) -> bool:
+    return CBOR in request.headers.get("Accept", "")
+
+
+async def read_body(request) -> dict:
+    """A JSON or (where accepted) CBOR object body."""
+    if _is_cbor(request):
+        raw = await request.get_data()
+        try:
+            body = cbor2.loads(raw)
+        except Exception as exc:  # cbor2 raises several types for malformed input
+            raise InvalidArgument(f"invalid CBOR body: {exc}", field="body") from None
+        if type(body) is not dict:
+            raise UnprocessableEntity("request body must be a CBOR map", field="body")
+        return body
+    return await read_json_object(request)
+
+
+def parse_vector(value, path: str) -> np.ndarray:
+    """A JSON array of numbers (ints or floats) or little-endian float32 bytes -> float32 array."""
+    if isinstance(value, (bytes, bytearray)):
+        if len(value) % 4:
+            raise UnprocessableEntity("vector bytes must be a multiple of 4 (float32 LE)", field=path)
+        return np.frombuffer(bytes(value), dtype="<f4").astype(np.float32)
+    if type(value) is not list:
+        raise UnprocessableEntity(f"`{path}` must be an array of numbers", field=path)
+    if not set(map(type, value)) <= _NUMBER_TYPES:  # bool is not a number here (serde agrees)
+        raise UnprocessableEntity(f"`{path}` must be an array of numbers", field=path)
+    with np.errstate(over="ignore"):
+        return np.asarray(value, dtype=np.float64).astype(np.float32)
+
+
+def parse_meta(value, path: str) -> RawJson | None:
+    if value is None:
+        return None
+    try:
+        return RawJson(orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
+    except orjson.JSONEncodeError as exc:
+        if "recursion" in str(exc).lower():
+            return canonical_json(value, path)  # raises the codec's "nested too deeply" 400
+        # A CBOR body can hold what JSON cannot (byte strings, tags): 422 naming the field.
+        raise UnprocessableEntity(f"`{path}` must be JSON", field=path) from None
+
+
+def _item(obj, path: str) -> Item:
+    if type(obj) is not dict:
+        raise UnprocessableEntity("item must be an object", field=path)
+    vid = require_str(obj, "id", f"{path}.id")
+    vector = parse_vector(require(obj, "vector", f"{path}.vector"), f"{path}.vector")
+    return Item(vid, vector, parse_meta(obj.get("meta"), f"{path}.meta"))
+
+
+class _Meta(bytes):
+    """A stored meta (canonical JSON text): embedded as is in JSON, parsed for CBOR."""
+
+    __slots__ = ()
+
+
+def _default(value):
+    if isinstance(value, _Meta):
+        return _Fragment(bytes(value))
+    raise TypeError(type(value).__name__)
+
+
+def _respond(request, obj, status: int = 200) -> TrioResponse:
+    if _wants_cbor(request):
+        return TrioResponse(cbor2.dumps(_cbor_ready(obj)), status, content_type=CBOR)
+    return raw_json_response(orjson.dumps(obj, option=_NUMPY, default=_default), status)
+
+
+def _cbor_ready(obj):
+    if isinstance(obj, dict):
+        return {k: _cbor_ready(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_cbor_ready(v) for v in obj]
+    if isinstance(obj, _Meta):
+        return orjson.loads(bytes(obj))
+    if isinstance(obj, np.ndarray):
+        return obj.astype("<f4").tobytes()
+    if isinstance(obj, np.floating):
+        return float(obj)
+    return obj
+
+
+def _meta_json(meta: bytes | None):
+    return _Meta(meta) if meta is not None else None
+
+
+def register(app) -> None:
+    engine = app.engine
+    roles = getattr(app, "endpoint_roles", None)
+    if roles is not None:
+        roles["vector_search"] = "read"  # a POST that writes nothing
+
+    @app.route("/v1/vector", methods=["GET"], endpoint="vector_list")
+    async def vector_list(request):
+        return _respond(request, {"collections": await engine.vector_list()})
+
+    @app.route("/v1/vector/<collection>", methods=["GET"], endpoint="vector_info")
+    async def vector_info(request, collection: str):
+        info = await engine.vector_info(collection)
+        return _respond(request, info)
+
+    @app.route("/v1/vector/<collection>", methods=["POST"], endpoint="vector_create")
+    async def vector_create(request, collection: str):
+        body = await read_json_object(request)
+        dim = require_uint(body, "dim")
+        metric = require(body, "metric")
+        if metric not in METRICS:
+            raise UnprocessableEntity("`metric` must be \"cosine\" or \"dot\"", field="metric")
+        index = body.get("index")
+        if index is not None:
+            if type(index) is not str or index.upper() not in INDEXES:
+                raise UnprocessableEntity("`index` must be HNSW, IVF_FLAT_Q8 or FLAT", field="index")
+            index = index.upper()
+        out = await engine.vector_create(collection, dim, metric, index)
+        return _respond(request, out)
+
+    @app.route("/v1/vector/<collection>", methods=["DELETE"], endpoint="vector_drop")
+    async def vector_drop(request, collection: str):
+        await engine.vector_drop(collection)
+        return raw_json_response(b'{"deleted":true}')
+
+    async def put(request, collection: str, add: bool):
+        body = await read_json_object(request)
+        item = Item(require_str(body, "id"), parse_vector(require(body, "vector"), "vector"),
+                    parse_meta(body.get("meta"), "meta"))
+        await engine.vector_put(collection, item, add=add)
+        return raw_json_response(b'{"ok":true}')
+
+    @app.route("/v1/vector/<collection>/add", methods=["POST"], endpoint="vector_add")
+    async def vector_add(request, collection: str):
+        return await put(request, collection, True)
+
+    @app.route("/v1/vector/<collection>/upsert", methods=["POST"], endpoint="vector_upsert")
+    async def vector_upsert(request, collection: str):
+        return await put(request, collection, False)
+
+    @app.route("/v1/vector/<collection>/update", methods=["POST"], endpoint="vector_update")
+    async def vector_update(request, collection: str):
+        body = await read_json_object(request)
+        vid = require_str(body, "id")
+        raw_vec = body.get("vector")
+        vector = KEEP if raw_vec is None else parse_vector(raw_vec, "vector")
+        raw_meta = body.get("meta")
+        meta = KEEP if raw_meta is None else parse_meta(raw_meta, "meta")
+        await engine.vector_update(collection, vid, vector, meta)
+        return raw_json_response(b'{"ok":true}')
+
+    @app.route("/v1/vector/<collection>/delete", methods=["POST"], endpoint="vector_delete")
+    async def vector_delete(request, collection: str):
+        body = await read_json_object(request)
+        await engine.vector_delete(collection, require_str(body, "id"))
+        return raw_json_response(b'{"deleted":true}')
+
+    @app.route("/v1/vector/<collection>/upsert_batch", methods=["POST"], endpoint="vector_upsert_batch")
+    async def vector_upsert_batch(request, collection: str):
+        body = await read_body(request)
+        raw_items = require_list(body, "items")
+        items = []
+        for i, obj in enumerate(raw_items):
+            path = f"items[{i}]"
+            if type(obj) is not dict:
+                raise UnprocessableEntity("item must be an object", field=path)
+            vid = require_str(obj, "id", f"{path}.id")  # an item without an id cannot be reported inline
+            try:
+                items.append(_item(obj, path))
+            except KissError as exc:
+                items.append(ItemError(vid, exc))
+        results = await engine.vector_upsert_batch(collection, items)
+        return _respond(request, {"results": results})
+
+    @app.route("/v1/vector/<collection>/delete_batch", methods=["POST"], endpoint="vector_delete_batch")
+    async def vector_delete_batch(request, collection: str):
+        body = await read_body(request)
+        ids = require_list(body, "ids")
+        for i, vid in enumerate(ids):
+            if type(vid) is not str:
+                raise UnprocessableEntity("ids must be strings", field=f"ids[{i}]")
+        results = await engine.vector_delete_batch(collection, ids)
+        return _respond(request, {"results": results})
+
+    @app.route("/v1/vector/<collection>/get", methods=["GET"], endpoint="vector_get")
+    async def vector_get(request, collection: str):
+        vid = request.args.get("id")
+        if vid is None:
+            raise InvalidArgument("missing query parameter `id`", field="id")
+        vector, meta = await engine.vector_get(collection, vid)
+        return _respond(request, {"id": vid, "vector": vector, "meta": _meta_json(meta)})
+
+    @app.route("/v1/vector/<collection>/search", methods=["POST"], endpoint="vector_search")
+    async def vector_search(request, collection: str):
+        body = await read_body(request)
+        vector = parse_vector(require(body, "vector"), "vector")
+        k = require_uint(body, "k")
+        filters = body.get("filters")
+        filters_size = len(orjson.dumps(filters)) if filters is not None else 0
+        include_meta = body.get("include_meta", False)
+        if include_meta is None:
+            include_meta = False
+        if type(include_meta) is not bool:
+            raise UnprocessableEntity("`include_meta` must be a boolean", field="include_meta")
+        group_by = body.get("group_by")
+        if group_by is not None and type(group_by) is not str:
+            raise UnprocessableEntity("`group_by` must be a string", field="group_by")
+        group_limit = optional_uint(body, "group_limit")
+        nprobe = optional_uint(body, "nprobe")
+        ef = optional_uint(body, "ef")
+        hits = await engine.vector_search(
+            collection, vector, k, filters=filters, filters_size=filters_size, include_meta=include_meta,
+            group_by=group_by, group_limit=1 if group_limit is None else group_limit,
+            nprobe=nprobe or None, ef=ef or None)
+        return _respond(request, {"hits": [{"id": h.id, "score": np.float32(h.score), "meta": _meta_json(h.meta)}
+                                           for h in hits]})
+
+    @app.route("/v1/vector/<collection>/compact", methods=["POST"], endpoint="vector_compact")
+    async def vector_compact(request, collection: str):
+        return _respond(request, await engine.vector_compact(collection))

@@ -1,0 +1,985 @@
+"""One vector collection on disk and in memory: apply durable events, search, checkpoint, compact.
+
+Owns the collection directory (layout in runs.py / manifest.py):
+```
+manifest.json                 commit point of checkpoints and compactions
+runs/run-NNNNNN.{log,f32,q8}  append-only records, float32 rows (mmapped), int8 codes (mmapped)
+table-NNNNNN.npz              per-row table at the last checkpoint (table.py)
+hnsw-*.bin                    hnswlib segments: sealed ones saved once, the mutable one per checkpoint
+ivf-NNNNNN.npy                IVF centroids (unit rows)
+```
+
+Threads: exactly one writer at a time (`apply`, `checkpoint`, the install half of training and
+compaction all take `_write_lock`); searches and gets never take it. A reader reads `self.view`
+once and works on that snapshot: rows below `view.n` are fully written and never change
+except their `live` flag. Everything applied is durable (the actor applies only after the WAL
+fsync), so whatever state a reader sees, it is never a dirty read.
+
+Crash safety: the manifest names only complete, fsynced files; anything else in the directory
+is an orphan of an interrupted checkpoint or compaction and is removed at open. The float32
+and code files are never truncated or rewritten while mapped: compaction writes new runs and
+swaps them in, and the old files are unlinked (their mappings stay valid until dropped).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+import orjson
+
+from kissvdb.errors import Corruption
+from kissvdb.vectors import manifest as manifest_mod
+from kissvdb.vectors import runs as runs_mod
+from kissvdb.vectors.distance import F32, norms_of, q8_encode, top_rows, unit_rows
+from kissvdb.fsutil import fsync_dir
+from kissvdb.vectors.hnsw import HnswIndex, HnswParams, Segment, build_segment, load_index, save_segment
+from kissvdb.vectors.ivf_q8 import ListIndex, assign, kmeans, lists_for
+from kissvdb.vectors.search import Searcher
+from kissvdb.vectors.table import Table
+
+log = logging.getLogger("kissvdb.vectors")
+
+INDEX_KINDS = ("HNSW", "IVF_FLAT_Q8", "FLAT")
+HNSW_MERGE_FANIN = 4  # sealed segments of one size tier merged together
+
+
+@dataclass(frozen=True, slots=True)
+class VectorParams:
+    """Settings a collection runs with (copied into manifest.json at each checkpoint)."""
+
+    run_target_bytes: int = 134217728
+    run_retention: int = 8
+    compaction_trigger_tombstone_ratio: float = 0.2
+    compaction_max_bytes_per_pass: int = 1073741824
+    ivf_clusters: int = 4096
+    ivf_nprobe: int = 16
+    ivf_training_sample: int = 200000
+    ivf_min_train_vectors: int = 1024
+    ivf_retrain_min_deltas: int = 50000
+    q8_refine_topk: int = 512
+    ivf_kmeans_iters: int = 15
+    exact_max_rows: int = 512  # at most this many candidates: exact scan
+    hnsw: HnswParams = field(default_factory=HnswParams)
+    fsync: bool = True
+
+    @classmethod
+    def from_settings(cls, s, **extra) -> "VectorParams":
+        return cls(run_target_bytes=s.run_target_bytes, run_retention=s.run_retention,
+                   compaction_trigger_tombstone_ratio=s.compaction_trigger_tombstone_ratio,
+                   compaction_max_bytes_per_pass=s.compaction_max_bytes_per_pass,
+                   ivf_clusters=s.ivf_clusters, ivf_nprobe=s.ivf_nprobe,
+                   ivf_training_sample=s.ivf_training_sample, ivf_min_train_vectors=s.ivf_min_train_vectors,
+                   ivf_retrain_min_deltas=s.ivf_retrain_min_deltas, q8_refine_topk=s.q8_refine_topk,
+                   hnsw=HnswParams(m=s.hnsw_m, ef_construction=s.hnsw_ef_construction, ef_search=s.hnsw_ef_search,
+                                   mutable_cap=s.hnsw_segment_vectors),
+                   fsync=not getattr(s, "memory", False), **extra)
+
+
+# ---- operations applied (durable events, decided elsewhere) -------------------------------
+
+
+@dataclass(slots=True)
+class Upsert:
+    offset: int
+    id: str
+    vector: np.ndarray  # stored form (as sent for cosine, unit for dot), float32
+    meta: bytes | None  # canonical JSON text, None for null
+
+
+@dataclass(slots=True)
+class Remove:
+    offset: int
+    id: str
+
+
+# ---- runs in memory ------------------------------------------------------------------------
+
+
+class Run:
+    __slots__ = ("id", "log", "f32", "q8", "records", "tombstones", "start")
+
+    def __init__(self, run_id, log_, f32, q8, records, tombstones, start):
+        self.id = run_id
+        self.log = log_
+        self.f32 = f32
+        self.q8 = q8
+        self.records = records
+        self.tombstones = tombstones
+        self.start = start
+
+    @property
+    def rows(self) -> int:
+        return self.f32.rows
+
+    @property
+    def bytes(self) -> int:
+        return self.log.bytes + self.f32.rows * self.f32.row_bytes
+
+    def entry(self) -> dict:
+        return {"file": runs_mod.run_name(self.id, "log"), "id": self.id, "bytes": self.log.bytes,
+                "rows": self.f32.rows, "records": self.records, "tombstones": self.tombstones}
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """What a reader works on: consistent for rows < n."""
+
+    n: int
+    gen: int
+    starts: np.ndarray
+    f32: tuple
+    q8: tuple
+    table: Table
+    cols: dict
+    slot: dict
+    live_count: int
+    centroids: np.ndarray | None
+    lists: ListIndex | None
+    hnsw_sealed: tuple
+    parsed: list
+
+
+class Hit(NamedTuple):
+    id: str
+    score: float
+    meta: bytes | None
+
+
+_UNPARSED = object()
+
+
+class Collection:
+    def __init__(self, directory: str, name: str, dim: int, metric: str, kind: str, params: VectorParams,
+                 created: dict):
+        self.dir = directory
+        self.name = name
+        self.dim = dim
+        self.metric = metric
+        self.kind = kind
+        self.p = params
+        self.created = created  # {created_at_ms, created_offset}
+        self._write_lock = threading.RLock()
+        self.gen = 0
+        self.runs: list[Run] = []
+        self.table = Table()
+        self.slot: dict[str, int] = {}
+        self.parsed: list = []
+        self.applied_offset = 0
+        self.checkpointed_offset = 0
+        self.next_vno = 0
+        self.next_run_id = 1
+        self.seq = 0
+        self.upsert_count = 0
+        self.live_count = 0
+        self.hnsw: HnswIndex | None = None
+        self.centroids: np.ndarray | None = None
+        self.centroids_file: str | None = None
+        self.trained_at_ms = 0
+        self.trained_upserts = 0
+        self.lists: ListIndex | None = None
+        self.table_file: str | None = None
+        self.dirty = False  # the applied offset moved since the last checkpoint
+        self.data_dirty = False  # rows, liveness or index changed since the last checkpoint
+        self.view: View | None = None
+        self.closed = False
+
+    # ---- creation and opening -----------------------------------------------------------
+
+    @classmethod
+    def create(cls, directory: str, name: str, dim: int, metric: str, kind: str, params: VectorParams, *,
+               created_at_ms: int = 0, created_offset: int = 0) -> "Collection":
+        """Make a new, empty collection directory (durably) and open it."""
+        if kind not in INDEX_KINDS:
+            raise ValueError(f"unknown index kind {kind!r}")
+        os.makedirs(os.path.join(directory, "runs"), exist_ok=True)
+        c = cls(directory, name, dim, metric, kind, params,
+                {"created_at_ms": created_at_ms, "created_offset": created_offset})
+        c.applied_offset = c.checkpointed_offset = created_offset
+        c._open_active_run(new=True)
+        if kind == "HNSW":
+            c.hnsw = HnswIndex(dim, params.hnsw)
+        c._publish()
+        c.dirty = True
+        c.checkpoint(force=True)
+        if params.fsync:
+            fsync_dir(os.path.dirname(os.path.abspath(directory)))
+        return c
+
+    @classmethod
+    def open(cls, directory: str, params: VectorParams) -> "Collection":
+        m = manifest_mod.load(directory)
+        if m is None:
+            raise Corruption(os.path.join(directory, manifest_mod.MANIFEST), 0, "missing manifest")
+        c = cls(directory, m["collection"], m["dim"], m["metric"], m["index"], params,
+                {"created_at_ms": m.get("created_at_ms", 0), "created_offset": m.get("created_offset", 0)})
+        c._load(m)
+        return c
+
+    def _load(self, m: dict) -> None:
+        self.applied_offset = self.checkpointed_offset = m["applied_offset"]
+        self.next_vno = m["next_vno"]
+        self.next_run_id = m["next_run_id"]
+        self.seq = m["seq"]
+        self.upsert_count = m.get("upsert_count", 0)
+        self._remove_orphans(m)
+        rundir = os.path.join(self.dir, "runs")
+        start = 0
+        entries = m["runs"]
+        for i, e in enumerate(entries):
+            active = i == len(entries) - 1
+            rid = e["id"]
+            log_ = runs_mod.RunLog(os.path.join(rundir, runs_mod.run_name(rid, "log")), e["bytes"], writable=active)
+            f32 = runs_mod.RowFile(os.path.join(rundir, runs_mod.run_name(rid, "f32")), F32, self.dim, e["rows"],
+                                   writable=active)
+            q8 = None
+            if self.kind == "IVF_FLAT_Q8":
+                q8 = runs_mod.RowFile(os.path.join(rundir, runs_mod.run_name(rid, "q8")), np.int8, self.dim,
+                                      e["rows"], writable=active)
+            self.runs.append(Run(rid, log_, f32, q8, e["records"], e["tombstones"], start))
+            start += e["rows"]
+        self.table_file = m["table"]
+        self.table = Table.load(os.path.join(self.dir, self.table_file), start)
+        live = self.table.col("live")[: self.table.n]
+        ids = self.table.ids
+        self.slot = {ids[r]: r for r in np.flatnonzero(live).tolist()}
+        self.live_count = len(self.slot)
+        self.parsed = [_UNPARSED] * self.table.n
+        ivf = m.get("ivf") or {}
+        if ivf.get("centroids"):
+            self.centroids_file = ivf["centroids"]
+            self.centroids = np.load(os.path.join(self.dir, self.centroids_file), allow_pickle=False).astype(F32)
+            self.trained_at_ms = ivf.get("trained_at_ms", 0)
+            self.trained_upserts = ivf.get("trained_upserts", 0)
+            self._publish()
+            self.lists = self._list_index(self.table.col("lst")[: self.table.n])
+        if self.kind == "HNSW":
+            h = m.get("hnsw") or {}
+            hp = self.p.hnsw
+            sealed = [Segment(load_index(os.path.join(self.dir, f), self.dim, hp), f, sealed=True)
+                      for f in h.get("sealed", [])]
+            mutable = None
+            if h.get("mutable"):
+                idx = load_index(os.path.join(self.dir, h["mutable"]), self.dim, hp, capacity=hp.mutable_cap)
+                mutable = Segment(idx, h["mutable"], sealed=False)
+            self.hnsw = HnswIndex(self.dim, hp, sealed, mutable)
+            self.hnsw.mutable_dirty = False
+        self._publish()
+
+    def _remove_orphans(self, m: dict) -> None:
+        """Delete files no manifest names: leftovers of an interrupted checkpoint or compaction."""
+        keep = {manifest_mod.MANIFEST, m["table"], "runs"}
+        keep.update((m.get("hnsw") or {}).get("sealed", []))
+        if (m.get("hnsw") or {}).get("mutable"):
+            keep.add(m["hnsw"]["mutable"])
+        if (m.get("ivf") or {}).get("centroids"):
+            keep.add(m["ivf"]["centroids"])
+        for f in os.listdir(self.dir):
+            if f not in keep:
+                _unlink(os.path.join(self.dir, f))
+        run_ids = {e["id"] for e in m["runs"]}
+        rundir = os.path.join(self.dir, "runs")
+        for f in os.listdir(rundir):
+            parts = f.split(".")
+            if not (f.startswith("run-") and len(parts) == 2 and parts[0][4:].isdigit()
+                    and int(parts[0][4:]) in run_ids):
+                _unlink(os.path.join(rundir, f))
+
+    def close(self) -> None:
+        with self._write_lock:
+            if self.closed:
+                return
+            self.closed = True
+            for r in self.runs:
+                for f in (r.log, r.f32, r.q8):
+                    if f is None:
+                        continue
+                    try:
+                        f.close()
+                    except OSError as exc:  # closing after a failure: the WAL still has everything
+                        log.warning("%s: closing %s failed: %s", self.name, getattr(f, "path", f), exc)
+
+    # ---- run files -------------------------------------------------------------------------
+
+    def _open_active_run(self, *, new: bool) -> Run:
+        rid = self.next_run_id
+        self.next_run_id += 1
+        rundir = os.path.join(self.dir, "runs")
+        log_ = runs_mod.RunLog(os.path.join(rundir, runs_mod.run_name(rid, "log")), 0, writable=True)
+        f32 = runs_mod.RowFile(os.path.join(rundir, runs_mod.run_name(rid, "f32")), F32, self.dim, 0, writable=True)
+        q8 = None
+        if self.kind == "IVF_FLAT_Q8":
+            q8 = runs_mod.RowFile(os.path.join(rundir, runs_mod.run_name(rid, "q8")), np.int8, self.dim, 0,
+                                  writable=True)
+        start = self.table.n
+        run = Run(rid, log_, f32, q8, 0, 0, start)
+        self.runs.append(run)
+        return run
+
+    def _rotate(self) -> None:
+        """Seal the active run (sync it) and start a new one."""
+        old = self.runs[-1]
+        self._sync_run(old)
+        self._open_active_run(new=True)
+
+    def _sync_run(self, run: Run) -> None:
+        run.log.flush()
+        if self.p.fsync:
+            run.log.sync()
+            run.f32.sync()
+            if run.q8 is not None:
+                run.q8.sync()
+
+    # ---- publishing ----------------------------------------------------------------------
+
+    def _publish(self) -> None:
+        t = self.table
+        self.view = View(
+            n=t.n, gen=self.gen,
+            starts=np.array([r.start for r in self.runs], dtype=np.int64),
+            f32=tuple(r.f32.array for r in self.runs),
+            q8=tuple(r.q8.array for r in self.runs) if self.kind == "IVF_FLAT_Q8" else (),
+            table=t, cols=t.cols, slot=self.slot, live_count=self.live_count,
+            centroids=self.centroids, lists=self.lists,
+            hnsw_sealed=self.hnsw.sealed if self.hnsw is not None else (),
+            parsed=self.parsed)
+
+    # ---- applying durable events ---------------------------------------------------------
+
+    def apply(self, ops: list, applied_offset: int) -> None:
+        """Apply durable operations in order and move the applied offset to `applied_offset`.
+
+        Operations at or below the applied offset are skipped (replay after a checkpoint).
+        """
+        with self._write_lock:
+            ops = [op for op in ops if op.offset > self.applied_offset]
+            if ops:
+                self._apply(ops)
+            if applied_offset > self.applied_offset:
+                self.applied_offset = applied_offset
+                self.dirty = True
+
+    def _apply(self, ops: list) -> None:
+        run = self.runs[-1]
+        if run.bytes >= self.p.run_target_bytes and run.records:
+            self._rotate()
+            run = self.runs[-1]
+        ups = [op for op in ops if isinstance(op, Upsert)]
+        first_row = self.table.n
+        assert first_row == run.start + run.rows, (first_row, run.start, run.rows)
+        units = None
+        vnos = None
+        if ups:
+            raw = np.ascontiguousarray(np.stack([np.asarray(op.vector, dtype=F32) for op in ups]))
+            if raw.shape[1] != self.dim:
+                raise ValueError(f"vector of dim {raw.shape[1]} applied to a dim {self.dim} collection")
+            norms = norms_of(raw)
+            units = unit_rows(raw, norms)
+            k = len(ups)
+            vnos = np.arange(self.next_vno, self.next_vno + k, dtype=np.int64)
+            self.next_vno += k
+            local0 = run.f32.append(raw)
+            scales = np.ones(k, F32)
+            if run.q8 is not None:
+                codes, scales = q8_encode(units)
+                run.q8.append(codes)
+            lst = assign(units, self.centroids) if self.centroids is not None else np.full(k, -1, np.int32)
+            self.table.append(vno=vnos, off=[op.offset for op in ups], norm=norms, scale=scales, lst=lst,
+                              ids=[op.id for op in ups], metas=[op.meta for op in ups])
+            self.parsed.extend([_UNPARSED] * k)
+            crcs = [runs_mod.zlib.crc32(raw[i].tobytes()) for i in range(k)]
+        # Run records, in event order.
+        recs = []
+        ui = 0
+        for op in ops:
+            if isinstance(op, Upsert):
+                recs.append(runs_mod.encode_record(runs_mod.Record(
+                    runs_mod.OP_UPSERT, op.offset, int(vnos[ui]), op.id, local0 + ui, crcs[ui], op.meta)))
+                ui += 1
+            else:
+                recs.append(runs_mod.encode_record(runs_mod.Record(
+                    runs_mod.OP_DELETE, op.offset, 0, op.id, runs_mod.NO_ROW, 0, None)))
+        run.log.append(recs)
+        run.records += len(ops)
+        if self.hnsw is not None and ups:
+            for seg in self.hnsw.add(vnos, units):
+                self._save_sealed(seg)
+        self._publish()  # new rows visible (not yet live)
+        # Liveness, in event order: the newest record of an id is its only live row.
+        live = self.table.col("live")
+        slot = self.slot
+        ui = 0
+        for op in ops:
+            old = slot.get(op.id)
+            if old is not None:
+                live[old] = 0
+            if isinstance(op, Upsert):
+                row = first_row + ui
+                ui += 1
+                live[row] = 1
+                slot[op.id] = row
+                self.upsert_count += 1
+            else:
+                if old is not None:
+                    del slot[op.id]
+                run.tombstones += 1
+        self.live_count = len(slot)
+        if self.lists is not None and self.table.n - self.lists.csr_rows > max(4096, self.table.n // 8):
+            self.lists = self._list_index(self.table.col("lst")[: self.table.n])
+        self._publish()
+        self.dirty = self.data_dirty = True
+
+    def _list_index(self, lst: np.ndarray, centroids: np.ndarray | None = None) -> ListIndex:
+        """CSR of the current rows with their codes in list order (reads the published view)."""
+        v = self.view
+        c = self.centroids if centroids is None else centroids
+        return ListIndex(lst, len(c), codes_of=lambda rows: self._rows_q8(v, rows),
+                         scales=v.cols["scale"][: len(lst)])
+
+    def _save_sealed(self, seg: Segment) -> None:
+        self.seq += 1
+        save_segment(seg, self.dir, f"hnsw-sealed-{self.seq:06d}.bin", fsync=self.p.fsync)
+
+    # ---- reads -----------------------------------------------------------------------------
+
+    def get(self, vid: str) -> tuple[np.ndarray, bytes | None] | None:
+        """(stored vector copy, meta) of a live id, or None."""
+        v = self.view
+        row = v.slot.get(vid)
+        if row is None or row >= v.n:
+            return None
+        return self._rows_f32(v, np.array([row]))[0].copy(), v.table.metas[row]
+
+    def __contains__(self, vid: str) -> bool:
+        return vid in self.view.slot
+
+    def meta_of(self, vid: str):
+        v = self.view
+        row = v.slot.get(vid)
+        return None if row is None else v.table.metas[row]
+
+    def _rows_f32(self, v: View, rows: np.ndarray) -> np.ndarray:
+        """Float32 rows by global row number, gathered across run files."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), self.dim), F32)
+        if len(rows) == 0:
+            return out
+        ri = np.searchsorted(v.starts, rows, side="right") - 1
+        if ri.min() == ri.max():
+            i = int(ri[0])
+            out[:] = v.f32[i][rows - v.starts[i]]
+            return out
+        for i in np.unique(ri).tolist():
+            sel = ri == i
+            out[sel] = v.f32[i][rows[sel] - v.starts[i]]
+        return out
+
+    def _rows_q8(self, v: View, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), self.dim), np.int8)
+        if len(rows) == 0:
+            return out
+        ri = np.searchsorted(v.starts, rows, side="right") - 1
+        if ri.min() == ri.max():
+            i = int(ri[0])
+            out[:] = v.q8[i][rows - v.starts[i]]
+            return out
+        for i in np.unique(ri).tolist():
+            sel = ri == i
+            out[sel] = v.q8[i][rows[sel] - v.starts[i]]
+        return out
+
+    def parsed_meta(self, v: View, row: int):
+        p = v.parsed[row]
+        if p is _UNPARSED:
+            raw = v.table.metas[row]
+            p = orjson.loads(raw) if raw is not None else None
+            v.parsed[row] = p
+        return p
+
+    def batchable(self, predicate, group_by) -> bool:
+        """Whether a search can join a batch of graph walks (see search_many_live)."""
+        v = self.view
+        return (predicate is None and group_by is None and self.kind == "HNSW" and v.live_count == v.n
+                and v.n > self.p.exact_max_rows)
+
+    def search_many_live(self, queries: list, k: int, ef: int | None, threads: int) -> list | None:
+        """Several unfiltered HNSW searches in one hnswlib call per segment (its own threads,
+        GIL released): [[Hit...] per query], or None when the fast path does not apply (a
+        vector died meanwhile, or a graph holds labels of compacted rows)."""
+        v = self.view
+        if self.kind != "HNSW" or v.live_count != v.n or v.n <= max(self.p.exact_max_rows, k):
+            return None
+        units = unit_rows(np.stack([np.asarray(q, dtype=F32).reshape(-1) for q in queries]))
+        parts = self.hnsw.search_many(units, k, ef=ef, threads=threads)
+        labels = np.concatenate([p[0] for p in parts], axis=1) if len(parts) > 1 else parts[0][0]
+        scores = np.concatenate([p[1] for p in parts], axis=1) if len(parts) > 1 else parts[0][1]
+        labels = labels.astype(np.int64)
+        vno = v.cols["vno"][: v.n]
+        rows = np.searchsorted(vno, labels)
+        if rows.size and (int(rows.max()) >= v.n or not np.array_equal(vno[rows], labels)):
+            return None
+        scores = np.minimum(scores, np.float32(1))
+        ids = v.table.ids
+        id_of = ids.__getitem__
+        # One segment returns its hits best first already; only ties need the id order.
+        presorted = len(parts) == 1
+        ties = (np.diff(scores, axis=1) >= 0).any(axis=1) if presorted and scores.shape[1] > 1 else None
+        out = []
+        for i in range(len(queries)):
+            if presorted and (ties is None or not ties[i]):
+                out.append([Hit(ids[r], sc, None) for r, sc in zip(rows[i][:k].tolist(), scores[i][:k].tolist())])
+                continue
+            pairs = top_rows(scores[i], rows[i], k, id_of)
+            out.append([Hit(ids[r], sc, None) for r, sc in pairs])
+        return out
+
+    def cheap_search(self, predicate, group_by) -> bool:
+        """Whether a search is small enough for the caller's own thread (no scan of many rows).
+
+        True for unfiltered, ungrouped searches answered by the HNSW graph or a small exact scan;
+        such a search may still raise hnsw.WouldBlock, then it belongs in a worker thread.
+        """
+        if predicate is not None or group_by is not None:
+            return False
+        v = self.view
+        if v.n <= self.p.exact_max_rows:
+            return True
+        return self.kind == "HNSW"
+
+    def search(self, vector, k: int, *, predicate=None, group_by: str | None = None, group_limit: int = 1,
+               include_meta: bool = False, nprobe: int | None = None, ef: int | None = None,
+               blocking: bool = True) -> list[Hit]:
+        """Best hits (score desc, id asc); see search.py for the plan and its guarantee."""
+        v, pairs = Searcher(self, blocking=blocking).search(vector, k, predicate=predicate, group_by=group_by,
+                                         group_limit=group_limit, nprobe=nprobe, ef=ef)
+        ids = v.table.ids
+        if include_meta:
+            metas = v.table.metas
+            return [Hit(ids[r], s, metas[r]) for r, s in pairs]
+        return [Hit(ids[r], s, None) for r, s in pairs]
+
+    def info(self) -> dict:
+        v = self.view
+        total = sum(r.records for r in self.runs)
+        return {
+            "live_count": v.live_count, "total_records": total, "upsert_count": self.upsert_count,
+            "file_len": sum(r.bytes for r in self.runs), "applied_offset": self.applied_offset,
+            "segments": self.segment_count(), "deleted_count": total - v.live_count,
+            "index": self.kind, "runs": len(self.runs),
+            "ivf_trained": self.centroids is not None,
+            "ivf_lists": 0 if self.centroids is None else len(self.centroids),
+        }
+
+    def segment_count(self) -> int:
+        if self.hnsw is not None:
+            return max(1, self.hnsw.segment_count)
+        return len(self.runs)
+
+    # ---- checkpoint ------------------------------------------------------------------------
+
+    def checkpoint(self, *, force: bool = False) -> int:
+        """Make everything applied durable and move manifest.json to it; return the offset.
+
+        Order: run files fsynced, then the table, index files and centroids written (new names)
+        and fsynced, then the manifest (the commit point), then superseded files unlinked.
+        """
+        with self._write_lock:
+            if not self.dirty and not force:
+                return self.checkpointed_offset
+            if not self.data_dirty and self.table_file is not None and not force:
+                # Only the offset moved (an idle collection follows the WAL): manifest only.
+                manifest_mod.save(self.dir, self._manifest_doc(), fsync=self.p.fsync)
+                self.checkpointed_offset = self.applied_offset
+                self.dirty = False
+                return self.checkpointed_offset
+            self._sync_run(self.runs[-1])
+            self.seq += 1
+            old = self._referenced_files()
+            self.table_file = f"table-{self.seq:06d}.npz"
+            self.table.save(os.path.join(self.dir, self.table_file), fsync=self.p.fsync)
+            if self.hnsw is not None:
+                for seg in self.hnsw.sealed:
+                    if seg.file is None:
+                        self._save_sealed(seg)
+                mut = self.hnsw.mutable
+                if self.hnsw.mutable_dirty or (mut.file is None and mut.count):
+                    mut.lock.acquire_read()
+                    try:
+                        save_segment(mut, self.dir, f"hnsw-mutable-{self.seq:06d}.bin", fsync=self.p.fsync)
+                    finally:
+                        mut.lock.release_read()
+                    self.hnsw.mutable_dirty = False
+            if self.centroids is not None and self.centroids_file is None:
+                self.centroids_file = f"ivf-{self.seq:06d}.npy"
+                _save_npy(os.path.join(self.dir, self.centroids_file), self.centroids, fsync=self.p.fsync)
+            if self.p.fsync:
+                fsync_dir(self.dir)
+                fsync_dir(os.path.join(self.dir, "runs"))
+            manifest_mod.save(self.dir, self._manifest_doc(), fsync=self.p.fsync)
+            self.checkpointed_offset = self.applied_offset
+            self.dirty = self.data_dirty = False
+            for f in old - self._referenced_files():
+                _unlink(os.path.join(self.dir, f))
+            return self.checkpointed_offset
+
+    def _referenced_files(self) -> set[str]:
+        out = set()
+        if self.table_file:
+            out.add(self.table_file)
+        if self.hnsw is not None:
+            out.update(s.file for s in self.hnsw.sealed if s.file)
+            if self.hnsw.mutable.file:
+                out.add(self.hnsw.mutable.file)
+        if self.centroids_file:
+            out.add(self.centroids_file)
+        return out
+
+    def _manifest_doc(self) -> dict:
+        p = self.p
+        doc = {
+            "collection": self.name, "dim": self.dim, "metric": self.metric, "index": self.kind,
+            "created_at_ms": self.created["created_at_ms"], "created_offset": self.created["created_offset"],
+            "applied_offset": self.applied_offset, "next_vno": self.next_vno, "next_run_id": self.next_run_id,
+            "seq": self.seq, "table": self.table_file, "upsert_count": self.upsert_count,
+            "runs": [r.entry() for r in self.runs],
+            "total_records": sum(r.records for r in self.runs), "live_count": self.live_count,
+            "file_len": sum(r.bytes for r in self.runs),
+            "run_target_bytes": p.run_target_bytes, "run_retention": p.run_retention,
+            "compaction_trigger_tombstone_ratio": p.compaction_trigger_tombstone_ratio,
+            "compaction_max_bytes_per_pass": p.compaction_max_bytes_per_pass,
+            "ivf_clusters": p.ivf_clusters, "ivf_nprobe": p.ivf_nprobe, "q8_refine_topk": p.q8_refine_topk,
+            "ivf_min_train_vectors": p.ivf_min_train_vectors, "ivf_retrain_min_deltas": p.ivf_retrain_min_deltas,
+            "ivf": {"centroids": self.centroids_file, "centroid_count": 0 if self.centroids is None else len(self.centroids),
+                    "trained_at_ms": self.trained_at_ms, "trained_upserts": self.trained_upserts},
+            "disk_index": {"kind": None, "version": 0, "last_built_ms": 0, "graph_files": [], "build_params": None},
+        }
+        if self.hnsw is not None:
+            hp = self.p.hnsw
+            doc["hnsw"] = {"sealed": [s.file for s in self.hnsw.sealed], "mutable": self.hnsw.mutable.file,
+                           "m": hp.m, "ef_construction": hp.ef_construction, "ef_search": hp.ef_search,
+                           "mutable_cap": hp.mutable_cap}
+        return doc
+
+    # ---- IVF training (prepare under the lock, train without it, install under it) ---------
+
+    def training_due(self) -> bool:
+        if self.kind != "IVF_FLAT_Q8":
+            return False
+        if self.centroids is None:
+            return self.live_count >= max(2, self.p.ivf_min_train_vectors)
+        return self.upsert_count - self.trained_upserts >= self.p.ivf_retrain_min_deltas
+
+    def prepare_training(self, seed: int = 0):
+        with self._write_lock:
+            v = self.view
+            live_rows = np.flatnonzero(v.cols["live"][: v.n])
+            rng = np.random.default_rng(seed)
+            sample = live_rows
+            if len(sample) > self.p.ivf_training_sample:
+                sample = np.sort(rng.choice(live_rows, size=self.p.ivf_training_sample, replace=False))
+            nlist = lists_for(len(live_rows), self.p.ivf_clusters)
+            return {"view": v, "sample": sample, "nlist": nlist, "seed": seed, "upserts": self.upsert_count}
+
+    def train(self, prep) -> dict:
+        """The heavy part (k-means, assigning every row); reads only immutable rows."""
+        v = prep["view"]
+        x = unit_rows(self._rows_f32(v, prep["sample"]), v.cols["norm"][prep["sample"]])
+        centroids = kmeans(x, prep["nlist"], iters=self.p.ivf_kmeans_iters, seed=prep["seed"])
+        lst = np.empty(v.n, np.int32)
+        chunk = 65536
+        for s in range(0, v.n, chunk):
+            rows = np.arange(s, min(v.n, s + chunk))
+            lst[s:s + len(rows)] = assign(unit_rows(self._rows_f32(v, rows), v.cols["norm"][rows]), centroids)
+        return {"centroids": centroids, "lst": lst, "n": v.n, "gen": v.gen, "upserts": prep["upserts"]}
+
+    def install_training(self, result, now_ms: int = 0) -> bool:
+        with self._write_lock:
+            if result["gen"] != self.gen:
+                return False  # a compaction renumbered rows meanwhile: train again later
+            c = result["centroids"]
+            n0 = result["n"]
+            lst = self.table.col("lst")
+            lst[:n0] = result["lst"]
+            n = self.table.n
+            if n > n0:
+                rows = np.arange(n0, n)
+                lst[n0:n] = assign(unit_rows(self._rows_f32(self.view, rows), self.table.col("norm")[rows]), c)
+            self.centroids = c
+            self.centroids_file = None
+            self.trained_at_ms = now_ms
+            self.trained_upserts = result["upserts"]
+            self._publish()
+            self.lists = self._list_index(lst[:n], c)
+            self.dirty = self.data_dirty = True
+            self._publish()
+            return True
+
+    def train_now(self, now_ms: int = 0, seed: int = 0) -> bool:
+        return self.install_training(self.train(self.prepare_training(seed)), now_ms)
+
+    # ---- HNSW segment merging -----------------------------------------------------------
+
+    def merge_due(self, *, all_segments: bool = False) -> tuple | None:
+        """Sealed segments to merge: a full size tier (HNSW_MERGE_FANIN of them), or all."""
+        if self.hnsw is None:
+            return None
+        sealed = self.hnsw.sealed
+        if len(sealed) < 2:
+            return None
+        if all_segments:
+            return sealed
+        cap = self.p.hnsw.mutable_cap
+        tiers: dict[int, list] = {}
+        for s in sealed:
+            t = int(np.log(max(1, s.count) / cap) / np.log(HNSW_MERGE_FANIN) + 1e-9) if s.count >= cap else 0
+            tiers.setdefault(t, []).append(s)
+        for t in sorted(tiers):
+            if len(tiers[t]) >= HNSW_MERGE_FANIN:
+                return tuple(tiers[t])
+        return None
+
+    def merge_segments(self, segments: tuple) -> Segment:
+        """Build one sealed segment from the live vectors of `segments` (no lock; heavy)."""
+        v = self.view
+        labels = np.concatenate([np.asarray(s.index.get_ids_list(), dtype=np.int64) for s in segments])
+        rows, ok = self._rows_of_labels(v, labels)
+        rows = rows[ok]
+        rows = rows[v.cols["live"][rows] == 1]
+        rows.sort()
+        units = unit_rows(self._rows_f32(v, rows), v.cols["norm"][rows])
+        seg = build_segment(self.dim, v.cols["vno"][rows].copy(), units, self.p.hnsw)
+        return seg
+
+    def install_merge(self, old: tuple, merged: Segment) -> None:
+        with self._write_lock:
+            self._save_sealed(merged)
+            self.hnsw.replace(old, merged)
+            self.dirty = self.data_dirty = True
+            self._publish()
+        self.checkpoint(force=True)
+
+    def optimize(self) -> None:
+        """Merge every sealed HNSW segment into one (the mutable one is sealed first)."""
+        if self.hnsw is None:
+            return
+        self.seal_mutable()
+        segs = self.merge_due(all_segments=True)
+        if segs:
+            self.install_merge(segs, self.merge_segments(segs))
+
+    def seal_mutable(self) -> None:
+        """Seal the mutable HNSW segment now (saved once), so a merge can take it."""
+        with self._write_lock:
+            mut = self.hnsw.mutable
+            if mut.count:
+                from kissvdb.vectors.hnsw import new_index
+                sealed = Segment(mut.index, None, sealed=True)
+                self.hnsw.sealed = self.hnsw.sealed + (sealed,)
+                self.hnsw.mutable = Segment(new_index(self.dim, self.p.hnsw.mutable_cap, self.p.hnsw), None,
+                                            sealed=False)
+                self.hnsw.mutable_dirty = True
+                self._save_sealed(sealed)
+                self._publish()
+
+    @staticmethod
+    def _rows_of_labels(v: View, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        vno = v.cols["vno"][: v.n]
+        rows = np.searchsorted(vno, labels)
+        inb = rows < v.n
+        rows_c = np.where(inb, rows, 0)
+        ok = inb & (vno[rows_c] == labels) if v.n else np.zeros(len(labels), bool)
+        return rows_c, ok
+
+    # ---- compaction ------------------------------------------------------------------------
+
+    def compaction_due(self) -> bool:
+        total = sum(r.records for r in self.runs)
+        if total == 0:
+            return False
+        if len(self.runs) > self.p.run_retention:
+            return True
+        dead = total - self.live_count
+        return dead > 0 and dead / total >= self.p.compaction_trigger_tombstone_ratio
+
+    def prepare_compaction(self, *, force: bool = False, budget: int | None = None):
+        """Choose the oldest runs within the byte budget; seal the active run if it is among them."""
+        with self._write_lock:
+            if not force and not self.compaction_due():
+                return None
+            if len(self.runs) == 1 and self.runs[0].records == 0:
+                return None
+            budget = self.p.compaction_max_bytes_per_pass if budget is None else budget
+            live = self.table.col("live")
+
+            def dead_in(r) -> int:
+                return r.records - int(live[r.start:r.start + r.rows].sum())
+
+            # Leading runs with nothing dead are skipped: every record in them is live, so no
+            # later tombstone refers to them and the window's tombstones can be dropped.
+            first = 0
+            if any(dead_in(r) for r in self.runs):
+                while first < len(self.runs) - 1 and dead_in(self.runs[first]) == 0:
+                    first += 1
+            chosen = []
+            used = 0
+            for r in self.runs[first:]:
+                if r is self.runs[-1] and r.records == 0:
+                    break  # the empty active run: nothing to rewrite
+                if chosen and used + r.bytes > budget:
+                    break
+                chosen.append(r)
+                used += r.bytes
+            if not chosen:
+                return None
+            dead = sum(dead_in(r) for r in chosen)
+            if dead == 0 and len(chosen) == 1 and chosen[0].records and len(self.runs) <= self.p.run_retention:
+                return None  # one run with nothing dead: rewriting it would gain nothing
+            if chosen[-1] is self.runs[-1]:
+                self._rotate()
+                self._publish()
+            self.data_dirty = True
+            begin = chosen[0].start
+            end = chosen[-1].start + chosen[-1].rows
+            rid = self.next_run_id
+            self.next_run_id += 1
+            self.dirty = True
+            return {"view": self.view, "runs": tuple(chosen), "first": first, "begin": begin, "end": end,
+                    "run_id": rid, "gen": self.gen}
+
+    def run_compaction(self, prep) -> dict:
+        """Write the live rows of the chosen runs into a new run (no lock; reads immutable rows)."""
+        v = prep["view"]
+        begin, end = prep["begin"], prep["end"]
+        # A copy first: the applier clears live flags meanwhile (never sets one in this window),
+        # and numpy refuses to count nonzeros of an array that changes under it.
+        rows = (np.flatnonzero(v.cols["live"][begin:end].copy()) + begin).astype(np.int64)
+        rundir = os.path.join(self.dir, "runs")
+        rid = prep["run_id"]
+        paths = {ext: os.path.join(rundir, runs_mod.run_name(rid, ext)) for ext in ("log", "f32", "q8")}
+        f32 = runs_mod.RowFile(paths["f32"], F32, self.dim, 0, writable=True)
+        q8 = runs_mod.RowFile(paths["q8"], np.int8, self.dim, 0, writable=True) if self.kind == "IVF_FLAT_Q8" else None
+        log_ = runs_mod.RunLog(paths["log"], 0, writable=True)
+        chunk = 16384
+        t = v.table
+        for s in range(0, len(rows), chunk):
+            part = rows[s:s + chunk]
+            data = self._rows_f32(v, part)
+            local0 = f32.append(data)
+            if q8 is not None:
+                q8.append(self._rows_q8(v, part))
+            recs = []
+            for j, r in enumerate(part.tolist()):
+                recs.append(runs_mod.encode_record(runs_mod.Record(
+                    runs_mod.OP_UPSERT, int(v.cols["off"][r]), int(v.cols["vno"][r]), t.ids[r], local0 + j,
+                    runs_mod.zlib.crc32(data[j].tobytes()), t.metas[r])))
+            log_.append(recs)
+            log_.flush()
+        if self.p.fsync:
+            log_.sync()
+            f32.sync()
+            if q8 is not None:
+                q8.sync()
+        return {"rows": rows, "log": log_, "f32": f32, "q8": q8}
+
+    def install_compaction(self, prep, result) -> None:
+        """Swap the new run in for the chosen ones, renumber rows, checkpoint, unlink old files."""
+        with self._write_lock:
+            if prep["gen"] != self.gen:
+                raise RuntimeError("concurrent compactions")
+            old_runs = prep["runs"]
+            first = prep["first"]
+            assert self.runs[first:first + len(old_runs)] == list(old_runs)
+            begin, end = prep["begin"], prep["end"]
+            rows = result["rows"]
+            t = self.table
+            n = t.n
+            keep = np.concatenate([np.arange(0, begin, dtype=np.int64), rows, np.arange(end, n, dtype=np.int64)])
+            cols = {name: t.cols[name][keep] for name in t.cols}
+            ids = [t.ids[r] for r in keep.tolist()]
+            metas = [t.metas[r] for r in keep.tolist()]
+            parsed = [self.parsed[r] for r in keep.tolist()]
+            new_table = Table.from_columns(cols, ids, metas)
+            live = new_table.col("live")
+            slot = {ids[r]: r for r in np.flatnonzero(live[: new_table.n]).tolist()}
+            new_run = Run(prep["run_id"], result["log"], result["f32"], result["q8"], len(rows), 0, 0)
+            new_run.log.close()
+            new_run.log.writable = False
+            self.runs = self.runs[:first] + [new_run] + self.runs[first + len(old_runs):]
+            start = 0
+            for r in self.runs:
+                r.start = start
+                start += r.rows
+            self.table = new_table
+            self.slot = slot
+            self.parsed = parsed
+            self.live_count = len(slot)
+            self.gen += 1
+            self._publish()
+            if self.centroids is not None:
+                self.lists = self._list_index(new_table.col("lst")[: new_table.n])
+            self._publish()
+            self.dirty = self.data_dirty = True
+            self.checkpoint(force=True)
+            rundir = os.path.join(self.dir, "runs")
+            for r in old_runs:
+                r.log.close()
+                r.f32.close()
+                if r.q8 is not None:
+                    r.q8.close()
+                for ext in ("log", "f32", "q8"):
+                    _unlink(os.path.join(rundir, runs_mod.run_name(r.id, ext)))
+            if self.p.fsync:
+                fsync_dir(rundir)
+
+    def vacuum(self, progress=None, max_passes: int = 10_000) -> int:
+        """Rewrite every run until no dead record is left (offline `kissvdb vacuum`); return passes."""
+        total = max(1, sum(r.bytes for r in self.runs))
+        done = 0
+        passes = 0
+        while passes < max_passes:
+            prep = self.prepare_compaction(force=True, budget=1 << 62)  # offline: no pass limit
+            if prep is None:
+                break
+            done += sum(r.bytes for r in prep["runs"])
+            self.install_compaction(prep, self.run_compaction(prep))
+            passes += 1
+            if progress is not None:
+                progress(min(done, total), total)
+            info = self.info()
+            if info["deleted_count"] == 0 and len([r for r in self.runs if r.records]) <= 1:
+                break
+        self.checkpoint(force=True)
+        if progress is not None:
+            progress(total, total)
+        return passes
+
+    def compact(self, *, force: bool = False) -> bool:
+        """One compaction pass, synchronously (tests, vacuum). True if it rewrote anything."""
+        prep = self.prepare_compaction(force=force)
+        if prep is None:
+            return False
+        self.install_compaction(prep, self.run_compaction(prep))
+        return True
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        pass
+
+
+def _save_npy(path: str, arr: np.ndarray, *, fsync: bool) -> None:
+    import io
+
+    from kissvdb.fsutil import atomic_write
+
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    atomic_write(path, buf.getvalue(), fsync=fsync)

@@ -1,0 +1,117 @@
+"""Search filters on a vector's `meta`: the original's exact-match form plus operators.
+
+A filter is a JSON object; every key must hold (AND). `{"field": value}` is the original's
+exact match (JSON equality, so 1 == 1.0 but "1" != 1 and True != 1). `{"field": {"$op": arg, ...}}`
+applies operators: `$eq $ne $in $nin $gt $gte $lt $lte $exists`. An object value whose keys are
+not all operators is an exact match against that object.
+
+Rules kept from the original: a meta that is not an object never matches (so `{}` excludes
+null meta); a filter that is not an object matches nothing. Ranges compare numbers with numbers
+and strings with strings; other pairs do not match. `$ne`/`$nin` match a missing field, as in
+MongoDB; `$exists: false` matches only a missing field.
+
+Never raises on a meta value: user data cannot make a search fail. A malformed filter (unknown
+operator, `$in` not a list) raises InvalidArgument naming `filters.<field>`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from kissvdb.errors import InvalidArgument
+
+OPS = ("$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$exists")
+_MISSING = object()
+
+
+def _same_kind(a, b) -> bool:
+    num = (int, float)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool)
+    if isinstance(a, num) and isinstance(b, num):
+        return True
+    return isinstance(a, str) and isinstance(b, str)
+
+
+def json_equal(a, b) -> bool:
+    """JSON equality: numbers by value, bool is not a number, containers recursively."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+def _cmp(op: str, arg) -> Callable[[Any], bool]:
+    def test(v) -> bool:
+        if v is _MISSING or not _same_kind(v, arg):
+            return False
+        if op == "$gt":
+            return v > arg
+        if op == "$gte":
+            return v >= arg
+        if op == "$lt":
+            return v < arg
+        return v <= arg
+
+    return test
+
+
+def _compile_ops(field: str, spec: dict) -> Callable[[Any], bool]:
+    tests: list[Callable[[Any], bool]] = []
+    for op, arg in spec.items():
+        where = f"filters.{field}.{op}"
+        if op == "$eq":
+            tests.append(lambda v, a=arg: v is not _MISSING and json_equal(v, a))
+        elif op == "$ne":
+            tests.append(lambda v, a=arg: v is _MISSING or not json_equal(v, a))
+        elif op in ("$in", "$nin"):
+            if not isinstance(arg, list):
+                raise InvalidArgument(f"{op} needs a list", field=where)
+            if op == "$in":
+                tests.append(lambda v, a=arg: v is not _MISSING and any(json_equal(v, x) for x in a))
+            else:
+                tests.append(lambda v, a=arg: v is _MISSING or not any(json_equal(v, x) for x in a))
+        elif op in ("$gt", "$gte", "$lt", "$lte"):
+            if isinstance(arg, bool) or not isinstance(arg, (int, float, str)):
+                raise InvalidArgument(f"{op} needs a number or a string", field=where)
+            tests.append(_cmp(op, arg))
+        elif op == "$exists":
+            if not isinstance(arg, bool):
+                raise InvalidArgument("$exists needs true or false", field=where)
+            tests.append(lambda v, a=arg: (v is not _MISSING) == a)
+        else:
+            raise InvalidArgument(f"unknown filter operator {op}", field=where)
+    return lambda v: all(t(v) for t in tests)
+
+
+def _is_operator_object(value) -> bool:
+    return isinstance(value, dict) and bool(value) and all(isinstance(k, str) and k.startswith("$") for k in value)
+
+
+def compile_filter(filters) -> Callable[[Any], bool] | None:
+    """A predicate over a row's parsed meta, or None for "no filter" (filters null/absent)."""
+    if filters is None:
+        return None
+    if not isinstance(filters, dict):
+        return lambda meta: False
+    tests = []
+    for field, value in filters.items():
+        if _is_operator_object(value):
+            tests.append((field, _compile_ops(field, value)))
+        else:
+            tests.append((field, lambda v, a=value: v is not _MISSING and json_equal(v, a)))
+
+    def match(meta) -> bool:
+        if not isinstance(meta, dict):
+            return False
+        for field, test in tests:
+            if not test(meta.get(field, _MISSING)):
+                return False
+        return True
+
+    return match
