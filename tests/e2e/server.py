@@ -78,6 +78,7 @@ class ServerProcess:
         self.generation = 0  # incremented by every start(); tells restarts apart in the log
         self._lines: list[str] = []
         self._lock = threading.Lock()
+        self._new_line = threading.Condition(self._lock)  # notified on every log line
         self._listening = threading.Event()
         self._readers: list[threading.Thread] = []
 
@@ -187,15 +188,20 @@ class ServerProcess:
         sys.stderr.flush()
 
     def wait_for_log(self, predicate: Callable[[str], bool], timeout_s: float, what: str) -> str:
-        """Bounded poll for a log line that satisfies `predicate`; returns the line."""
+        """Wait (bounded) for a log line that satisfies `predicate`; returns the line."""
         deadline = time.monotonic() + timeout_s
-        while True:
-            for line in self.log_lines():
-                if predicate(line):
-                    return line
-            if time.monotonic() > deadline:
-                raise self._fail(f"timed out after {timeout_s}s waiting for log line: {what}")
-            time.sleep(0.02)
+        seen = 0
+        with self._new_line:
+            while True:
+                for line in self._lines[seen:]:
+                    if predicate(line):
+                        return line
+                seen = len(self._lines)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._new_line.wait(left)  # woken by the next line the server prints
+        raise self._fail(f"timed out after {timeout_s}s waiting for log line: {what}")
 
     # ---- internals ---------------------------------------------------------------------------
 
@@ -212,8 +218,9 @@ class ServerProcess:
         stream.close()
 
     def _note(self, line: str, log_file=None) -> None:
-        with self._lock:
+        with self._new_line:
             self._lines.append(line)
+            self._new_line.notify_all()
         if log_file is not None:
             log_file.write(line + "\n")
             log_file.flush()
