@@ -35,7 +35,7 @@ import orjson
 from kissvdb.errors import Corruption
 from kissvdb.vectors import manifest as manifest_mod
 from kissvdb.vectors import runs as runs_mod
-from kissvdb.vectors.distance import F32, norms_of, q8_encode, top_rows, unit_rows
+from kissvdb.vectors.distance import F32, norms_of, q8_encode, top_rows, unit, unit_rows
 from kissvdb.fsutil import fsync_dir
 from kissvdb.vectors.hnsw import HnswIndex, HnswParams, Segment, build_segment, load_index, save_segment
 from kissvdb.vectors.ivf_q8 import ListIndex, assign, kmeans, lists_for
@@ -554,13 +554,64 @@ class Collection:
                include_meta: bool = False, nprobe: int | None = None, ef: int | None = None,
                blocking: bool = True) -> list[Hit]:
         """Best hits (score desc, id asc); see search.py for the plan and its guarantee."""
+        live_fast = True
+        if predicate is None and group_by is None and self.kind == "HNSW" and k > 0:
+            v = self.view
+            if v.live_count == v.n and v.n > self.p.exact_max_rows and v.n > k:
+                hits = self._search_live(v, vector, k, ef, blocking, include_meta)
+                if hits is not None:
+                    return hits
+                live_fast = False  # the graph holds labels of compacted rows: the general path
         v, pairs = Searcher(self, blocking=blocking).search(vector, k, predicate=predicate, group_by=group_by,
-                                         group_limit=group_limit, nprobe=nprobe, ef=ef)
+                                         group_limit=group_limit, nprobe=nprobe, ef=ef,
+                                         live_fast=live_fast)
         ids = v.table.ids
         if include_meta:
             metas = v.table.metas
             return [Hit(ids[r], s, metas[r]) for r, s in pairs]
         return [Hit(ids[r], s, None) for r, s in pairs]
+
+    def _search_live(self, v: View, vector, k: int, ef, blocking: bool, include_meta: bool) -> list[Hit] | None:
+        """The common search (nothing dead, no filter, no group, HNSW) with the least Python work
+        per query: the same hits as Searcher's fast path, or None when a graph label is not a
+        row of `v` (then the general path answers)."""
+        n = v.n
+        parts = self.hnsw.search_all_live(unit(np.asarray(vector, dtype=F32).reshape(-1)), k,
+                                          blocking=blocking, ef=ef)
+        one = len(parts) == 1
+        if one:
+            labels, scores = parts[0]
+        else:
+            labels = np.concatenate([p[0] for p in parts])
+            scores = np.concatenate([p[1] for p in parts])
+        lab = labels.tolist()
+        if not lab:
+            return None
+        vno = v.cols["vno"]
+        first = int(vno[0])
+        if int(vno[n - 1]) - first == n - 1:
+            # vnos ascend and are never reused: rows 0..n-1 hold vnos first..first+n-1.
+            if min(lab) < first or max(lab) - first >= n:
+                return None
+            rows = [x - first for x in lab] if first else lab
+        else:
+            lab64 = labels.astype(np.int64)
+            found = np.searchsorted(vno[:n], lab64)
+            if int(found.max()) >= n or not np.array_equal(vno[found], lab64):
+                return None
+            rows = found.tolist()
+        ids = v.table.ids
+        sl = scores.tolist()
+        if one and all(a > b for a, b in zip(sl, sl[1:])):
+            # One segment answers best first; with no tie the id order changes nothing.
+            pairs = zip(rows, sl)
+        else:
+            pairs = top_rows(np.minimum(scores, F32(1)), np.asarray(rows, dtype=np.int64), k, ids.__getitem__)
+        new = tuple.__new__
+        if include_meta:
+            metas = v.table.metas
+            return [new(Hit, (ids[r], min(s, 1.0), metas[r])) for r, s in pairs]
+        return [new(Hit, (ids[r], min(s, 1.0), None)) for r, s in pairs]
 
     def info(self) -> dict:
         v = self.view

@@ -57,14 +57,15 @@ class Searcher:
         self.blocking = blocking
 
     def search(self, vector, k: int, *, predicate=None, group_by: str | None = None, group_limit: int = 1,
-               nprobe: int | None = None, ef: int | None = None):
-        """[(row, score)] best first, plus the view they refer to."""
+               nprobe: int | None = None, ef: int | None = None, live_fast: bool = True):
+        """[(row, score)] best first, plus the view they refer to (`live_fast=False`: skip the
+        all-live graph shortcut, the caller found it does not apply)."""
         c = self.c
         v = c.view
         q = unit(np.asarray(vector, dtype=F32).reshape(-1))
         if v.n == 0 or k <= 0 or v.live_count == 0:
             return v, []
-        if (predicate is None and group_by is None and c.kind == "HNSW" and v.live_count == v.n
+        if (live_fast and predicate is None and group_by is None and c.kind == "HNSW" and v.live_count == v.n
                 and v.n > max(c.p.exact_max_rows, k)):
             # Nothing dead, nothing filtered: every graph hit is an answer (the common case).
             parts = c.hnsw.search_all_live(q, k, blocking=self.blocking, ef=ef)
