@@ -34,6 +34,8 @@ from kissvdb.vectors.state import (
 from kissvdb.actors.mailbox import CANCELLED, DONE, QUEUED, Request
 from kissvdb.actors.wal import WalWrite
 
+SEARCH_BATCHES_IN_FLIGHT = 2
+
 log = logging.getLogger("kissvdb.vectors")
 
 DRAIN_MAX = 64
@@ -76,7 +78,9 @@ class VectorActor:
         self._batcher_running = False
         self.search_batches = 0
         self.search_batched = 0
-        self.search_threads = 2
+        # One hnswlib thread per batch: a second one would take the core the event loop needs
+        # to parse the next requests (2-CPU measurement in docs/BENCHMARKS.md).
+        self.search_threads = 1
         self._batch: list[Request] = []
         self.maintenance_runs = 0
         self.closed = False
@@ -260,13 +264,22 @@ class VectorActor:
             self._search_queue = []
 
     async def _run_batches(self) -> None:
-        while True:
-            await self._search_ready.wait()
-            self._search_ready = trio.Event()
-            batch, self._search_queue = self._search_queue, []
-            self._search_inflight = batch
-            self.search_batches += 1
-            self.search_batched += len(batch)
+        # Up to SEARCH_BATCHES_IN_FLIGHT batches at once: while one walks the graph (GIL
+        # released), the next one forms and starts, so the event loop never waits on a batch.
+        slots_free = trio.Semaphore(SEARCH_BATCHES_IN_FLIGHT)
+        async with trio.open_nursery() as nursery:
+            while True:
+                await slots_free.acquire()
+                await self._search_ready.wait()
+                self._search_ready = trio.Event()
+                batch, self._search_queue = self._search_queue, []
+                self._search_inflight.extend(batch)
+                self.search_batches += 1
+                self.search_batched += len(batch)
+                nursery.start_soon(self._run_batch, batch, slots_free)
+
+    async def _run_batch(self, batch: list, slots_free) -> None:
+        try:
             groups: dict = {}
             for slot in batch:
                 groups.setdefault(slot[2], []).append(slot)  # by ef
@@ -281,6 +294,14 @@ class VectorActor:
                 for i, s in enumerate(slots):
                     s[3] = res if res is None or isinstance(res, Exception) else res[i][: s[1]]
                     s[4].set()
+        finally:
+            for slot in batch:  # cancelled (shutdown) before its answer: nobody may wait forever
+                if not slot[4].is_set():
+                    slot[3] = Unavailable("vector collection restarting, retry")
+                    slot[4].set()
+            done = {id(s) for s in batch}
+            self._search_inflight = [s for s in self._search_inflight if id(s) not in done]
+            slots_free.release()
 
     async def search(self, vector, k: int, **kw):
         c = self.c

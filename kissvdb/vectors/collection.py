@@ -527,14 +527,19 @@ class Collection:
         id_of = ids.__getitem__
         # One segment returns its hits best first already; only ties need the id order.
         presorted = len(parts) == 1
-        ties = (np.diff(scores, axis=1) >= 0).any(axis=1) if presorted and scores.shape[1] > 1 else None
+        ties = ((np.diff(scores, axis=1) >= 0).any(axis=1).tolist() if presorted and scores.shape[1] > 1
+                else [False] * len(queries))
+        new = tuple.__new__
         out = []
+        if presorted:
+            rows_l = rows[:, :k].tolist()
+            scores_l = scores[:, :k].tolist()
         for i in range(len(queries)):
-            if presorted and (ties is None or not ties[i]):
-                out.append([Hit(ids[r], sc, None) for r, sc in zip(rows[i][:k].tolist(), scores[i][:k].tolist())])
+            if presorted and not ties[i]:
+                out.append([new(Hit, (ids[r], sc, None)) for r, sc in zip(rows_l[i], scores_l[i])])
                 continue
             pairs = top_rows(scores[i], rows[i], k, id_of)
-            out.append([Hit(ids[r], sc, None) for r, sc in pairs])
+            out.append([new(Hit, (ids[r], sc, None)) for r, sc in pairs])
         return out
 
     def cheap_search(self, predicate, group_by) -> bool:

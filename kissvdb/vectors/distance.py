@@ -10,6 +10,8 @@ zero vector), so an exact score is `(raw @ q_unit) / norm` and never needs a sec
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 F32 = np.float32
@@ -33,9 +35,9 @@ def unit(vector: np.ndarray) -> np.ndarray:
     """L2-normalised float32 copy; a zero vector stays zero (its scores are 0)."""
     v = np.asarray(vector, dtype=F32)
     n = float(np.sqrt(np.dot(v, v)))
-    if n == 0.0 or not np.isfinite(n):
+    if n == 0.0 or not math.isfinite(n):  # math, not numpy: no ufunc call on a Python float
         return np.zeros_like(v)
-    return (v / F32(n)).astype(F32, copy=False)
+    return v / F32(n)  # float32 / float32 scalar is float32 already
 
 
 def unit_rows(rows: np.ndarray, norms: np.ndarray | None = None) -> np.ndarray:
