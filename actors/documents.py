@@ -25,10 +25,10 @@ from collections import deque
 import trio
 
 from kissvdb.docquery import FindQuery, compile_find, encode_cursor
-from kissvdb.documents import DocDelete, DocExpire, DocItem, DocPut, DocState
+from kissvdb.documents import DocExpire, DocItem, DocPut, DocState
 from kissvdb.errors import KissError, PersistenceError, Unavailable
 
-from kissvdb.actors.mailbox import CANCELLED, DONE, QUEUED, Request
+from kissvdb.actors.mailbox import CANCELLED, DONE, QUEUED, Request, receive_batch, refuse_queued, report_verdicts
 from kissvdb.actors.wal import WalWrite
 
 log = logging.getLogger("kissvdb.documents")
@@ -104,35 +104,17 @@ class DocActor:
         for req in self._batch:
             if req.state not in (QUEUED, DONE):
                 req.fail(Unavailable("document store restarting, retry"))
-        while True:
-            try:
-                req = self._receive.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                break
-            req.fail(Unavailable("document store restarting, retry"))
-        with trio.CancelScope(shield=True):
-            for p in list(self._pending):
-                await p.write.done.wait()
-                if p.write.error is not None:
-                    p.request.fail(p.write.error)
-                else:
-                    p.request.succeed(self._result(p))
-        self._pending.clear()
+        refuse_queued(self._receive, Unavailable("document store restarting, retry"))
+        await report_verdicts(self._pending, self._result)
 
     # -- deciding ----------------------------------------------------------------------------
 
     async def _serve_inbox(self) -> None:
         receive = self._receive
         while True:
-            try:
-                batch = [await receive.receive()]
-            except trio.EndOfChannel:
+            batch = await receive_batch(receive, DRAIN_MAX)
+            if batch is None:
                 return
-            while len(batch) < DRAIN_MAX:
-                try:
-                    batch.append(receive.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
             self._batch = batch
             keys = {_key_of(r.command) for r in batch}
             self.state.pin(keys)

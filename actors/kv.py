@@ -24,7 +24,7 @@ from kissvdb.errors import KissError, PersistenceError, Unavailable
 from kissvdb.kv import BatchPut, Delete, Expire, KvState, Put, StateItem
 from kissvdb.events import STATE_UPDATED
 
-from kissvdb.actors.mailbox import CANCELLED, DONE, QUEUED, Request
+from kissvdb.actors.mailbox import CANCELLED, DONE, QUEUED, Request, receive_batch, refuse_queued, report_verdicts
 from kissvdb.actors.wal import WalWrite
 
 log = logging.getLogger("kissvdb.kv")
@@ -97,35 +97,17 @@ class KvActor:
         for req in self._batch:
             if req.state not in (QUEUED, DONE):
                 req.fail(Unavailable("kv store restarting, retry"))
-        while True:
-            try:
-                req = self._receive.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                break
-            req.fail(Unavailable("kv store restarting, retry"))
-        with trio.CancelScope(shield=True):
-            for p in list(self._pending):
-                await p.write.done.wait()
-                if p.write.error is not None:
-                    p.request.fail(p.write.error)
-                else:
-                    p.request.succeed(self._result(p, apply=False))
-        self._pending.clear()
+        refuse_queued(self._receive, Unavailable("kv store restarting, retry"))
+        await report_verdicts(self._pending, lambda p: self._result(p, apply=False))
 
     # -- deciding ----------------------------------------------------------------------------
 
     async def _serve_inbox(self) -> None:
         receive = self._receive
         while True:
-            try:
-                batch = [await receive.receive()]
-            except trio.EndOfChannel:
+            batch = await receive_batch(receive, DRAIN_MAX)
+            if batch is None:
                 return
-            while len(batch) < DRAIN_MAX:
-                try:
-                    batch.append(receive.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
             self._batch = batch
             keys = {k for r in batch for k in _keys_of(r.command)}
             self.state.pin(keys)

@@ -73,3 +73,41 @@ async def send_or_overload(channel: trio.MemorySendChannel, item, wait_s: float)
 def fail_all(requests, error: KissError) -> None:
     for r in requests:
         r.fail(error)
+
+
+async def receive_batch(receive: trio.MemoryReceiveChannel, max_items: int) -> list | None:
+    """One request (waiting for it), then whatever else is already queued, up to `max_items`.
+    None once the inbox is closed and empty."""
+    try:
+        batch = [await receive.receive()]
+    except trio.EndOfChannel:
+        return None
+    while len(batch) < max_items:
+        try:
+            batch.append(receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+    return batch
+
+
+def refuse_queued(receive: trio.MemoryReceiveChannel, error: KissError) -> None:
+    """After an actor crash: fail every request still in its inbox (none was decided)."""
+    while True:
+        try:
+            req = receive.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return
+        req.fail(error)
+
+
+async def report_verdicts(pending, result) -> None:
+    """After an actor crash: each write it queued gets the WAL writer's verdict, shielded,
+    since a durable write must be acknowledged even though its actor is gone."""
+    with trio.CancelScope(shield=True):
+        for p in list(pending):
+            await p.write.done.wait()
+            if p.write.error is not None:
+                p.request.fail(p.write.error)
+            else:
+                p.request.succeed(result(p))
+    pending.clear()

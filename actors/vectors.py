@@ -31,7 +31,7 @@ from kissvdb.vectors.state import (
     DeleteBatch, UpsertBatch, VectorState, to_op, VECTOR_COLLECTION_CREATED, VECTOR_COLLECTION_DELETED,
 )
 
-from kissvdb.actors.mailbox import CANCELLED, DONE, QUEUED, Request
+from kissvdb.actors.mailbox import CANCELLED, DONE, QUEUED, Request, receive_batch, refuse_queued, report_verdicts
 from kissvdb.actors.wal import WalWrite
 
 SEARCH_BATCHES_IN_FLIGHT = 2
@@ -106,39 +106,21 @@ class VectorActor:
         for req in self._batch:
             if req.state not in (QUEUED, DONE):
                 req.fail(Unavailable("vector collection restarting, retry"))
-        while True:
-            try:
-                req = self._receive.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                break
-            req.fail(Unavailable("vector collection restarting, retry"))
+        refuse_queued(self._receive, Unavailable("vector collection restarting, retry"))
         for p in self._applying:
             # Durable in the WAL; the collection is rebuilt from it before serving again.
             p.request.succeed(self._result(p))
         self._applying = []
-        with trio.CancelScope(shield=True):
-            for p in list(self._pending):
-                await p.write.done.wait()
-                if p.write.error is not None:
-                    p.request.fail(p.write.error)
-                else:
-                    p.request.succeed(self._result(p))
-        self._pending.clear()
+        await report_verdicts(self._pending, self._result)
 
     # -- deciding ----------------------------------------------------------------------------
 
     async def _serve_inbox(self) -> None:
         receive = self._receive
         while True:
-            try:
-                batch = [await receive.receive()]
-            except trio.EndOfChannel:
+            batch = await receive_batch(receive, DRAIN_MAX)
+            if batch is None:
                 return
-            while len(batch) < DRAIN_MAX:
-                try:
-                    batch.append(receive.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
             self._batch = batch
             for req in batch:
                 if req.state == CANCELLED:
