@@ -468,6 +468,8 @@ class Collection:
         out = np.empty((len(rows), self.dim), F32)
         if len(rows) == 0:
             return out
+        if len(v.f32) == 1 and v.starts[0] == 0:
+            return v.f32[0].take(rows, axis=0)  # one run file: its rows are the global rows
         ri = np.searchsorted(v.starts, rows, side="right") - 1
         if ri.min() == ri.max():
             i = int(ri[0])
@@ -612,11 +614,11 @@ class Collection:
             pairs = zip(rows, sl)
         else:
             pairs = top_rows(np.minimum(scores, F32(1)), np.asarray(rows, dtype=np.int64), k, ids.__getitem__)
-        new = tuple.__new__
+        new = tuple.__new__  # Hit(...) without NamedTuple's Python-level __new__
         if include_meta:
             metas = v.table.metas
-            return [new(Hit, (ids[r], min(s, 1.0), metas[r])) for r, s in pairs]
-        return [new(Hit, (ids[r], min(s, 1.0), None)) for r, s in pairs]
+            return [new(Hit, (ids[r], s if s < 1.0 else 1.0, metas[r])) for r, s in pairs]
+        return [new(Hit, (ids[r], s if s < 1.0 else 1.0, None)) for r, s in pairs]
 
     def info(self) -> dict:
         v = self.view

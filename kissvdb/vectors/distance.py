@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import numkong
 import numpy as np
 
 F32 = np.float32
@@ -58,11 +59,14 @@ def stored_form(vector: np.ndarray, metric: str) -> np.ndarray:
 def exact_scores(rows: np.ndarray, norms: np.ndarray, q_unit: np.ndarray) -> np.ndarray:
     """Cosine of each stored row against a unit query (0 for zero rows), float32."""
     dots = rows @ q_unit
-    safe = np.where(norms > 0, norms, F32(1))
-    out = np.clip(dots / safe, -1, 1).astype(F32, copy=False)
-    if (norms == 0).any():
+    if norms.all():
+        out = dots / norms
+    else:
+        out = dots / np.where(norms > 0, norms, F32(1))
         out[norms == 0] = 0
-    return out
+    np.minimum(out, 1, out=out)  # not np.clip: its Python wrapper costs more than the work here
+    np.maximum(out, -1, out=out)
+    return out.astype(F32, copy=False)
 
 
 # ---- Q8 ----------------------------------------------------------------------------------
@@ -75,6 +79,26 @@ def q8_encode(units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scales = np.where(amax > 0, amax / F32(127), F32(1)).astype(F32)
     codes = np.clip(np.rint(units / scales[:, None]), -127, 127).astype(np.int8)
     return codes, scales
+
+
+def q8_query(q_unit: np.ndarray) -> np.ndarray:
+    """Int8 codes of a unit query for ranking Q8 rows (its scale is common to every row's
+    score, so it is not kept)."""
+    amax = float(np.abs(q_unit).max()) if len(q_unit) else 0.0
+    if amax == 0.0 or not math.isfinite(amax):
+        return np.zeros(len(q_unit), np.int8)
+    return np.rint(q_unit * F32(127.0 / amax)).astype(np.int8)
+
+
+def q8_dots(query_codes: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Exact integer dot products of one int8 query with int8 rows (float64 out).
+
+    numkong's SIMD int8 kernel: numpy has no fast int8 product, and converting the codes to
+    float32 for BLAS cost about four times the scan itself. Sums fit a float64 exactly
+    (|sum| <= dim * 127^2)."""
+    if len(codes) == 0:
+        return np.zeros(0)
+    return np.asarray(numkong.cdist(query_codes.reshape(1, -1), codes, metric="dot"))[0]
 
 
 # ---- ranking -----------------------------------------------------------------------------

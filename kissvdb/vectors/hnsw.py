@@ -11,9 +11,11 @@ rewrites the whole file. So:
 Labels are the collection's vnos (vector numbers, never reused), so compaction of run files
 never touches an index. Deleted and replaced vectors stay in the graphs and are filtered out by
 the caller's `accept(labels) -> bool mask`; a search over-fetches and widens until it has `k`
-accepted hits or has seen the whole segment. `M`, `ef_construction` and `ef` are always set
-explicitly; the effective ef of a query is max(ef, fetched), which hnswlib applies itself, so
-`set_ef` is never called on a shared index.
+accepted hits or has seen the whole segment. `M` and `ef_construction` are set explicitly.
+A query's ef is its own: hnswlib searches with breadth max(index ef, k), so every index keeps
+ef 1 and each query asks for max(k, ef) results (ef = HNSW_EF_SEARCH unless the request names
+one, lower or higher). `set_ef` is never called on a shared index, where one query's ef would
+leak into a concurrent one's.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ class Segment:
 def new_index(dim: int, capacity: int, p: HnswParams) -> hnswlib.Index:
     idx = hnswlib.Index(space=SPACE, dim=dim)
     idx.init_index(max_elements=max(1, capacity), M=p.m, ef_construction=p.ef_construction, random_seed=100)
-    idx.set_ef(p.ef_search)
+    idx.set_ef(1)  # the breadth comes with each query (module doc)
     idx.set_num_threads(1)
     return idx
 
@@ -115,7 +117,7 @@ def load_index(path: str, dim: int, p: HnswParams, capacity: int | None = None) 
     idx.load_index(path)
     if capacity is not None and idx.get_max_elements() < capacity:
         idx.resize_index(capacity)  # not shared yet: safe to resize
-    idx.set_ef(p.ef_search)
+    idx.set_ef(1)  # the breadth comes with each query (module doc)
     idx.set_num_threads(1)
     return idx
 
@@ -191,8 +193,9 @@ class HnswIndex:
         """Per segment: (labels, scores) of up to `k` accepted hits, best first.
 
         `blocking=False` (a search on the event loop thread) raises WouldBlock instead of waiting
-        while the mutable segment is being written. `ef` (None = the index's) is the search
-        breadth; `margin` extra candidates are fetched when the collection holds dead vectors.
+        while the mutable segment is being written. `ef` (None = HNSW_EF_SEARCH) is the search
+        breadth, at least `k`; `margin` extra candidates are fetched when the collection holds
+        dead vectors.
         """
         q = q_unit.reshape(1, -1)
         mut = self.mutable
@@ -218,8 +221,8 @@ class HnswIndex:
         out = []
         mut = self.mutable
         segs = self.sealed
-        breadth = ef if ef is not None and ef != self.p.ef_search else 0
-        if mut.count:
+        breadth = self.p.ef_search if ef is None else ef
+        if mut.index.get_current_count():
             if blocking:
                 mut.lock.acquire_read()
             elif not mut.lock.try_acquire_read():
@@ -234,7 +237,7 @@ class HnswIndex:
 
     def search_many(self, units: np.ndarray, k: int, *, ef: int | None = None, threads: int = 1):
         """Per segment: (labels m x k', scores m x k') for a batch of unit queries; blocking."""
-        breadth = ef if ef is not None and ef != self.p.ef_search else 0
+        breadth = self.p.ef_search if ef is None else ef
         out = []
         mut = self.mutable
         if mut.count:
@@ -259,8 +262,7 @@ class HnswIndex:
         return labels[:, :k], 1.0 - dists[:, :k]
 
     def _knn(self, seg: Segment, q: np.ndarray, k: int, breadth: int):
-        count = seg.count
-        fetch = min(count, max(k, breadth))
+        fetch = min(seg.index.get_current_count(), max(k, breadth))
         try:
             labels, dists = seg.index.knn_query(q, k=fetch, num_threads=1)
         except RuntimeError:
@@ -271,9 +273,7 @@ class HnswIndex:
         count = seg.count
         if count == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        # hnswlib searches with breadth max(index ef, k): asking for `ef` results when a query
-        # wants another breadth than the index's keeps the graph work equal to `ef`.
-        fetch = min(count, max(k + margin, ef if ef is not None and ef != self.p.ef_search else 0))
+        fetch = min(count, max(k + margin, self.p.ef_search if ef is None else ef))
         while True:
             try:
                 labels, dists = seg.index.knn_query(q, k=fetch, num_threads=1)

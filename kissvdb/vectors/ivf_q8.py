@@ -5,7 +5,10 @@
   thousands of lists costs a few matrix products), fixed seed, `iters` Lloyd steps. List count
   `lists_for(live)` = about 4·√live, capped by IVF_CLUSTERS (at least 2).
 - Codes: per-vector Q8 of the unit vector (distance.q8_encode); they do not depend on the
-  centroids, so a retrain only reassigns lists.
+  centroids, so a retrain only reassigns lists. A search Q8-encodes the query the same way and
+  ranks the probed rows by the exact int8 dot (distance.q8_dots) times the row's scale; the
+  best Q8_REFINE_TOPK are re-scored in float32, so the query's own rounding never reaches a
+  returned score.
 - Lists: CSR (rows sorted by list + bounds) over rows [0, csr_rows); rows appended after the
   last rebuild are found by checking their list number, and the CSR is rebuilt once that tail
   grows past a fraction of the collection.
@@ -18,8 +21,11 @@ import math
 
 import numpy as np
 
+from kissvdb.vectors.distance import q8_dots
+
 F32 = np.float32
 ASSIGN_CHUNK = 8192
+SCAN_CHUNK = 65536  # codes gathered per int8 scan call
 
 
 def lists_for(live: int, cap: int) -> int:
@@ -97,27 +103,28 @@ class ListIndex:
         self.codes = codes_of(self.order) if codes_of is not None else None
         self.scales = scales[self.order] if scales is not None else None
 
-    def probe(self, lists: np.ndarray, scratch=None):
-        """(rows, codes as float32, scales) of the CSR part of `lists`.
+    def positions(self, lists: np.ndarray) -> np.ndarray:
+        """Positions (in list order) of the CSR part of `lists`: each list is one contiguous run,
+        so the positions are `arange` shifted per run, built without a Python loop."""
+        lists = np.asarray(lists, dtype=np.int64)
+        b0 = self.bounds[lists]
+        lens = self.bounds[lists + 1] - b0
+        total = int(lens.sum())
+        if total == 0:
+            return np.zeros(0, np.int64)
+        return np.arange(total, dtype=np.int64) + np.repeat(b0 - (np.cumsum(lens) - lens), lens)
 
-        The codes of each list are one contiguous slice; they are concatenated and converted to
-        float32 in one pass (numpy has no fast int8 product, BLAS wants float32), into
-        `scratch(rows)` (a per-thread buffer, valid until that thread's next probe) when given:
-        a fresh multi-megabyte array per query costs more in page faults than the product."""
-        b0 = self.bounds[lists].tolist()
-        b1 = self.bounds[np.asarray(lists) + 1].tolist()
-        spans = [(x, y) for x, y in zip(b0, b1) if y > x]
-        if not spans:
-            return np.zeros(0, np.int64), np.zeros((0, self.codes.shape[1]), np.float32), np.zeros(0, np.float32)
-        parts = [self.codes[x:y] for x, y in spans]
-        if scratch is None:
-            codes = np.concatenate(parts, dtype=np.float32, casting="unsafe")
-        else:
-            codes = scratch(sum(y - x for x, y in spans))
-            np.concatenate(parts, out=codes, casting="unsafe")
-        rows = np.concatenate([self.order[x:y] for x, y in spans])
-        scales = np.concatenate([self.scales[x:y] for x, y in spans])
-        return rows, codes, scales
+    def q8_scores(self, query_codes: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        """Approximate scores (int8 dot times the row's scale; the query's scale is common to
+        all and left out) at list positions `pos`, scanned in bounded chunks so a wide probe
+        never copies the whole code matrix at once."""
+        if len(pos) <= SCAN_CHUNK:
+            return q8_dots(query_codes, self.codes.take(pos, axis=0)) * self.scales.take(pos)
+        out = np.empty(len(pos))
+        for s in range(0, len(pos), SCAN_CHUNK):
+            p = pos[s:s + SCAN_CHUNK]
+            out[s:s + SCAN_CHUNK] = q8_dots(query_codes, self.codes.take(p, axis=0))
+        return out * self.scales.take(pos)
 
     def tail_rows(self, lists: np.ndarray, assignments: np.ndarray, n: int) -> np.ndarray:
         """Rows appended since the CSR was built (< n) that belong to `lists`."""

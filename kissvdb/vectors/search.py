@@ -21,28 +21,8 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from kissvdb.vectors.distance import F32, exact_scores, top_rows, unit
+from kissvdb.vectors.distance import F32, exact_scores, q8_dots, q8_query, top_rows, unit
 
-import threading
-
-_local = threading.local()
-
-
-def _scratch(dim: int):
-    """A per-thread float32 buffer factory: rows -> (rows, dim) view, reused across queries."""
-
-    def get(rows: int) -> np.ndarray:
-        if rows > SCRATCH_ROWS_MAX:
-            return np.empty((rows, dim), dtype=F32)  # a wide probe: not kept per thread
-        buf = getattr(_local, "buf", None)
-        if buf is None or buf.shape[1] != dim or buf.shape[0] < rows:
-            buf = _local.buf = np.empty((max(rows, 4096), dim), dtype=F32)
-        return buf[:rows]
-
-    return get
-
-
-SCRATCH_ROWS_MAX = 65536  # float32 rows kept per search thread for probed codes
 SELECTIVE_FRACTION = 0.02  # matching fraction below which a filtered search scans exactly
 NEG = np.float32(-np.inf)
 
@@ -170,7 +150,7 @@ class Searcher:
         return top_rows(np.concatenate(parts_s), np.concatenate(parts_r), k, self._id_of(v))
 
     def _rescore(self, v, rows: np.ndarray, q, k: int):
-        rows = np.unique(rows)
+        """Exact scores of distinct candidate rows (IVF positions never repeat a row)."""
         scores = exact_scores(self.c._rows_f32(v, rows), v.cols["norm"][rows], q)
         return top_rows(scores, rows, k, self._id_of(v))
 
@@ -214,21 +194,22 @@ class Searcher:
             if probe_n >= nlist:
                 probe = np.arange(nlist)
             elif order is None:
-                probe = np.argpartition(-cs, probe_n - 1)[:probe_n]
+                probe = np.sort(np.argpartition(-cs, probe_n - 1)[:probe_n])  # scan memory in order
             else:
                 probe = order[:probe_n]
-            rows, codes, scales = lists.probe(probe, _scratch(len(q)))
-            if lists.csr_rows > v.n and len(rows):  # a compaction shrank the rows meanwhile
-                keep = rows < v.n
-                rows, codes, scales = rows[keep], codes[keep], scales[keep]
+            pos = lists.positions(probe)
             tail = lists.tail_rows(probe, lst, v.n)
-            if len(tail):
-                tcodes = c._rows_q8(v, tail).astype(F32)
-                rows = np.concatenate([rows, tail])
-                codes = np.concatenate([codes, tcodes])
-                scales = np.concatenate([scales, v.cols["scale"][tail]])
-            ok = None if everything else mask[rows]
-            found = len(rows) if ok is None else int(ok.sum())
+            if everything and lists.csr_rows <= v.n and not len(tail):
+                rows, ok, found = None, None, len(pos)  # rows are looked up for the best only
+            else:
+                rows = lists.order.take(pos)
+                if lists.csr_rows > v.n and len(rows):  # a compaction shrank the rows meanwhile
+                    keep = rows < v.n
+                    pos, rows = pos[keep], rows[keep]
+                if len(tail):
+                    rows = np.concatenate([rows, tail])
+                ok = None if everything else mask[rows]
+                found = len(rows) if ok is None else int(ok.sum())
             if found >= want or probe_n >= nlist:
                 break
             if order is None:
@@ -237,16 +218,19 @@ class Searcher:
         if found == 0:
             return []
         refine = max(c.p.q8_refine_topk, k)
-        if found > refine:
-            approx = (codes @ q) * scales
-            if ok is not None:
-                approx[~ok] = NEG
-            best = np.argpartition(-approx, refine - 1)[:refine]
-            cand = rows[best]
-            if ok is not None:
-                cand = cand[mask[cand]]
-        else:
-            cand = rows if ok is None else rows[ok]
+        if found <= refine:
+            cand = lists.order.take(pos) if rows is None else rows if ok is None else rows[ok]
+            return self._rescore(v, cand, q, k)
+        qcodes = q8_query(q)
+        approx = lists.q8_scores(qcodes, pos)
+        if len(tail):
+            approx = np.concatenate([approx, q8_dots(qcodes, c._rows_q8(v, tail)) * v.cols["scale"][tail]])
+        if ok is not None:
+            approx[~ok] = NEG
+        best = np.argpartition(-approx, refine - 1)[:refine]
+        cand = lists.order.take(pos.take(best)) if rows is None else rows.take(best)
+        if ok is not None:
+            cand = cand[mask[cand]]
         return self._rescore(v, cand, q, k)
 
 

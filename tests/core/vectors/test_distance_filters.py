@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from kissvdb.errors import InvalidArgument
-from kissvdb.vectors.distance import exact_scores, norms_of, q8_encode, top_rows, unit
+from kissvdb.vectors.distance import exact_scores, norms_of, q8_dots, q8_encode, q8_query, top_rows, unit
+from kissvdb.vectors.ivf_q8 import ListIndex
 from kissvdb.vectors.filters import compile_filter
 
 
@@ -31,6 +32,50 @@ def test_q8_codes_round_trip_within_a_step():
     assert np.abs(codes * scales[:, None] - x).max() <= scales.max() / 2 + 1e-6
     zc, zs = q8_encode(np.zeros((1, 4), np.float32))
     assert zs[0] == 1 and not zc.any()
+
+
+@pytest.mark.parametrize("dim", [1, 7, 384, 1536])
+def test_q8_dots_are_the_exact_integer_products(dim):
+    rng = np.random.default_rng(dim)
+    codes = rng.integers(-127, 128, (300, dim), dtype=np.int8)
+    codes[0] = 127  # the extremes: a sum of dim * 127^2 must not wrap
+    codes[1] = -127
+    q = rng.integers(-127, 128, dim, dtype=np.int8)
+    q[:] = np.where(np.arange(dim) % 2 == 0, 127, q)
+    want = codes.astype(np.int64) @ q.astype(np.int64)
+    assert q8_dots(q, codes).tolist() == want.tolist()
+    assert q8_dots(q, codes[:0]).tolist() == []
+
+
+def test_q8_query_ranks_like_the_float_query():
+    rng = np.random.default_rng(3)
+    x = np.stack([unit(v) for v in rng.standard_normal((400, 64)).astype(np.float32)])
+    codes, scales = q8_encode(x)
+    q = unit(rng.standard_normal(64).astype(np.float32))
+    approx = q8_dots(q8_query(q), codes) * scales
+    exact = x @ q
+    # The approximate best 20 hold the exact best 5 (Q8 on both sides only perturbs ranks).
+    assert set(np.argsort(-exact)[:5]) <= set(np.argsort(-approx)[:20])
+    assert not q8_query(np.zeros(8, np.float32)).any()
+
+
+@pytest.mark.parametrize("chunk", [7, 65536])
+def test_list_positions_and_scores_follow_the_lists(monkeypatch, chunk):
+    import kissvdb.vectors.ivf_q8 as ivf_q8
+
+    monkeypatch.setattr(ivf_q8, "SCAN_CHUNK", chunk)  # a wide probe is scanned in chunks
+    rng = np.random.default_rng(4)
+    assign = rng.integers(0, 9, 500)
+    assign[assign == 5] = 6  # an empty list
+    codes, scales = q8_encode(np.stack([unit(v) for v in rng.standard_normal((500, 16)).astype(np.float32)]))
+    li = ListIndex(assign, 9, codes_of=lambda rows: codes[rows], scales=scales)
+    for lists in ([0], [5], [8, 2, 5], list(range(9))):
+        pos = li.positions(np.array(lists))
+        assert sorted(li.order[pos].tolist()) == sorted(np.flatnonzero(np.isin(assign, lists)).tolist())
+        q = q8_query(unit(rng.standard_normal(16).astype(np.float32)))
+        got = li.q8_scores(q, pos)
+        rows = li.order[pos]
+        assert np.allclose(got, (codes[rows].astype(np.int64) @ q.astype(np.int64)) * scales[rows])
 
 
 CASES = [
