@@ -437,7 +437,7 @@ class Collection:
         """CSR of the current rows with their codes in list order (reads the published view)."""
         v = self.view
         c = self.centroids if centroids is None else centroids
-        return ListIndex(lst, len(c), codes_of=lambda rows: self._rows_q8(v, rows),
+        return ListIndex(lst, c, codes_of=lambda rows: self._rows_q8(v, rows),
                          scales=v.cols["scale"][: len(lst)])
 
     def _save_sealed(self, seg: Segment) -> None:

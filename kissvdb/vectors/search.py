@@ -182,11 +182,11 @@ class Searcher:
 
     def _ivf(self, v, q, k: int, mask, want: int, nprobe):
         c = self.c
-        cent = v.centroids
         lists = v.lists
-        nlist = len(cent)
+        qcodes = q8_query(q)
+        cs = lists.nearest_lists(qcodes)
+        nlist = len(cs)
         probe_n = min(nlist, nprobe or c.p.ivf_nprobe)
-        cs = cent @ q
         order = None
         lst = v.cols["lst"]
         everything = v.live_count == v.n and bool(mask.all()) if v.n < 65536 else False
@@ -221,7 +221,6 @@ class Searcher:
         if found <= refine:
             cand = lists.order.take(pos) if rows is None else rows if ok is None else rows[ok]
             return self._rescore(v, cand, q, k)
-        qcodes = q8_query(q)
         approx = lists.q8_scores(qcodes, pos)
         if len(tail):
             approx = np.concatenate([approx, q8_dots(qcodes, c._rows_q8(v, tail)) * v.cols["scale"][tail]])

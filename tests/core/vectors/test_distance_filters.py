@@ -68,7 +68,8 @@ def test_list_positions_and_scores_follow_the_lists(monkeypatch, chunk):
     assign = rng.integers(0, 9, 500)
     assign[assign == 5] = 6  # an empty list
     codes, scales = q8_encode(np.stack([unit(v) for v in rng.standard_normal((500, 16)).astype(np.float32)]))
-    li = ListIndex(assign, 9, codes_of=lambda rows: codes[rows], scales=scales)
+    centroids = np.stack([unit(v) for v in rng.standard_normal((9, 16)).astype(np.float32)])
+    li = ListIndex(assign, centroids, codes_of=lambda rows: codes[rows], scales=scales)
     for lists in ([0], [5], [8, 2, 5], list(range(9))):
         pos = li.positions(np.array(lists))
         assert sorted(li.order[pos].tolist()) == sorted(np.flatnonzero(np.isin(assign, lists)).tolist())
@@ -76,6 +77,10 @@ def test_list_positions_and_scores_follow_the_lists(monkeypatch, chunk):
         got = li.q8_scores(q, pos)
         rows = li.order[pos]
         assert np.allclose(got, (codes[rows].astype(np.int64) @ q.astype(np.int64)) * scales[rows])
+        # The coarse ranking of lists follows the float32 centroids.
+        qf = unit(rng.standard_normal(16).astype(np.float32))
+        near = li.nearest_lists(q8_query(qf))
+        assert np.argmax(near) == np.argmax(centroids @ qf)
 
 
 CASES = [
