@@ -39,6 +39,7 @@ from kissvdb.vectors.distance import F32, norms_of, q8_encode, top_rows, unit, u
 from kissvdb.fsutil import fsync_dir
 from kissvdb.vectors.hnsw import HnswIndex, HnswParams, Segment, build_segment, load_index, save_segment
 from kissvdb.vectors.ivf_q8 import ListIndex, assign, kmeans, lists_for
+from kissvdb.vectors.metaindex import MetaIndex
 from kissvdb.vectors.search import Searcher
 from kissvdb.vectors.table import Table
 
@@ -169,6 +170,7 @@ class Collection:
         self.table = Table()
         self.slot: dict[str, int] = {}
         self.parsed: list = []
+        self._meta_index: MetaIndex | None = None
         self.applied_offset = 0
         self.checkpointed_offset = 0
         self.next_vno = 0
@@ -501,6 +503,24 @@ class Collection:
             p = orjson.loads(raw) if raw is not None else None
             v.parsed[row] = p
         return p
+
+    def meta_value(self, v: View, row: int):
+        """A row's parsed meta without caching it (the metadata columns keep what they need)."""
+        p = v.parsed[row]
+        if p is _UNPARSED:
+            raw = v.table.metas[row]
+            return orjson.loads(raw) if raw is not None else None
+        return p
+
+    def meta_index(self, v: View) -> MetaIndex | None:
+        """The metadata columns of `v`'s rows; None for a view a compaction has since replaced
+        (its rows were renumbered: the caller evaluates the filter row by row)."""
+        mi = self._meta_index
+        if mi is None or mi.gen != v.gen:
+            if v.gen != self.gen:
+                return None
+            mi = self._meta_index = MetaIndex(v.gen)
+        return mi
 
     def batchable(self, predicate, group_by) -> bool:
         """Whether a search can join a batch of graph walks (see search_many_live)."""

@@ -61,57 +61,64 @@ def _cmp(op: str, arg) -> Callable[[Any], bool]:
     return test
 
 
-def _compile_ops(field: str, spec: dict) -> Callable[[Any], bool]:
-    tests: list[Callable[[Any], bool]] = []
-    for op, arg in spec.items():
-        where = f"filters.{field}.{op}"
-        if op == "$eq":
-            tests.append(lambda v, a=arg: v is not _MISSING and json_equal(v, a))
-        elif op == "$ne":
-            tests.append(lambda v, a=arg: v is _MISSING or not json_equal(v, a))
-        elif op in ("$in", "$nin"):
-            if not isinstance(arg, list):
-                raise InvalidArgument(f"{op} needs a list", field=where)
-            if op == "$in":
-                tests.append(lambda v, a=arg: v is not _MISSING and any(json_equal(v, x) for x in a))
-            else:
-                tests.append(lambda v, a=arg: v is _MISSING or not any(json_equal(v, x) for x in a))
-        elif op in ("$gt", "$gte", "$lt", "$lte"):
-            if isinstance(arg, bool) or not isinstance(arg, (int, float, str)):
-                raise InvalidArgument(f"{op} needs a number or a string", field=where)
-            tests.append(_cmp(op, arg))
-        elif op == "$exists":
-            if not isinstance(arg, bool):
-                raise InvalidArgument("$exists needs true or false", field=where)
-            tests.append(lambda v, a=arg: (v is not _MISSING) == a)
-        else:
-            raise InvalidArgument(f"unknown filter operator {op}", field=where)
-    return lambda v: all(t(v) for t in tests)
+def _op_test(field: str, op: str, arg) -> Callable[[Any], bool]:
+    """The test of one operator on a field's value (`_MISSING` when the field is absent)."""
+    where = f"filters.{field}.{op}"
+    if op == "$eq":
+        return lambda v: v is not _MISSING and json_equal(v, arg)
+    if op == "$ne":
+        return lambda v: v is _MISSING or not json_equal(v, arg)
+    if op in ("$in", "$nin"):
+        if not isinstance(arg, list):
+            raise InvalidArgument(f"{op} needs a list", field=where)
+        if op == "$in":
+            return lambda v: v is not _MISSING and any(json_equal(v, x) for x in arg)
+        return lambda v: v is _MISSING or not any(json_equal(v, x) for x in arg)
+    if op in ("$gt", "$gte", "$lt", "$lte"):
+        if isinstance(arg, bool) or not isinstance(arg, (int, float, str)):
+            raise InvalidArgument(f"{op} needs a number or a string", field=where)
+        return _cmp(op, arg)
+    if op == "$exists":
+        if not isinstance(arg, bool):
+            raise InvalidArgument("$exists needs true or false", field=where)
+        return lambda v: (v is not _MISSING) == arg
+    raise InvalidArgument(f"unknown filter operator {op}", field=where)
 
 
 def _is_operator_object(value) -> bool:
     return isinstance(value, dict) and bool(value) and all(isinstance(k, str) and k.startswith("$") for k in value)
 
 
-def compile_filter(filters) -> Callable[[Any], bool] | None:
-    """A predicate over a row's parsed meta, or None for "no filter" (filters null/absent)."""
-    if filters is None:
-        return None
-    if not isinstance(filters, dict):
-        return lambda meta: False
-    tests = []
-    for field, value in filters.items():
-        if _is_operator_object(value):
-            tests.append((field, _compile_ops(field, value)))
-        else:
-            tests.append((field, lambda v, a=value: v is not _MISSING and json_equal(v, a)))
+class Filter:
+    """A compiled filter: a predicate over a row's parsed meta, and its clauses
+    `(field, op, arg, test)` (all must hold; an exact match is `$eq`) for the metadata index.
+    `clauses` None: the filter matches nothing (it was not an object)."""
 
-    def match(meta) -> bool:
-        if not isinstance(meta, dict):
+    __slots__ = ("clauses",)
+
+    def __init__(self, clauses: list | None):
+        self.clauses = clauses
+
+    def __call__(self, meta) -> bool:
+        if self.clauses is None or not isinstance(meta, dict):
             return False
-        for field, test in tests:
+        for field, _op, _arg, test in self.clauses:
             if not test(meta.get(field, _MISSING)):
                 return False
         return True
 
-    return match
+
+def compile_filter(filters) -> Filter | None:
+    """The compiled filter, or None for "no filter" (filters null/absent)."""
+    if filters is None:
+        return None
+    if not isinstance(filters, dict):
+        return Filter(None)
+    clauses = []
+    for field, value in filters.items():
+        if _is_operator_object(value):
+            for op, arg in value.items():
+                clauses.append((field, op, arg, _op_test(field, op, arg)))
+        else:
+            clauses.append((field, "$eq", value, _op_test(field, "$eq", value)))
+    return Filter(clauses)

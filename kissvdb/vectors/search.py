@@ -21,9 +21,13 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
+from kissvdb.vectors.filters import Filter
 from kissvdb.vectors.distance import F32, exact_scores, q8_dots, q8_query, top_rows, unit
 
 SELECTIVE_FRACTION = 0.02  # matching fraction below which a filtered search scans exactly
+# ...and matching rows up to which it does anyway: scanning 4,096 rows (~2 ms) beats widening a
+# graph search until it has k hits among 2% of the rows (~8 ms on 100,000 x 384).
+FILTERED_EXACT_ROWS = 4096
 NEG = np.float32(-np.inf)
 
 
@@ -95,9 +99,24 @@ class Searcher:
         live = v.cols["live"][: v.n].astype(bool)
         if predicate is None:
             return live, int(v.live_count)
-        rows = np.flatnonzero(live)
-        mask = np.zeros(v.n, dtype=bool)
         pm = self.c.parsed_meta
+        clauses = getattr(predicate, "clauses", False)
+        if clauses is None:  # a filter that is not an object matches nothing
+            return np.zeros(v.n, dtype=bool), 0
+        mi = self.c.meta_index(v) if clauses else None
+        if mi is not None:
+            # Columns answer what they can in numpy; the filter's own tests check the rest,
+            # on the rows that are left only.
+            mv = self.c.meta_value
+            mask, rest = mi.evaluate(clauses, v.n, lambda r: mv(v, r))
+            mask &= live
+            if not rest:
+                return mask, int(np.count_nonzero(mask))
+            rows = np.flatnonzero(mask)
+            predicate = Filter(rest)
+        else:
+            rows = np.flatnonzero(live)
+        mask = np.zeros(v.n, dtype=bool)
         hits = [r for r in rows.tolist() if v.table.metas[r] is not None and predicate(pm(v, r))]
         if hits:
             mask[np.asarray(hits, dtype=np.int64)] = True
@@ -109,7 +128,7 @@ class Searcher:
         c = self.c
         filtered = matches < v.live_count
         exact = (c.kind == "FLAT" or matches <= max(c.p.exact_max_rows, k)
-                 or (filtered and matches < SELECTIVE_FRACTION * v.live_count))
+                 or (filtered and (matches < SELECTIVE_FRACTION * v.live_count or matches <= FILTERED_EXACT_ROWS)))
         want = min(k, matches)
         if not exact and c.kind == "HNSW":
             out = self._hnsw(v, q, k, mask, ef)
