@@ -19,9 +19,14 @@ clauses kept.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 
 import numpy as np
+
+log = logging.getLogger("kissvdb.vectors")
+LOG_ROWS = 200_000  # building a field's columns over more rows than this is logged
 
 MISSING = -1
 OTHER = -2
@@ -134,9 +139,13 @@ class MetaIndex:
             self.n = n
         for name in fields:
             if name not in self.fields:
+                t = time.monotonic()
                 cols = FieldColumns()
                 cols.extend(name, [meta_of(r) for r in range(self.n)])
                 self.fields[name] = cols
+                if self.n > LOG_ROWS:
+                    log.info("metadata columns for field %r built over %d rows in %.1f s (first filter on it)",
+                             name, self.n, time.monotonic() - t)
 
     def clause_mask(self, field: str, op: str, arg, n: int) -> np.ndarray | None:
         """Rows [0, n) where the clause holds (asked of object metas only), or None when the
