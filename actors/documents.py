@@ -20,7 +20,6 @@ documents; the actor logs `doc_deleted` (reason "ttl") only for the exact versio
 from __future__ import annotations
 
 import logging
-from collections import deque
 
 import trio
 
@@ -28,7 +27,9 @@ from kissvdb.docquery import FindQuery, compile_find, encode_cursor
 from kissvdb.documents import DocExpire, DocItem, DocPut, DocState
 from kissvdb.errors import KissError, PersistenceError, Unavailable
 
-from kissvdb.actors.mailbox import CANCELLED, DONE, QUEUED, Request, receive_batch, refuse_queued, report_verdicts
+from kissvdb.actors.mailbox import (
+    CANCELLED, DONE, QUEUED, PendingWrites, Request, receive_batch, refuse_queued, report_verdicts,
+)
 from kissvdb.actors.wal import WalWrite
 
 log = logging.getLogger("kissvdb.documents")
@@ -68,8 +69,7 @@ class DocActor:
         self.clock = clock
         self.counters = counters
         self.epoch = wal_writer.epoch
-        self._pending: deque[_Pending] = deque()
-        self._pending_changed = trio.Event()
+        self._pending = PendingWrites()  # of _Pending
         self._store_error: BaseException | None = None
         self._store_failed = trio.Event()
         self._submitted_applied = 0
@@ -86,13 +86,11 @@ class DocActor:
             task_status.started(self)
             async with self._receive, self._wal:
                 await self._serve_inbox()
-                while self._pending:  # inbox closed (shutdown): finish what was accepted
-                    await self._pending_changed.wait()
+                await self._pending.drained()  # inbox closed (shutdown): finish what was accepted
             nursery.cancel_scope.cancel()
 
     async def wait_drained(self) -> None:
-        while self._pending:
-            await self._pending_changed.wait()
+        await self._pending.drained()
 
     async def _watch_store(self) -> None:
         await self._store_failed.wait()
@@ -125,8 +123,7 @@ class DocActor:
                 for req in batch:
                     if req.state == CANCELLED:
                         continue
-                    while len(self._pending) >= self.inflight_max:
-                        await self._pending_changed.wait()
+                    await self._pending.room(self.inflight_max)
                     await self._decide_and_queue(req)
             finally:
                 self.state.unpin(keys)
@@ -145,9 +142,7 @@ class DocActor:
         write = WalWrite([(now, d.type, d.data)], self.epoch)
         self.state.begin(d, write)
         req.state = QUEUED
-        self._pending.append(_Pending(req, d, write))
-        self._pending_changed.set()
-        self._pending_changed = trio.Event()
+        self._pending.push(_Pending(req, d, write))
         await self._wal.send(write)
 
     # -- applying ----------------------------------------------------------------------------
@@ -155,14 +150,11 @@ class DocActor:
     async def _applier(self) -> None:
         pending = self._pending
         while True:
-            if not pending:
-                await self._pending_changed.wait()
-                continue
-            await pending[0].write.done.wait()
+            settled = await pending.settled()
             changes = []
             touched = []
-            while pending and pending[0].write.done.is_set():
-                p = pending.popleft()
+            for _ in range(settled):
+                p = pending.pop()
                 write = p.write
                 if write.error is not None:
                     self._fail(p, write.error)
@@ -178,8 +170,7 @@ class DocActor:
             # Every doc event up to the durable offset is applied now (a head that is not done
             # is not durable), so state.sqlite may record that offset even if it was not ours.
             self._submit_apply(changes, touched, self.writer.durable_offset)
-            self._pending_changed.set()
-            self._pending_changed = trio.Event()
+            self._pending.changed()
 
     def _fail(self, p: _Pending, error: PersistenceError) -> None:
         self.state.finish(p.decision.key, p.write)

@@ -413,8 +413,7 @@ async def _shutdown(engine: Engine, background: trio.CancelScope) -> None:
             await engine.vectors.aclose()
         if actor is not None:
             await actor.inbox.aclose()
-            while actor._pending:
-                await actor._pending_changed.wait()
+            await actor._pending.drained()
         if engine.docs is not None:
             await engine.docs.close()
         if engine.sql is not None:

@@ -16,7 +16,6 @@ or a listing is a job on the store thread, which runs after every apply submitte
 from __future__ import annotations
 
 import logging
-from collections import deque
 
 import trio
 
@@ -24,7 +23,9 @@ from kissvdb.errors import KissError, PersistenceError, Unavailable
 from kissvdb.kv import BatchPut, Delete, Expire, KvState, Put, StateItem
 from kissvdb.events import STATE_UPDATED
 
-from kissvdb.actors.mailbox import CANCELLED, DONE, QUEUED, Request, receive_batch, refuse_queued, report_verdicts
+from kissvdb.actors.mailbox import (
+    CANCELLED, DONE, QUEUED, PendingWrites, Request, receive_batch, refuse_queued, report_verdicts,
+)
 from kissvdb.actors.wal import WalWrite
 
 log = logging.getLogger("kissvdb.kv")
@@ -65,8 +66,7 @@ class KvActor:
         self.clock = clock
         self.counters = counters
         self.epoch = wal_writer.epoch
-        self._pending: deque[_Pending] = deque()
-        self._pending_changed = trio.Event()
+        self._pending = PendingWrites()  # of _Pending
         self._store_error: BaseException | None = None
         self._store_failed = trio.Event()
         self._submitted_applied = 0
@@ -83,8 +83,7 @@ class KvActor:
             async with self._receive, self._wal:
                 await self._serve_inbox()
                 # Inbox closed (shutdown): finish what was accepted.
-                while self._pending:
-                    await self._pending_changed.wait()
+                await self._pending.drained()
             nursery.cancel_scope.cancel()
 
     async def _watch_store(self) -> None:
@@ -118,8 +117,7 @@ class KvActor:
                 for req in batch:
                     if req.state == CANCELLED:
                         continue
-                    while len(self._pending) >= self.inflight_max:
-                        await self._pending_changed.wait()
+                    await self._pending.room(self.inflight_max)
                     await self._decide_and_queue(req)
             finally:
                 self.state.unpin(keys)
@@ -158,9 +156,7 @@ class KvActor:
             state.begin(d, write)
         write.events = [(now, d.type, d.data) for d in decisions]
         req.state = QUEUED
-        self._pending.append(_Pending(req, decisions, write, slots))
-        self._pending_changed.set()
-        self._pending_changed = trio.Event()
+        self._pending.push(_Pending(req, decisions, write, slots))
         await self._wal.send(write)
 
     # -- applying ----------------------------------------------------------------------------
@@ -168,14 +164,11 @@ class KvActor:
     async def _applier(self) -> None:
         pending = self._pending
         while True:
-            if not pending:
-                await self._pending_changed.wait()
-                continue
-            await pending[0].write.done.wait()
+            settled = await pending.settled()
             changes = []
             touched = []
-            while pending and pending[0].write.done.is_set():
-                p = pending.popleft()
+            for _ in range(settled):
+                p = pending.pop()
                 write = p.write
                 if write.error is not None:
                     self._fail(p, write.error)
@@ -195,8 +188,7 @@ class KvActor:
             # Every KV event up to the durable offset is now applied (the head, if any, is not
             # yet durable), so state.sqlite may record that offset even if it was not ours.
             self._submit_apply(changes, touched, self.writer.durable_offset)
-            self._pending_changed.set()
-            self._pending_changed = trio.Event()
+            self._pending.changed()
 
     def _fail(self, p: _Pending, error: PersistenceError) -> None:
         for d in p.decisions:

@@ -9,6 +9,8 @@ which way it went (DESIGN, "Write outcome").
 
 from __future__ import annotations
 
+from collections import deque
+
 import trio
 
 from kissvdb.errors import KissError, Overloaded
@@ -98,6 +100,63 @@ def refuse_queued(receive: trio.MemoryReceiveChannel, error: KissError) -> None:
         except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
             return
         req.fail(error)
+
+
+class PendingWrites:
+    """An actor's writes sent to the WAL writer, oldest first, each awaiting its verdict
+    (`item.write.done`); its applier takes them in offset order. One event, renewed on every
+    change, wakes whoever waits for room in the queue, for the next write, or for it to drain."""
+
+    __slots__ = ("_q", "_changed")
+
+    def __init__(self):
+        self._q: deque = deque()
+        self._changed = trio.Event()
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    def __iter__(self):
+        return iter(self._q)
+
+    def clear(self) -> None:
+        self._q.clear()
+        self.changed()
+
+    def changed(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def push(self, item) -> None:
+        self._q.append(item)
+        self.changed()
+
+    async def room(self, limit: int) -> None:
+        """Wait until fewer than `limit` writes are in flight."""
+        while len(self._q) >= limit:
+            await self._changed.wait()
+
+    async def drained(self) -> None:
+        while self._q:
+            await self._changed.wait()
+
+    async def settled(self) -> int:
+        """Wait for the oldest write's verdict; return how many writes at the head have one.
+        The caller pops and applies them one by one (what it has not popped when it crashes
+        is still here for `report_verdicts`), then calls `changed()`."""
+        while not self._q:
+            await self._changed.wait()
+        q = self._q
+        await q[0].write.done.wait()
+        n = 0
+        for item in q:
+            if not item.write.done.is_set():
+                break
+            n += 1
+        return n
+
+    def pop(self):
+        return self._q.popleft()
 
 
 async def report_verdicts(pending, result) -> None:

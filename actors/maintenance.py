@@ -12,7 +12,6 @@ retention allows.
 from __future__ import annotations
 
 import logging
-import time
 
 import trio
 

@@ -20,7 +20,6 @@ The manager serializes creations and drops (rare) with a lock; a creation is ack
 from __future__ import annotations
 
 import logging
-from collections import deque
 
 import trio
 
@@ -31,7 +30,9 @@ from kissvdb.vectors.state import (
     DeleteBatch, UpsertBatch, VectorState, to_op, VECTOR_COLLECTION_CREATED, VECTOR_COLLECTION_DELETED,
 )
 
-from kissvdb.actors.mailbox import CANCELLED, DONE, QUEUED, Request, receive_batch, refuse_queued, report_verdicts
+from kissvdb.actors.mailbox import (
+    CANCELLED, DONE, QUEUED, PendingWrites, Request, receive_batch, refuse_queued, report_verdicts,
+)
 from kissvdb.actors.wal import WalWrite
 
 SEARCH_BATCHES_IN_FLIGHT = 2
@@ -68,8 +69,7 @@ class VectorActor:
         self.build_limiter = build_limiter
         self.clock = clock
         self.epoch = wal_writer.epoch
-        self._pending: deque[_Pending] = deque()
-        self._pending_changed = trio.Event()
+        self._pending = PendingWrites()  # of _Pending
         self._maintenance_wanted = trio.Event()
         self._applying: list = []
         self._search_queue: list = []
@@ -97,8 +97,7 @@ class VectorActor:
             task_status.started(self)
             async with self._receive, self._wal:
                 await self._serve_inbox()
-                while self._pending:
-                    await self._pending_changed.wait()
+                await self._pending.drained()
             nursery.cancel_scope.cancel()
 
     async def settle_after_crash(self) -> None:
@@ -125,8 +124,7 @@ class VectorActor:
             for req in batch:
                 if req.state == CANCELLED:
                     continue
-                while len(self._pending) >= self.inflight_max:
-                    await self._pending_changed.wait()
+                await self._pending.room(self.inflight_max)
                 await self._decide_and_queue(req)
 
     async def _decide_and_queue(self, req: Request) -> None:
@@ -160,9 +158,7 @@ class VectorActor:
             state.begin(d, write)
         write.events = [(now, d.type, d.data) for d in decisions]
         req.state = QUEUED
-        self._pending.append(_Pending(req, decisions, write, slots))
-        self._pending_changed.set()
-        self._pending_changed = trio.Event()
+        self._pending.push(_Pending(req, decisions, write, slots))
         await self._wal.send(write)
 
     # -- applying ----------------------------------------------------------------------------
@@ -171,14 +167,11 @@ class VectorActor:
         pending = self._pending
         metric = self.c.metric
         while True:
-            if not pending:
-                await self._pending_changed.wait()
-                continue
-            await pending[0].write.done.wait()
+            settled = await pending.settled()
             done = []
             ops = []
-            while pending and pending[0].write.done.is_set():
-                p = pending.popleft()
+            for _ in range(settled):
+                p = pending.pop()
                 if p.write.error is not None:
                     self._fail(p, p.write.error)
                     continue
@@ -194,8 +187,7 @@ class VectorActor:
                 for d in p.decisions:
                     self.state.finish(d.id, p.write)
                 p.request.succeed(self._result(p))
-            self._pending_changed.set()
-            self._pending_changed = trio.Event()
+            self._pending.changed()
             if ops:
                 self._maintenance_wanted.set()
 
@@ -502,8 +494,7 @@ class VectorManager:
         for actor in list(self.actors.values()):
             await actor.inbox.aclose()
         for actor in list(self.actors.values()):
-            while actor._pending:
-                await actor._pending_changed.wait()
+            await actor._pending.drained()
         await self._wal.aclose()
 
 
