@@ -16,6 +16,7 @@ operator, `$in` not a list) raises InvalidArgument naming `filters.<field>`.
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Callable
 
 from kissvdb.errors import InvalidArgument
@@ -46,17 +47,17 @@ def json_equal(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
+# The range operators, on Python values here and on numpy columns in metaindex.py.
+RANGE_OPS = {"$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le}
+
+
 def _cmp(op: str, arg) -> Callable[[Any], bool]:
+    compare = RANGE_OPS[op]
+
     def test(v) -> bool:
         if v is _MISSING or not _same_kind(v, arg):
             return False
-        if op == "$gt":
-            return v > arg
-        if op == "$gte":
-            return v >= arg
-        if op == "$lt":
-            return v < arg
-        return v <= arg
+        return compare(v, arg)
 
     return test
 
@@ -74,7 +75,7 @@ def _op_test(field: str, op: str, arg) -> Callable[[Any], bool]:
         if op == "$in":
             return lambda v: v is not _MISSING and any(json_equal(v, x) for x in arg)
         return lambda v: v is _MISSING or not any(json_equal(v, x) for x in arg)
-    if op in ("$gt", "$gte", "$lt", "$lte"):
+    if op in RANGE_OPS:
         if isinstance(arg, bool) or not isinstance(arg, (int, float, str)):
             raise InvalidArgument(f"{op} needs a number or a string", field=where)
         return _cmp(op, arg)

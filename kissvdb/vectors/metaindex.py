@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+from kissvdb.vectors.filters import RANGE_OPS
+
 log = logging.getLogger("kissvdb.vectors")
 LOG_ROWS = 200_000  # building a field's columns over more rows than this is logged
 
@@ -166,18 +168,11 @@ class MetaIndex:
             cs = [cols.keys[k] for k in ks if k in cols.keys]
             hit = np.isin(code, cs) if cs else np.zeros(n, bool)
             return hit if op == "$in" else ~hit
-        if op in ("$gt", "$gte", "$lt", "$lte"):
+        if op in RANGE_OPS:
             if type(arg) is str or cols.inexact or (type(arg) is int and abs(arg) > EXACT_INT):
                 return None
-            num = cols.num.a[:n]
-            with np.errstate(invalid="ignore"):
-                if op == "$gt":
-                    return num > arg
-                if op == "$gte":
-                    return num >= arg
-                if op == "$lt":
-                    return num < arg
-                return num <= arg
+            with np.errstate(invalid="ignore"):  # NaN (not a number) compares false: no match
+                return RANGE_OPS[op](cols.num.a[:n], arg)
         if op == "$exists":
             return (code != MISSING) if arg else (code == MISSING)
         return None
