@@ -27,9 +27,7 @@ from kissvdb.docquery import FindQuery, compile_find, encode_cursor
 from kissvdb.documents import DocExpire, DocItem, DocPut, DocState
 from kissvdb.errors import KissError, PersistenceError, Unavailable
 
-from kissvdb.actors.mailbox import (
-    CANCELLED, DONE, QUEUED, PendingWrites, Request, receive_batch, refuse_queued, report_verdicts,
-)
+from kissvdb.actors.mailbox import CANCELLED, QUEUED, PendingWrites, Request, receive_batch, settle_crashed
 from kissvdb.actors.wal import WalWrite
 
 log = logging.getLogger("kissvdb.documents")
@@ -99,11 +97,8 @@ class DocActor:
     async def settle_after_crash(self) -> None:
         """After a crash: refuse what was never queued, report the WAL verdict for what was."""
         self.closed = True
-        for req in self._batch:
-            if req.state not in (QUEUED, DONE):
-                req.fail(Unavailable("document store restarting, retry"))
-        refuse_queued(self._receive, Unavailable("document store restarting, retry"))
-        await report_verdicts(self._pending, self._result)
+        await settle_crashed(self._batch, self._receive, self._pending,
+                             Unavailable("document store restarting, retry"), self._result)
 
     # -- deciding ----------------------------------------------------------------------------
 

@@ -23,9 +23,7 @@ from kissvdb.errors import KissError, PersistenceError, Unavailable
 from kissvdb.kv import BatchPut, Delete, Expire, KvState, Put, StateItem
 from kissvdb.events import STATE_UPDATED
 
-from kissvdb.actors.mailbox import (
-    CANCELLED, DONE, QUEUED, PendingWrites, Request, receive_batch, refuse_queued, report_verdicts,
-)
+from kissvdb.actors.mailbox import CANCELLED, QUEUED, PendingWrites, Request, receive_batch, settle_crashed
 from kissvdb.actors.wal import WalWrite
 
 log = logging.getLogger("kissvdb.kv")
@@ -93,11 +91,8 @@ class KvActor:
     async def settle_after_crash(self) -> None:
         """After a crash: refuse what was never queued, report the WAL verdict for what was."""
         self.closed = True
-        for req in self._batch:
-            if req.state not in (QUEUED, DONE):
-                req.fail(Unavailable("kv store restarting, retry"))
-        refuse_queued(self._receive, Unavailable("kv store restarting, retry"))
-        await report_verdicts(self._pending, lambda p: self._result(p, apply=False))
+        await settle_crashed(self._batch, self._receive, self._pending, Unavailable("kv store restarting, retry"),
+                             lambda p: self._result(p, apply=False))
 
     # -- deciding ----------------------------------------------------------------------------
 

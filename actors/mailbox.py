@@ -102,6 +102,18 @@ def refuse_queued(receive: trio.MemoryReceiveChannel, error: KissError) -> None:
         req.fail(error)
 
 
+async def settle_crashed(taken: list, receive: trio.MemoryReceiveChannel, pending, error: KissError,
+                         result) -> None:
+    """After an actor crash: refuse the requests it had `taken` from its inbox but not queued
+    and every request still in the inbox (none was decided), then report the WAL writer's
+    verdict for each write it had queued."""
+    for req in taken:
+        if req.state not in (QUEUED, DONE):
+            req.fail(error)
+    refuse_queued(receive, error)
+    await report_verdicts(pending, result)
+
+
 class PendingWrites:
     """An actor's writes sent to the WAL writer, oldest first, each awaiting its verdict
     (`item.write.done`); its applier takes them in offset order. One event, renewed on every

@@ -30,9 +30,7 @@ from kissvdb.vectors.state import (
     DeleteBatch, UpsertBatch, VectorState, to_op, VECTOR_COLLECTION_CREATED, VECTOR_COLLECTION_DELETED,
 )
 
-from kissvdb.actors.mailbox import (
-    CANCELLED, DONE, QUEUED, PendingWrites, Request, receive_batch, refuse_queued, report_verdicts,
-)
+from kissvdb.actors.mailbox import CANCELLED, QUEUED, PendingWrites, Request, receive_batch, settle_crashed
 from kissvdb.actors.wal import WalWrite
 
 SEARCH_BATCHES_IN_FLIGHT = 2
@@ -101,16 +99,14 @@ class VectorActor:
             nursery.cancel_scope.cancel()
 
     async def settle_after_crash(self) -> None:
+        """After a crash: what was being applied is durable in the WAL (the collection is rebuilt
+        from it before serving again), so it is acknowledged; the rest as every actor does."""
         self.closed = True
-        for req in self._batch:
-            if req.state not in (QUEUED, DONE):
-                req.fail(Unavailable("vector collection restarting, retry"))
-        refuse_queued(self._receive, Unavailable("vector collection restarting, retry"))
         for p in self._applying:
-            # Durable in the WAL; the collection is rebuilt from it before serving again.
             p.request.succeed(self._result(p))
         self._applying = []
-        await report_verdicts(self._pending, self._result)
+        await settle_crashed(self._batch, self._receive, self._pending,
+                             Unavailable("vector collection restarting, retry"), self._result)
 
     # -- deciding ----------------------------------------------------------------------------
 
