@@ -12,12 +12,13 @@
 | POST   /v1/vector/<c>/delete_batch        | {"results": [...]}                                |
 | GET    /v1/vector/<c>/get?id=             | {"id","vector","meta"}                            |
 | POST   /v1/vector/<c>/search              | {"hits": [{"id","score","meta"}]} (JSON or CBOR)  |
+| POST   /v1/vector/<c>/search_batch        | {"results": [{"hits": [...]}...]} (kissvdb only)  |
 | POST   /v1/vector/<c>/compact             | {"ok": true, ...counts}            (kissvdb only) |
 
 Shape is checked here (422 naming the field, 415/400 for the body) before the engine is called;
 meaning (lengths, sizes, dimension, existence) is checked by the engine before anything is
-logged. A 4xx never writes. `application/cbor` bodies are accepted by upsert_batch and search,
-with vectors as little-endian float32 byte strings (or CBOR arrays of numbers); a request with
+logged. A 4xx never writes. `application/cbor` bodies are accepted by upsert_batch, search and
+search_batch, with vectors as little-endian float32 byte strings (or CBOR arrays of numbers); a request with
 `Accept: application/cbor` gets a CBOR answer.
 """
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 import cbor2
 import numpy as np
 import orjson
+import trio
 from quart_trio.wrappers import TrioResponse
 
 from kissvdb.errors import InvalidArgument, KissError, UnprocessableEntity
@@ -85,6 +87,35 @@ def parse_vector(value, path: str) -> np.ndarray:
         raise UnprocessableEntity(f"`{path}` must be an array of numbers", field=path)
     with np.errstate(over="ignore"):
         return np.asarray(value, dtype=np.float64).astype(np.float32)
+
+
+def _search_args(body: dict, prefix: str) -> tuple:
+    """(vector, k, engine keywords) of one search body; 422s name `prefix` + the field."""
+    vector = parse_vector(require(body, "vector", prefix + "vector"), prefix + "vector")
+    k = require_uint(body, "k", prefix + "k")
+    filters = body.get("filters")
+    filters_size = len(orjson.dumps(filters)) if filters is not None else 0
+    include_meta = body.get("include_meta", False)
+    if include_meta is None:
+        include_meta = False
+    if type(include_meta) is not bool:
+        raise UnprocessableEntity("`include_meta` must be a boolean", field=prefix + "include_meta")
+    group_by = body.get("group_by")
+    if group_by is not None and type(group_by) is not str:
+        raise UnprocessableEntity("`group_by` must be a string", field=prefix + "group_by")
+    group_limit = optional_uint(body, "group_limit", prefix + "group_limit")
+    nprobe = optional_uint(body, "nprobe", prefix + "nprobe")
+    ef = optional_uint(body, "ef", prefix + "ef")
+    return vector, k, dict(filters=filters, filters_size=filters_size, include_meta=include_meta,
+                           group_by=group_by, group_limit=1 if group_limit is None else group_limit,
+                           nprobe=nprobe or None, ef=ef or None)
+
+
+_SEARCH_FIELDS = frozenset(("vector", "k", "filters", "include_meta", "group_by", "group_limit", "nprobe", "ef"))
+
+
+def _hits_json(hits) -> list:
+    return [{"id": h.id, "score": np.float32(h.score), "meta": _meta_json(h.meta)} for h in hits]
 
 
 def parse_meta(value, path: str) -> RawJson | None:
@@ -248,27 +279,43 @@ def register(app) -> None:
     @app.route("/v1/vector/<collection>/search", methods=["POST"], endpoint="vector_search")
     async def vector_search(request, collection: str):
         body = await read_body(request)
-        vector = parse_vector(require(body, "vector"), "vector")
-        k = require_uint(body, "k")
-        filters = body.get("filters")
-        filters_size = len(orjson.dumps(filters)) if filters is not None else 0
-        include_meta = body.get("include_meta", False)
-        if include_meta is None:
-            include_meta = False
-        if type(include_meta) is not bool:
-            raise UnprocessableEntity("`include_meta` must be a boolean", field="include_meta")
-        group_by = body.get("group_by")
-        if group_by is not None and type(group_by) is not str:
-            raise UnprocessableEntity("`group_by` must be a string", field="group_by")
-        group_limit = optional_uint(body, "group_limit")
-        nprobe = optional_uint(body, "nprobe")
-        ef = optional_uint(body, "ef")
-        hits = await engine.vector_search(
-            collection, vector, k, filters=filters, filters_size=filters_size, include_meta=include_meta,
-            group_by=group_by, group_limit=1 if group_limit is None else group_limit,
-            nprobe=nprobe or None, ef=ef or None)
-        return _respond(request, {"hits": [{"id": h.id, "score": np.float32(h.score), "meta": _meta_json(h.meta)}
-                                           for h in hits]})
+        vector, k, kw = _search_args(body, "")
+        hits = await engine.vector_search(collection, vector, k, **kw)
+        return _respond(request, {"hits": _hits_json(hits)})
+
+    @app.route("/v1/vector/<collection>/search_batch", methods=["POST"], endpoint="vector_search_batch")
+    async def vector_search_batch(request, collection: str):
+        body = await read_body(request)
+        queries = require_list(body, "queries")
+        if not queries:
+            raise InvalidArgument("queries required", field="queries")
+        if len(queries) > engine.settings.max_vector_batch:
+            raise InvalidArgument("too many queries", field="queries")
+        args = []
+        for i, q in enumerate(queries):
+            if type(q) is not dict:
+                raise UnprocessableEntity("query must be an object", field=f"queries[{i}]")
+            args.append(_search_args(q, f"queries[{i}]."))
+        results: list = [None] * len(args)
+        errors: dict[int, KissError] = {}
+
+        async def one(i: int, vector, k: int, kw: dict) -> None:
+            try:
+                results[i] = {"hits": _hits_json(await engine.vector_search(collection, vector, k, **kw))}
+            except KissError as exc:
+                errors[i] = exc
+
+        # Concurrently: unfiltered HNSW queries join one graph walk batch (actors/vectors.py).
+        async with trio.open_nursery() as nursery:
+            for i, (vector, k, kw) in enumerate(args):
+                nursery.start_soon(one, i, vector, k, kw)
+        if errors:  # the whole request fails, naming the first bad query's field
+            i = min(errors)
+            exc = errors[i]
+            if exc.field is not None and exc.field.split(".")[0] in _SEARCH_FIELDS:
+                exc.field = f"queries[{i}].{exc.field}"
+            raise exc
+        return _respond(request, {"results": results})
 
     @app.route("/v1/vector/<collection>/compact", methods=["POST"], endpoint="vector_compact")
     async def vector_compact(request, collection: str):

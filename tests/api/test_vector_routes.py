@@ -241,3 +241,58 @@ async def test_meta_too_deep_and_non_json_cbor_meta_are_refused_and_log_nothing(
                        headers={"Content-Type": "application/cbor"})
     assert r.json()["results"][0]["status"] == "error"
     assert await durable(api) == before
+
+
+@pytest.mark.parametrize("index", ["HNSW", "IVF_FLAT_Q8"])
+async def test_search_batch_answers_each_query_as_search_does(api, index):
+    await create(api, dim=4, index=index)
+    rng = np.random.default_rng(9)
+    vecs = rng.standard_normal((300, 4)).astype(np.float32)
+    items = [{"id": f"v{i}", "vector": vecs[i].tobytes(), "meta": {"g": i % 3}} for i in range(300)]
+    for s in range(0, 300, 100):
+        r = await api.post(f"{C}/upsert_batch", data=cbor2.dumps({"items": items[s:s + 100]}),
+                           headers={"Content-Type": "application/cbor"})
+        assert r.status_code == 200
+    queries = [{"vector": vecs[i].tolist(), "k": 5} for i in range(6)]
+    queries += [{"vector": vecs[7].tolist(), "k": 3, "filters": {"g": 2}, "include_meta": True},
+                {"vector": vecs[8].tolist(), "k": 4, "group_by": "g"},
+                {"vector": vecs[9].tolist(), "k": 2, "ef": 16, "nprobe": 4}]
+    r = await api.post(f"{C}/search_batch", json={"queries": queries})
+    assert r.status_code == 200, r.content
+    results = r.json()["results"]
+    assert len(results) == len(queries)
+    for q, res in zip(queries, results):
+        alone = (await api.post(f"{C}/search", json=q)).json()
+        assert res == alone
+    # CBOR in and out, vectors as float32 bytes.
+    cq = [dict(q, vector=np.asarray(q["vector"], np.float32).tobytes()) for q in queries]
+    r = await api.post(f"{C}/search_batch", data=cbor2.dumps({"queries": cq}),
+                       headers={"Content-Type": "application/cbor", "Accept": "application/cbor"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/cbor"
+    c = cbor2.loads(r.content)["results"]
+    assert [[h["id"] for h in x["hits"]] for x in c] == [[h["id"] for h in x["hits"]] for x in results]
+
+
+async def test_search_batch_errors_name_the_query_and_write_nothing(api):
+    await create(api)
+    await api.post(f"{C}/upsert", json={"id": "a", "vector": [1, 2, 3]})
+    before = await durable(api)
+    ok = {"vector": [1, 0, 0], "k": 1}
+    cases = [
+        ({}, 422, "invalid_argument", "queries"),
+        ({"queries": []}, 400, "invalid_argument", "queries"),
+        ({"queries": [ok] * 257}, 400, "invalid_argument", "queries"),
+        ({"queries": [ok, 3]}, 422, "invalid_argument", "queries[1]"),
+        ({"queries": [ok, {"k": 1}]}, 422, "invalid_argument", "queries[1].vector"),
+        ({"queries": [ok, {"vector": [1, 0, 0], "k": -1}]}, 422, "invalid_argument", "queries[1].k"),
+        ({"queries": [ok, {"vector": [1, 0], "k": 1}]}, 400, "dim_mismatch", "queries[1].vector"),
+        ({"queries": [ok, {"vector": [1, 0, 0], "k": 0}]}, 400, "invalid_argument", "queries[1].k"),
+        ({"queries": [ok, {"vector": [1, 0, 0], "k": 1, "filters": {"g": {"$nope": 1}}}]}, 400,
+         "invalid_argument", "queries[1].filters.g.$nope"),
+    ]
+    for body, status, code, field in cases:
+        r = await api.post(f"{C}/search_batch", json=body)
+        assert_error(r, status, code, field=field)
+    r = await api.post("/v1/vector/missing/search_batch", json={"queries": [ok]})
+    assert_error(r, 404, "not_found", field="collection")
+    assert await durable(api) == before
