@@ -103,7 +103,7 @@ class Searcher:
         clauses = getattr(predicate, "clauses", False)
         if clauses is None:  # a filter that is not an object matches nothing
             return np.zeros(v.n, dtype=bool), 0
-        mi = self.c.meta_index(v) if clauses else None
+        mi = self.c.meta_index(v) if clauses is not False else None  # {} too: object metas
         if mi is not None:
             # Columns answer what they can in numpy; the filter's own tests check the rest,
             # on the rows that are left only.
