@@ -1,200 +1,34 @@
-"""The KV actor: owns a KvState and the state.sqlite connection (on its dedicated thread).
-
-Main loop: take requests from the inbox (a few at a time), load the keys they need that are not
-cached, decide each one against durable state + the in-flight overlay, and queue the events to
-the WAL writer. It never waits for one write's fsync before deciding the next.
-
-Applier task: waits for the oldest queued write to be resolved, then applies every resolved
-write at the head (cache first, then one state.sqlite transaction for the lot, submitted to the
-store thread without waiting) and replies. Replies therefore come in offset order and only
-after the change is visible to reads.
-
-Reads (`get`, `scan`) do not go through the inbox: a cache hit is answered on the spot, a miss
-or a listing is a job on the store thread, which runs after every apply submitted before it.
+"""The KV actor: a StoreActor (actors/store_actor.py) over a KvState and state.sqlite's KV
+table. It adds what is KV's own: batch puts (each operation decided on its own, errors
+reported inline), the answers of put/delete/expire, the put/delete counters, and prefix scans.
 """
 
 from __future__ import annotations
 
 import logging
 
-import trio
-
-from kissvdb.errors import KissError, PersistenceError, Unavailable
-from kissvdb.kv import BatchPut, Delete, Expire, KvState, Put, StateItem
 from kissvdb.events import STATE_UPDATED
+from kissvdb.kv import BatchPut, Delete, Expire, Put, StateItem
 
-from kissvdb.actors.mailbox import CANCELLED, QUEUED, PendingWrites, Request, receive_batch, settle_crashed
-from kissvdb.actors.wal import WalWrite
+from kissvdb.actors.store_actor import Pending, StoreActor
 
 log = logging.getLogger("kissvdb.kv")
 
-DRAIN_MAX = 64  # requests decided per inbox wake-up
 
+class KvActor(StoreActor):
+    UNAVAILABLE = "kv store restarting, retry"
+    STORE_NAME = "state.sqlite"
+    EXPIRE = Expire
 
-class StoreFailed(Exception):
-    pass
+    def keys_of(self, command) -> list[str]:
+        if isinstance(command, BatchPut):
+            return [op.key for op in command.ops]
+        return [command.key]
 
+    def batch_ops(self, command):
+        return command.ops if isinstance(command, BatchPut) else None
 
-class _Pending:
-    __slots__ = ("request", "decisions", "write", "slots")
-
-    def __init__(self, request, decisions, write, slots):
-        self.request = request
-        self.decisions = decisions
-        self.write = write
-        self.slots = slots  # for a batch: per-op result or error, decisions fill the None slots
-
-
-def _keys_of(command) -> list[str]:
-    if isinstance(command, BatchPut):
-        return [op.key for op in command.ops]
-    return [command.key]
-
-
-class KvActor:
-    def __init__(self, state: KvState, store, store_thread, wal_writer, *, inbox_size: int,
-                 inflight_max: int, clock, counters):
-        self.state = state
-        self.store = store
-        self.thread = store_thread
-        self.writer = wal_writer
-        self.inbox, self._receive = trio.open_memory_channel(inbox_size)
-        self._wal = wal_writer.send_channel.clone()
-        self.inflight_max = inflight_max
-        self.clock = clock
-        self.counters = counters
-        self.epoch = wal_writer.epoch
-        self._pending = PendingWrites()  # of _Pending
-        self._store_error: BaseException | None = None
-        self._store_failed = trio.Event()
-        self._submitted_applied = 0
-        self._batch: list[Request] = []  # taken from the inbox, not yet decided
-        self.closed = False
-
-    # -- lifecycle -------------------------------------------------------------------------
-
-    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._applier)
-            nursery.start_soon(self._watch_store)
-            task_status.started(self)
-            async with self._receive, self._wal:
-                await self._serve_inbox()
-                # Inbox closed (shutdown): finish what was accepted.
-                await self._pending.drained()
-            nursery.cancel_scope.cancel()
-
-    async def _watch_store(self) -> None:
-        await self._store_failed.wait()
-        raise StoreFailed(f"state.sqlite failed: {self._store_error!r}") from self._store_error
-
-    async def settle_after_crash(self) -> None:
-        """After a crash: refuse what was never queued, report the WAL verdict for what was."""
-        self.closed = True
-        await settle_crashed(self._batch, self._receive, self._pending, Unavailable("kv store restarting, retry"),
-                             lambda p: self._result(p, apply=False))
-
-    # -- deciding ----------------------------------------------------------------------------
-
-    async def _serve_inbox(self) -> None:
-        receive = self._receive
-        while True:
-            batch = await receive_batch(receive, DRAIN_MAX)
-            if batch is None:
-                return
-            self._batch = batch
-            keys = {k for r in batch for k in _keys_of(r.command)}
-            self.state.pin(keys)
-            try:
-                missing = self.state.missing(keys)
-                if missing:
-                    await self._load(missing)
-                for req in batch:
-                    if req.state == CANCELLED:
-                        continue
-                    await self._pending.room(self.inflight_max)
-                    await self._decide_and_queue(req)
-            finally:
-                self.state.unpin(keys)
-
-    async def _decide_and_queue(self, req: Request) -> None:
-        cmd = req.command
-        now = self.clock()
-        state = self.state
-        write = WalWrite([], self.epoch)  # also the in-flight overlay's token for these decisions
-        slots = None
-        if isinstance(cmd, BatchPut):
-            slots = []
-            decisions = []
-            for op in cmd.ops:
-                try:
-                    d = state.decide(op, now)
-                except KissError as exc:
-                    slots.append(exc)
-                    continue
-                slots.append(None)
-                decisions.append(d)
-                state.begin(d, write)  # later ops of this batch see it
-            if not decisions:
-                req.succeed(slots)
-                return
-        else:
-            try:
-                d = state.decide(cmd, now)
-            except KissError as exc:
-                req.fail(exc)
-                return
-            if d is None:
-                req.succeed(None if isinstance(cmd, Expire) else False)
-                return
-            decisions = [d]
-            state.begin(d, write)
-        write.events = [(now, d.type, d.data) for d in decisions]
-        req.state = QUEUED
-        self._pending.push(_Pending(req, decisions, write, slots))
-        await self._wal.send(write)
-
-    # -- applying ----------------------------------------------------------------------------
-
-    async def _applier(self) -> None:
-        pending = self._pending
-        while True:
-            settled = await pending.settled()
-            changes = []
-            touched = []
-            for _ in range(settled):
-                p = pending.pop()
-                write = p.write
-                if write.error is not None:
-                    self._fail(p, write.error)
-                    continue
-                for record in write.records:
-                    change = self.state.apply(record)
-                    if change is not None:
-                        changes.append(change)
-                        touched.append((change[1], record.offset))
-                        if record.type == STATE_UPDATED:
-                            self.counters["state_put_total"] += 1
-                        else:
-                            self.counters["state_delete_total"] += 1
-                for d in p.decisions:
-                    self.state.finish(d.key, write)
-                p.request.succeed(self._result(p, apply=True))
-            # Every KV event up to the durable offset is now applied (the head, if any, is not
-            # yet durable), so state.sqlite may record that offset even if it was not ours.
-            self._submit_apply(changes, touched, self.writer.durable_offset)
-            self._pending.changed()
-
-    def _fail(self, p: _Pending, error: PersistenceError) -> None:
-        for d in p.decisions:
-            self.state.finish(d.key, p.write)
-        if self.writer.epoch != self.epoch:
-            # Writes decided on top of the failed ones will fail too; start from durable state.
-            self.state.drop_inflight()
-            self.epoch = self.writer.epoch
-        p.request.fail(error)
-
-    def _result(self, p: _Pending, *, apply: bool):
+    def result(self, p: Pending):
         cmd = p.request.command
         records = p.write.records
         if isinstance(cmd, BatchPut):
@@ -211,50 +45,20 @@ class KvActor:
             return True
         return None
 
-    def _submit_apply(self, changes, touched, applied_offset: int) -> None:
-        if not changes and applied_offset <= self._submitted_applied:
-            return
-        self._submitted_applied = max(self._submitted_applied, applied_offset)
+    def applied(self, record, change) -> str:
+        self.counters["state_put_total" if record.type == STATE_UPDATED else "state_delete_total"] += 1
+        return change[1]
 
-        def committed(ok: bool, result) -> None:
-            if ok:
-                self.state.committed(touched)
-            elif self._store_error is None:
-                self._store_error = result
-                self._store_failed.set()
+    def apply_to_store(self, changes, applied_offset: int) -> None:
+        self.store.apply_kv(changes, applied_offset)
 
-        self.thread.submit(self.store.apply_kv, changes, applied_offset, callback=committed)
-
-    # -- reads and maintenance ---------------------------------------------------------
-
-    async def _load(self, keys: list[str]) -> None:
-        self.state.pin(keys)
-        try:
-            items = await self.thread.run(self.store.get_many, keys)
-            self.state.loaded(items)
-        finally:
-            self.state.unpin(keys)
+    # -- reads ------------------------------------------------------------------------------
 
     async def get(self, key: str) -> StateItem | None:
-        hit, item = self.state.lookup(key)
-        if not hit:
-            await self._load([key])
-            hit, item = self.state.lookup(key)
-            if not hit:  # evicted already (tiny cache): read straight through
-                item = (await self.thread.run(self.store.get_many, [key]))[key]
-        return item
+        return await self._get(key)
 
     async def scan(self, prefix: str, limit: int, now_ms: int) -> list[StateItem]:
         return await self.thread.run(self.store.scan_prefix, prefix, limit, now_ms)
-
-    async def due_expirations(self, now_ms: int, limit: int):
-        return await self.thread.run(self.store.due_expirations, now_ms, limit)
-
-    async def checkpoint(self) -> dict[str, int]:
-        """Advance the applied offset if idle, then make state.sqlite durable up to it."""
-        if not self._pending:
-            self._submit_apply([], [], self.writer.durable_offset)
-        return await self.thread.run(self.store.checkpoint)
 
 
 def _item_from(decision, offset: int) -> StateItem:
