@@ -496,20 +496,15 @@ class Collection:
             out[sel] = v.q8[i][rows[sel] - v.starts[i]]
         return out
 
-    def parsed_meta(self, v: View, row: int):
+    def parsed_meta(self, v: View, row: int, *, keep: bool = True):
+        """A row's parsed meta, kept for the next call unless `keep` is False (the metadata
+        columns read every row once and keep only what they need)."""
         p = v.parsed[row]
         if p is _UNPARSED:
             raw = v.table.metas[row]
             p = orjson.loads(raw) if raw is not None else None
-            v.parsed[row] = p
-        return p
-
-    def meta_value(self, v: View, row: int):
-        """A row's parsed meta without caching it (the metadata columns keep what they need)."""
-        p = v.parsed[row]
-        if p is _UNPARSED:
-            raw = v.table.metas[row]
-            return orjson.loads(raw) if raw is not None else None
+            if keep:
+                v.parsed[row] = p
         return p
 
     def meta_index(self, v: View) -> MetaIndex | None:

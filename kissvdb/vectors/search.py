@@ -107,8 +107,7 @@ class Searcher:
         if mi is not None:
             # Columns answer what they can in numpy; the filter's own tests check the rest,
             # on the rows that are left only.
-            mv = self.c.meta_value
-            mask, rest = mi.evaluate(clauses, v.n, lambda r: mv(v, r))
+            mask, rest = mi.evaluate(clauses, v.n, lambda r: pm(v, r, keep=False))
             mask &= live
             if not rest:
                 return mask, int(np.count_nonzero(mask))
