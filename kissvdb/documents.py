@@ -10,7 +10,7 @@ Same two rules as kissvdb/kv.py, which this mirrors:
 Documents are keyed by (collection, id). Each has a revision that starts at 1 and grows by one
 per put; a delete (or expiry) removes it and the next put starts again at 1, as the original's
 doc store did (it rode on KV revisions). The full set lives in state.sqlite (kissvdb/docstore.py);
-this class keeps a bounded LRU cache of it with the same pin/dirty rules as KvState.
+this class decides against a bounded cache of it (kissvdb/statecache.py, shared with KvState).
 
 Validation (contract §3.4, in its order): collection length, then collection name characters
 (`[A-Za-z0-9_.-]`, no leading dot: a name that could escape a directory is refused), id length,
@@ -20,12 +20,12 @@ then document size.
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from kissvdb.errors import InvalidArgument, PayloadTooLarge, RevisionMismatch
 from kissvdb.events import EventRecord, RawJson
 from kissvdb.kv import expires_at_ms
+from kissvdb.statecache import CachedState
 
 DOC_UPSERTED = "doc_upserted"
 DOC_DELETED = "doc_deleted"
@@ -138,70 +138,10 @@ def event_to_change(record: EventRecord) -> tuple | None:
     return None
 
 
-class DocState:
+class DocState(CachedState):
     """Decides document commands and applies durable doc events. Synchronous; one owner."""
 
-    def __init__(self, limits: DocLimits, cache_items: int):
-        self.limits = limits
-        self.cache_items = cache_items
-        self._cache: OrderedDict[DocKey, DocItem | None] = OrderedDict()
-        self._pins: dict[DocKey, int] = {}
-        self._dirty: dict[DocKey, int] = {}
-        self._inflight: dict[DocKey, tuple[DocItem | None, object]] = {}
-
-    # -- reads ---------------------------------------------------------------------------
-
-    def lookup(self, key: DocKey) -> tuple[bool, DocItem | None]:
-        try:
-            item = self._cache[key]
-        except KeyError:
-            return False, None
-        self._cache.move_to_end(key)
-        return True, item
-
-    def missing(self, keys) -> list[DocKey]:
-        return [k for k in keys if k not in self._cache and k not in self._inflight]
-
-    def pin(self, keys) -> None:
-        for k in keys:
-            self._pins[k] = self._pins.get(k, 0) + 1
-
-    def unpin(self, keys) -> None:
-        for k in keys:
-            n = self._pins.get(k, 0) - 1
-            if n <= 0:
-                self._pins.pop(k, None)
-            else:
-                self._pins[k] = n
-
-    def loaded(self, items: dict[DocKey, DocItem | None]) -> None:
-        for key, item in items.items():
-            if key not in self._cache:  # a newer apply already put the key here
-                self._cache[key] = item
-        self._evict()
-
-    def _evict(self) -> None:
-        excess = len(self._cache) - self.cache_items
-        if excess <= 0:
-            return
-        for key in list(self._cache.keys())[: excess + 64]:
-            if excess <= 0:
-                break
-            if key in self._pins or key in self._dirty:
-                continue
-            del self._cache[key]
-            excess -= 1
-
     # -- decide ----------------------------------------------------------------------------
-
-    def _current(self, key: DocKey, now_ms: int) -> DocItem | None:
-        if key in self._inflight:
-            item = self._inflight[key][0]
-        else:
-            item = self._cache[key]  # KeyError means the actor forgot to load: a bug
-        if item is not None and not item.live(now_ms):
-            return None
-        return item
 
     def decide(self, command, now_ms: int) -> DocDecision | None:
         if isinstance(command, DocPut):
@@ -248,19 +188,6 @@ class DocState:
         data = {"collection": cmd.collection, "id": cmd.id, "revision": item.revision, "reason": "ttl"}
         return DocDecision(key, DOC_DELETED, data, None)
 
-    # -- in-flight overlay ---------------------------------------------------------------
-
-    def begin(self, decision: DocDecision, token: object) -> None:
-        self._inflight[decision.key] = (decision.after, token)
-
-    def finish(self, key: DocKey, token: object) -> None:
-        entry = self._inflight.get(key)
-        if entry is not None and entry[1] is token:
-            del self._inflight[key]
-
-    def drop_inflight(self) -> None:
-        self._inflight.clear()
-
     # -- apply -----------------------------------------------------------------------------
 
     def apply(self, record: EventRecord) -> tuple | None:
@@ -268,19 +195,6 @@ class DocState:
         if change is None:
             return None
         key = (change[1], change[2])
-        if change[0] == PUT:
-            self._cache[key] = DocItem(change[1], change[2], change[3], change[4], change[5], record.offset)
-        else:
-            self._cache[key] = None
-        self._cache.move_to_end(key)
-        self._dirty[key] = record.offset
+        item = DocItem(change[1], change[2], change[3], change[4], change[5], record.offset) if change[0] == PUT else None
+        self._applied(key, item, record.offset)
         return change
-
-    def committed(self, keys_offsets: list[tuple[DocKey, int]]) -> None:
-        for key, offset in keys_offsets:
-            if self._dirty.get(key) == offset:
-                del self._dirty[key]
-        self._evict()
-
-    def statistics(self) -> dict:
-        return {"cached": len(self._cache), "dirty": len(self._dirty), "inflight": len(self._inflight)}

@@ -17,11 +17,11 @@ safe to insert: if any write touched the key meanwhile, the key is already cache
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from kissvdb.errors import InvalidArgument, PayloadTooLarge, RevisionMismatch
 from kissvdb.events import STATE_DELETED, STATE_UPDATED, EventRecord, RawJson
+from kissvdb.statecache import CachedState
 
 
 # The largest accepted `ttl_ms`: 2**53 - 1 (about 285,000 years), the largest integer every JSON
@@ -130,73 +130,10 @@ def event_to_change(record: EventRecord) -> tuple | None:
     return None
 
 
-class KvState:
+class KvState(CachedState):
     """Decides KV commands and applies durable KV events. Synchronous; one owner."""
 
-    def __init__(self, limits: KvLimits, cache_items: int):
-        self.limits = limits
-        self.cache_items = cache_items
-        self._cache: OrderedDict[str, StateItem | None] = OrderedDict()
-        self._pins: dict[str, int] = {}  # key -> pin count (loading, or dirty)
-        self._dirty: dict[str, int] = {}  # key -> offset applied but not yet committed to sqlite
-        self._inflight: dict[str, tuple[StateItem | None, object]] = {}  # key -> (item after, token)
-
-    # -- reads ---------------------------------------------------------------------------
-
-    def lookup(self, key: str) -> tuple[bool, StateItem | None]:
-        """(hit, durable item) from the cache; expiry is the caller's business."""
-        try:
-            item = self._cache[key]
-        except KeyError:
-            return False, None
-        self._cache.move_to_end(key)
-        return True, item
-
-    def missing(self, keys) -> list[str]:
-        """Keys a decision would need that are neither cached nor in flight."""
-        return [k for k in keys if k not in self._cache and k not in self._inflight]
-
-    def pin(self, keys) -> None:
-        for k in keys:
-            self._pins[k] = self._pins.get(k, 0) + 1
-
-    def unpin(self, keys) -> None:
-        for k in keys:
-            n = self._pins.get(k, 0) - 1
-            if n <= 0:
-                self._pins.pop(k, None)
-            else:
-                self._pins[k] = n
-
-    def loaded(self, items: dict[str, StateItem | None]) -> None:
-        """Insert load results for keys pinned before the load was submitted."""
-        for key, item in items.items():
-            if key not in self._cache:  # a newer apply already put the key here
-                self._cache[key] = item
-        self._evict()
-
-    def _evict(self) -> None:
-        excess = len(self._cache) - self.cache_items
-        if excess <= 0:
-            return
-        for key in list(self._cache.keys())[: excess + 64]:
-            if excess <= 0:
-                break
-            if key in self._pins or key in self._dirty:
-                continue
-            del self._cache[key]
-            excess -= 1
-
     # -- decide ----------------------------------------------------------------------------
-
-    def _current(self, key: str, now_ms: int) -> StateItem | None:
-        if key in self._inflight:
-            item = self._inflight[key][0]
-        else:
-            item = self._cache[key]  # KeyError means the actor forgot to load: a bug
-        if item is not None and not item.live(now_ms):
-            return None
-        return item
 
     def decide(self, command, now_ms: int) -> Decision | None:
         """The event `command` would log, None for a no-op, or raise a KissError."""
@@ -231,26 +168,6 @@ class KvState:
             return None
         return Decision(cmd.key, STATE_DELETED, {"key": cmd.key, "reason": "ttl"}, None)
 
-    # -- in-flight overlay ---------------------------------------------------------------
-
-    def begin(self, decision: Decision, token: object) -> None:
-        """`decision` was queued to the WAL; later decisions must see it."""
-        self._inflight[decision.key] = (decision.after, token)
-
-    def finish(self, key: str, token: object) -> None:
-        """The write `token` is resolved (durable or failed)."""
-        entry = self._inflight.get(key)
-        if entry is not None and entry[1] is token:
-            del self._inflight[key]
-
-    def drop_inflight(self) -> None:
-        """Every queued write failed (WAL write error): forget what they would have done."""
-        self._inflight.clear()
-
-    @property
-    def inflight_count(self) -> int:
-        return len(self._inflight)
-
     # -- apply -----------------------------------------------------------------------------
 
     def apply(self, record: EventRecord) -> tuple | None:
@@ -261,19 +178,8 @@ class KvState:
         key = change[1]
         if change[0] == PUT:
             data = record.data
-            self._cache[key] = StateItem(key, bytes(data["value"]), data["revision"], data["expires_at_ms"], record.offset)
+            item = StateItem(key, bytes(data["value"]), data["revision"], data["expires_at_ms"], record.offset)
         else:
-            self._cache[key] = None
-        self._cache.move_to_end(key)
-        self._dirty[key] = record.offset
+            item = None
+        self._applied(key, item, record.offset)
         return change
-
-    def committed(self, keys_offsets: list[tuple[str, int]]) -> None:
-        """state.sqlite committed these applies: the keys may be evicted again."""
-        for key, offset in keys_offsets:
-            if self._dirty.get(key) == offset:
-                del self._dirty[key]
-        self._evict()
-
-    def statistics(self) -> dict:
-        return {"cached": len(self._cache), "dirty": len(self._dirty), "inflight": len(self._inflight)}
