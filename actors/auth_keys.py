@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 
 import trio
 
@@ -21,10 +22,18 @@ from kissvdb.actors.threads import DedicatedThread
 log = logging.getLogger("kissvdb.auth")
 
 
+BOOTSTRAP_KEY_FILE = "bootstrap-admin.key"
+
+
 class KeyService:
-    def __init__(self, path: str, *, clock):
+    """Owns the key store; `on_revoke(key_id)` is called once a deleted key is refused (the
+    engine ends the change streams opened with it, before the delete is answered)."""
+
+    def __init__(self, path: str, *, clock, on_revoke=None, durable: bool = True):
         self.path = path
         self.clock = clock
+        self.on_revoke = on_revoke
+        self.durable = durable
         self.thread: DedicatedThread | None = None
         self.store: KeyStore | None = None
         self._by_hash: dict[str, tuple[str, str, str]] = {}
@@ -33,10 +42,13 @@ class KeyService:
     async def open(self) -> None:
         self.thread = DedicatedThread("kissvdb-keys")
         self.store = await self.thread.run(KeyStore, self.path)
-        bootstrap = await self.thread.run(self.store.bootstrap, self.clock())
-        if bootstrap is not None:
-            # Shown once, as the original did; only its hash is kept.
-            log.warning("bootstrap admin API key (shown once, store it now): %s", bootstrap)
+        key_file = os.path.join(os.path.dirname(os.path.abspath(self.path)), BOOTSTRAP_KEY_FILE)
+        minted = await self.thread.run(
+            lambda: self.store.bootstrap(self.clock(), key_file, fsync=self.durable))
+        if minted:
+            # The original printed the key; a log is no place for a secret. Only the path.
+            log.warning("bootstrap admin API key written to %s (readable by this user only); "
+                        "read it, store it elsewhere, then delete the file", key_file)
         self._by_hash = await self.thread.run(self.store.hashes)
 
     def lookup(self, token: str) -> tuple[str, str, str] | None:
@@ -57,6 +69,10 @@ class KeyService:
             with trio.CancelScope(shield=True):
                 deleted = await self.thread.run(self.store.delete, key_id)
                 self._by_hash = await self.thread.run(self.store.hashes)
+                if deleted and self.on_revoke is not None:
+                    ended = self.on_revoke(key_id)
+                    if ended:
+                        log.info("key %s revoked: ended %d change stream(s) opened with it", key_id, ended)
         if not deleted:
             raise NotFound("key id not found")
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import trio
 
 from kissvdb.cdc import KEEPALIVE, EventFilter, event_json, gap_frame, sse_frame
+from kissvdb.errors import Overloaded, TooManyRequests
 from kissvdb.events import EventRecord, decode_payload
 from kissvdb.wal.log import OffsetNotRetained
 
@@ -176,6 +177,7 @@ class Broadcaster:
         self.durable_offset = 0
         self._wakeup = trio.Event()
         self._subscriptions: set[Subscription] = set()
+        self._by_owner: dict[str, set[Subscription]] = {}
         self._log_limiter = trio.CapacityLimiter(log_readers)
         self._closed = False
         self._published_total = 0
@@ -217,19 +219,51 @@ class Broadcaster:
         wakeup, self._wakeup = self._wakeup, trio.Event()
         wakeup.set()
 
-    def subscribe(self, since: int, flt: EventFilter) -> Subscription:
+    def subscribe(self, since: int, flt: EventFilter, *, owner: str | None = None,
+                  owner_max: int | None = None, replays_max: int | None = None) -> Subscription:
         """Every durable event with offset > `since` that matches `flt`, then the live tail.
 
+        `owner` (the API key's id) ties the subscription to a credential: `revoke(owner)` ends
+        it. Refused, with nothing subscribed, when `owner` already holds `owner_max` (429), or
+        when the stream would replay from the log while `replays_max` others are (503): a
+        replay from offset 0 reads the whole retained log, so only a few run at once.
         After `close()` the subscription is born closed: its iteration ends at once.
         """
         if since < 0:
             raise ValueError("since must be >= 0")
-        subscription = Subscription(self, since, flt)
+        owned = self._by_owner.get(owner) if owner is not None else None
+        if owner_max is not None and owned is not None and len(owned) >= owner_max:
+            raise TooManyRequests(f"this API key already holds {owner_max} open streams")
+        replay = since + 1 <= self._ring_floor
+        if replay and replays_max is not None:
+            if sum(1 for s in self._subscriptions if s.replaying) >= replays_max:
+                raise Overloaded(f"{replays_max} streams are already replaying from the log; retry")
+        subscription = Subscription(self, since, flt, owner, replay)
         if self._closed:
             subscription._closed = True
-        else:
-            self._subscriptions.add(subscription)
+            return subscription
+        self._subscriptions.add(subscription)
+        if owner is not None:
+            self._by_owner.setdefault(owner, set()).add(subscription)
         return subscription
+
+    def revoke(self, owner: str) -> int:
+        """End every subscription opened with `owner`'s credential, now: none of them delivers
+        another chunk (each checks `_closed` after every read). Returns how many ended."""
+        owned = self._by_owner.pop(owner, set())
+        for subscription in list(owned):
+            subscription.close()
+        return len(owned)
+
+    def _forget(self, subscription: "Subscription") -> None:
+        self._subscriptions.discard(subscription)
+        owner = subscription.owner
+        if owner is not None:
+            owned = self._by_owner.get(owner)
+            if owned is not None:
+                owned.discard(subscription)
+                if not owned:
+                    del self._by_owner[owner]
 
     def close(self) -> None:
         """End every subscription's iteration (shutdown ends streams before draining writes).
@@ -240,6 +274,7 @@ class Broadcaster:
         for subscription in self._subscriptions:
             subscription._closed = True
         self._subscriptions.clear()
+        self._by_owner.clear()
         self._wake()
 
     async def aclose(self) -> None:
@@ -265,9 +300,13 @@ class Subscription:
     Use as `async with broadcaster.subscribe(...) as sub: async for chunk in sub: ...`.
     """
 
-    def __init__(self, broadcaster: Broadcaster, since: int, flt: EventFilter):
+    def __init__(self, broadcaster: Broadcaster, since: int, flt: EventFilter,
+                 owner: str | None = None, replaying: bool = False):
         self._broadcaster = broadcaster
         self._filter = flt
+        self.owner = owner
+        # True while this stream started behind the ring and has not caught up to it yet.
+        self.replaying = replaying
         self.next_offset = since + 1
         self.last_offset = since
         self._closed = False
@@ -314,6 +353,7 @@ class Subscription:
             # reported as a gap too, so a stream looks the same before and after a restart.
             return self._gap(first_retained)
         if self.next_offset > self._broadcaster._ring_floor:
+            self.replaying = False
             return self._read_ring()
         return await self._read_log()
 
@@ -386,7 +426,7 @@ class Subscription:
             return
         self._closed = True
         b = self._broadcaster
-        b._subscriptions.discard(self)
+        b._forget(self)
         if self._waiting:
             b._wake()
 

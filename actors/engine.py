@@ -190,8 +190,12 @@ class Engine(VectorEngineMethods):
 
     # -- change stream -------------------------------------------------------------------
 
-    def subscribe(self, since: int, flt):
-        return self.broadcaster.subscribe(since, flt)
+    def subscribe(self, since: int, flt, *, owner: str | None = None):
+        """A change-stream subscription for the credential `owner` (ended when it is revoked),
+        within the per-key and replay caps (429 / 503 otherwise)."""
+        s = self.settings
+        return self.broadcaster.subscribe(since, flt, owner=owner, owner_max=s.max_streams_per_key,
+                                          replays_max=s.max_stream_replays)
 
     @property
     def durable_offset(self) -> int:
@@ -338,7 +342,8 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
                     task_status=task_status))
                 engine.docs = DocService(settings, writer, wal_log, store_path, docs_thread, clock=clock)
                 await nursery.start(engine.docs.run)
-                engine.keys = KeyService(os.path.join(settings.data_dir, "keys.sqlite"), clock=clock)
+                engine.keys = KeyService(os.path.join(settings.data_dir, "keys.sqlite"), clock=clock,
+                                         on_revoke=broadcaster.revoke, durable=not settings.memory)
                 await engine.keys.open()
                 if settings.sqlite_enabled:
                     engine.sql = SqlService(settings, writer, clock=clock)

@@ -1,17 +1,17 @@
-"""Who may call the API: public paths, where the credential is read from, and how it is checked.
+"""Who is calling: where the credential is read from, how it is checked, and what a role may do.
 
-Owns the contract's §1.2 rules:
-- Public paths need nothing: `/`, `/index.html`, `/assets/*`, `/v1/health`, `/docs*`, and
-  anything ending in `openapi.yaml`.
+Owns the contract's §1.2 rules, with public-ness moved onto the route (routing.Route.role):
+- A public route needs nothing. Which routes are public is decided by the route table, never by
+  a pattern of the path (a suffix rule once let `PUT /v1/state/xopenapi.yaml` write unauthenticated).
 - The credential is read from the first source present, with no fallback when it is wrong:
   `Authorization: Bearer <key>` (exact, case-sensitive prefix; rest trimmed; any other scheme
-  is 401 "invalid authorization header format"), then `x-api-key`, then `?api_key=`.
+  is 401 "invalid authorization header format"), then `x-api-key`, then `?api_key=` — the last
+  only on the routes that allow it (the GET stream routes: EventSource cannot set headers).
   None present -> 401 "missing authorization header"; not accepted -> 401 "invalid api key".
-- Auth runs before routing, so an unauthenticated request to an unknown path gets 401.
+- `authorize` refuses a missing principal (401) and a role too weak for the route (403).
 
 Checking a token is a `KeyChecker`'s single method. `StaticKeyChecker` compares against the
-configured key with `hmac.compare_digest`; a stored-keys checker (API keys with roles, a later
-issue) slots in beside it by implementing the same method.
+configured key with `hmac.compare_digest`; `StoredKeyChecker` adds the stored API keys with roles.
 Never does: routing, CORS or anything with the body.
 """
 
@@ -32,6 +32,7 @@ class Principal:
 
     name: str
     role: str
+    key_id: str | None = None  # the stored key's id; None for the static API_KEY
 
 
 ADMIN = Principal("static", "admin")
@@ -77,48 +78,30 @@ class StoredKeyChecker:
         found = self._keys.lookup(token)
         if found is None:
             return None
-        _id, name, role = found
-        return Principal(name, role)
+        key_id, name, role = found
+        return Principal(name, role, key_id)
 
 
 # Roles, weakest first. `user` (the original's default role) means write.
 ROLE_LEVEL = {"read": 1, "write": 2, "user": 2, "admin": 3}
-READ_METHODS = frozenset({"GET", "HEAD"})
 
 
-def required_role(method: str, endpoint: str, endpoint_roles: dict[str, str]) -> str:
-    """The weakest role a route needs: its entry in `endpoint_roles` (routes register read-only
-    POSTs such as find and sql/query as "read", key management as "admin"), else "read" for
-    GET/HEAD and "write" for everything else."""
-    role = endpoint_roles.get(endpoint)
-    if role is not None:
-        return role
-    return "read" if method in READ_METHODS else "write"
-
-
-def authorize(principal: Principal | None, method: str, endpoint: str, endpoint_roles: dict[str, str]) -> None:
-    """Raise Forbidden (403) if `principal`'s role is too weak for the route. Public: no check."""
-    if principal is None:
+def authorize(principal: Principal | None, route) -> None:
+    """Raise unless `principal` may call `route`: 401 without a principal, 403 when its role is
+    weaker than the route's. A public route needs nothing."""
+    need = route.role
+    if need == "public":
         return
-    need = required_role(method, endpoint, endpoint_roles)
+    if principal is None:
+        raise Unauthorized("missing authorization header")
     if ROLE_LEVEL.get(principal.role, 0) < ROLE_LEVEL[need]:
         raise Forbidden(f"api key role `{principal.role}` may not use this route (needs `{need}`)")
 
 
-def is_public(path: str) -> bool:
-    """Paths served without a credential (contract §1.2)."""
-    return (
-        path == "/v1/health"
-        or path == "/"
-        or path == "/index.html"
-        or path.startswith("/docs")
-        or path.startswith("/assets/")
-        or path.endswith("openapi.yaml")
-    )
+def credential(request, query_key: bool) -> str:
+    """The token the request presents, from the first source present. Raises Unauthorized.
 
-
-def credential(request) -> str:
-    """The token the request presents, from the first source present. Raises Unauthorized."""
+    `query_key`: whether `?api_key=` is accepted (only the routes that allow it)."""
     headers = request.headers
     authorization = headers.get("Authorization")
     if authorization is not None:
@@ -129,18 +112,16 @@ def credential(request) -> str:
     if api_key is not None:
         return api_key
     # Only now parse the query string: most clients send a header.
-    if request.query_string:
+    if query_key and request.query_string:
         api_key = request.args.get("api_key")
         if api_key is not None:
             return api_key
     raise Unauthorized("missing authorization header")
 
 
-def authenticate(request, checker: KeyChecker) -> Principal | None:
-    """The caller's principal; None for a public path. Raises Unauthorized (401)."""
-    if is_public(request.path):
-        return None
-    principal = checker.check(credential(request))
+def authenticate(request, checker: KeyChecker, query_key: bool = False) -> Principal:
+    """The caller's principal. Raises Unauthorized (401)."""
+    principal = checker.check(credential(request, query_key))
     if principal is None:
         raise Unauthorized("invalid api key")
     return principal

@@ -1,8 +1,8 @@
 """Request bodies in, JSON responses out: the HTTP hot path's encoding, with orjson.
 
-Owns: reading a request body once (`await request.body`), parsing it with orjson, the
+Owns: reading a request body once (`await request.body()`), parsing it with orjson, the
 shape/type checks that name the bad field, query-string number parsing, and building JSON
-responses without going through Quart's JSON provider.
+responses (`api.http.messages.Response`).
 
 Guarantees:
 - Every shape or type failure raises a `KissError` whose `field` names what was wrong (the JSON
@@ -21,10 +21,11 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from quart_trio.wrappers import TrioResponse
 
 from kissvdb.errors import InvalidArgument, UnprocessableEntity, UnsupportedMediaType
 from kissvdb.events import RawJson
+
+from .http.messages import Response
 
 JSON = "application/json"
 U64_MAX = (1 << 64) - 1
@@ -61,9 +62,7 @@ async def read_json(request) -> Any:
         raise UnsupportedMediaType(
             "expected request with `Content-Type: application/json`", field="body"
         )
-    # `request.body` rather than `get_data()`: get_data wraps the read in a cancel scope of its
-    # own (BODY_TIMEOUT), which the app's request deadline already covers; one fewer per request.
-    raw = await request.body
+    raw = await request.body()
     try:
         return _loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -176,11 +175,11 @@ def fragment(raw: bytes) -> orjson.Fragment:
     return _Fragment(raw)
 
 
-def json_response(obj: Any, status: int = 200) -> TrioResponse:
+def json_response(obj: Any, status: int = 200) -> Response:
     """A JSON response built with orjson (dict keys keep their insertion order)."""
-    return TrioResponse(_dumps(obj), status, content_type=JSON)
+    return Response(status, _dumps(obj), [("Content-Type", JSON)])
 
 
-def raw_json_response(body: bytes, status: int = 200) -> TrioResponse:
+def raw_json_response(body: bytes, status: int = 200) -> Response:
     """A response whose body is already JSON bytes."""
-    return TrioResponse(body, status, content_type=JSON)
+    return Response(status, body, [("Content-Type", JSON)])

@@ -1,14 +1,22 @@
-"""The server process: Engine + Quart app + hypercorn, with a graceful stop.
+"""The server process: bind, boot the engine, serve HTTP (ours or hypercorn), stop gracefully.
 
 What this module owns: the order of start-up and shutdown, the signals, and the one line on
-stdout that says where the server listens. What it guarantees:
-- it refuses to start (ConfigError, exit code 2) when bound beyond loopback with the default
-  `dev` key, when DATA_DIR is locked by another process, or when the WAL is corrupt;
-- `kissvdb listening on http://HOST:PORT` is printed (and flushed) only once the socket accepts,
-  with the real port (port 0 picks a free one; tests and scripts read this line);
-- first SIGINT/SIGTERM: SSE streams are ended (`Engine.begin_shutdown`), hypercorn stops accepting
-  and gives in-flight requests GRACEFUL_TIMEOUT_S, then the engine drains queued writes and closes
-  its files. A second signal exits at once (`os._exit(1)`), with whatever was fsynced.
+stdout that says where the server listens. The order of start-up:
+1. check the settings (a non-loopback bind with the default `dev` key refuses to start; TLS
+   needs hypercorn);
+2. bind the listening socket, before anything is created: a busy port refuses to start before
+   DATA_DIR exists or a bootstrap key is minted;
+3. open the engine (lock DATA_DIR, recover);
+4. listen, then print `kissvdb listening on http://HOST:PORT` (with the real port; port 0 picks
+   a free one; tests and scripts read this line). Connections that arrive during recovery wait
+   in the kernel's backlog instead of being refused.
+What it guarantees:
+- it refuses to start (ConfigError, exit code 2) as above, when DATA_DIR is locked by another
+  process, or when the WAL is corrupt;
+- first SIGINT/SIGTERM: SSE streams are ended (`Engine.begin_shutdown`), the server stops
+  accepting and gives in-flight requests GRACEFUL_TIMEOUT_S, then the engine drains queued
+  writes and closes its files. A second signal exits at once (`os._exit(1)`), with whatever was
+  fsynced.
 What it never does: touch an actor or a file itself. Everything durable is the engine's.
 """
 
@@ -20,14 +28,12 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
-from functools import partial
 from typing import Awaitable, Callable
 
-import hypercorn.trio
 import trio
-from hypercorn.config import Config
 
 from kissvdb import datadir
 from kissvdb.actors.engine import open_engine
@@ -38,12 +44,11 @@ from kissvdb.wal import format as wal_format
 
 log = logging.getLogger("kissvdb.server")
 
-# Named limits for hypercorn (its defaults are for a generic web app, not chosen for us).
 GRACEFUL_TIMEOUT_S = 5.0  # in-flight requests get this long after the first signal
 KEEP_ALIVE_TIMEOUT_S = 30.0  # idle keep-alive connections are closed after this
-KEEP_ALIVE_REQUESTS_MAX = 1_000_000  # hypercorn's 1000 would reconnect benchmark clients
 LISTEN_BACKLOG = 1024  # pending connections the kernel queues for us
-LIFESPAN_TIMEOUT_S = 10.0  # app start-up / shutdown hooks
+# Files and directories the server creates are its user's only (PostgreSQL does the same).
+PRIVATE_UMASK = 0o077
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -76,19 +81,30 @@ def check_bind(settings: Settings) -> None:
         log.warning("listening on %s: reachable beyond this machine, over plain HTTP", settings.bind_addr)
 
 
-def hypercorn_config(settings: Settings) -> Config:
-    config = Config()
+def check_tls(settings: Settings) -> None:
+    """TLS is hypercorn's; our server speaks plain HTTP/1.1 (put it behind a TLS proxy)."""
+    if (settings.tls_certfile or settings.tls_keyfile) and settings.http_server != "hypercorn":
+        raise ConfigError("TLS (TLS_CERTFILE/--certfile) needs HTTP_SERVER=hypercorn (--server hypercorn)")
+    if bool(settings.tls_certfile) != bool(settings.tls_keyfile):
+        raise ConfigError("TLS needs both TLS_CERTFILE (--certfile) and TLS_KEYFILE (--keyfile)")
+
+
+def bind_socket(settings: Settings) -> socket.socket:
+    """The server's socket, bound but not listening: the port is ours from here on."""
     host = settings.bind_addr.strip("[]")
-    config.bind = [f"[{host}]:{settings.port}" if ":" in host else f"{host}:{settings.port}"]
-    config.accesslog = None  # an access log line per request costs throughput; off by default
-    config.errorlog = logging.getLogger("hypercorn.error")
-    config.graceful_timeout = GRACEFUL_TIMEOUT_S
-    config.keep_alive_timeout = KEEP_ALIVE_TIMEOUT_S
-    config.keep_alive_max_requests = KEEP_ALIVE_REQUESTS_MAX
-    config.backlog = LISTEN_BACKLOG
-    config.startup_timeout = LIFESPAN_TIMEOUT_S
-    config.shutdown_timeout = LIFESPAN_TIMEOUT_S
-    return config
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, settings.port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise ConfigError(f"cannot listen on {settings.bind_addr}:{settings.port}: {exc.strerror}") from None
+        raise
+    return sock
 
 
 class _Stop:
@@ -126,56 +142,64 @@ async def serve(
     inside an exception group) when the server refuses to start.
     """
     check_bind(settings)
-    config = hypercorn_config(settings)
-    stop = _Stop()
-    async with trio.open_nursery() as watchers:
-        if handle_signals and threading.current_thread() is threading.main_thread():
-            await watchers.start(_watch_signals, stop)
-        if shutdown_trigger is not None:
-            watchers.start_soon(_stop_after, shutdown_trigger, stop)
-        _log_start(settings)
-        with stop.boot_scope:
-            async with open_engine(settings) as engine:
-                stop.engine_open = True
-                if stop.requested.is_set():
-                    log.info("stop requested during start-up; not listening")
-                else:
-                    app = create_app(engine, settings)
-                    await _serve_http(app, config, engine, stop, task_status)
-                log.info("HTTP stopped; draining writes and closing files")
-            if engine.fatal_error is not None:
-                raise RuntimeError(f"stopped after a WAL fsync failure: {engine.fatal_error}")
-        if stop.boot_scope.cancelled_caught:
-            log.info("stopped during start-up")
-        else:
-            log.info("stopped cleanly")
-        watchers.cancel_scope.cancel()
+    check_tls(settings)
+    sock = bind_socket(settings)
+    try:
+        stop = _Stop()
+        async with trio.open_nursery() as watchers:
+            if handle_signals and threading.current_thread() is threading.main_thread():
+                await watchers.start(_watch_signals, stop)
+            if shutdown_trigger is not None:
+                watchers.start_soon(_stop_after, shutdown_trigger, stop)
+            _log_start(settings)
+            with stop.boot_scope:
+                async with open_engine(settings) as engine:
+                    stop.engine_open = True
+                    if stop.requested.is_set():
+                        log.info("stop requested during start-up; not listening")
+                    else:
+                        app = create_app(engine, settings)
+                        sock.listen(LISTEN_BACKLOG)
+                        await _serve_http(app, settings, sock, engine, stop, task_status)
+                    log.info("HTTP stopped; draining writes and closing files")
+                if engine.fatal_error is not None:
+                    raise RuntimeError(f"stopped after a WAL fsync failure: {engine.fatal_error}")
+            if stop.boot_scope.cancelled_caught:
+                log.info("stopped during start-up")
+            else:
+                log.info("stopped cleanly")
+            watchers.cancel_scope.cancel()
+    finally:
+        sock.close()
 
 
-async def _serve_http(app, config: Config, engine, stop: _Stop, task_status) -> None:
+async def _serve_http(app, settings: Settings, sock: socket.socket, engine, stop: _Stop, task_status) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_end_streams, engine, stop)
         nursery.start_soon(_stop_when_engine_asks, engine, stop)
-        try:
-            binds = await nursery.start(
-                partial(hypercorn.trio.serve, app, config, shutdown_trigger=stop.requested.wait)
-            )
-        except BaseException as exc:
-            refusal = _listen_error(exc, config)
-            if refusal is None:
-                raise
-            raise refusal from exc
-        url = binds[0]
+        urls = await nursery.start(start_http, app, settings, sock, stop.requested)
+        url = urls[0]
         print(f"kissvdb listening on {url}", flush=True)
         task_status.started(url)
 
 
-def _listen_error(exc: BaseException, config: Config) -> ConfigError | None:
-    """A failed bind (port taken, address not ours) becomes a ConfigError naming the address."""
-    leaf = find_leaf(exc, (OSError,))
-    if isinstance(leaf, OSError) and leaf.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
-        return ConfigError(f"cannot listen on {config.bind[0]}: {leaf.strerror}")
-    return None
+async def start_http(app, settings: Settings, sock: socket.socket, stop: trio.Event,
+                     *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Serve `app` on the listening `sock` with the server HTTP_SERVER names, until `stop`.
+    `task_status.started(urls)` once it accepts."""
+    if settings.http_server == "hypercorn":
+        from .asgi import asgi_app
+        from .hypercorn_host import hypercorn_config, serve_hypercorn
+
+        config = hypercorn_config(keep_alive_s=KEEP_ALIVE_TIMEOUT_S, grace_s=GRACEFUL_TIMEOUT_S,
+                                  certfile=settings.tls_certfile or None,
+                                  keyfile=settings.tls_keyfile or None)
+        await serve_hypercorn(asgi_app(app, settings.max_body_bytes), config, [sock], stop,
+                              task_status=task_status)
+    else:
+        from .http_host import serve_ours
+
+        await serve_ours(app, settings, sock, stop, task_status=task_status)
 
 
 async def _end_streams(engine, stop: _Stop) -> None:
@@ -230,8 +254,8 @@ def _log_start(settings: Settings) -> None:
     else:
         log.info("data dir %s", os.path.abspath(settings.data_dir))
         log.info("user SQL %s", os.path.abspath(settings.user_sql_path) if settings.sqlite_enabled else "disabled")
-    log.info("data format %d, WAL format %d, default index %s",
-             datadir.DATA_FORMAT_VERSION, wal_format.FORMAT_VERSION, settings.index_kind)
+    log.info("data format %d, WAL format %d, default index %s, HTTP server %s",
+             datadir.DATA_FORMAT_VERSION, wal_format.FORMAT_VERSION, settings.index_kind, settings.http_server)
 
 
 def find_leaf(exc: BaseException, types: tuple[type[BaseException], ...]) -> BaseException | None:
@@ -250,8 +274,10 @@ def run(settings: Settings, *, log_level: str = "info") -> int:
     """Run the server in a fresh Trio loop; return the process exit code.
 
     0 after a clean stop; 2 when the server refuses to start (with a message saying why);
-    1 when it fails while running (with the traceback logged).
+    1 when it fails while running (with the traceback logged). Sets the process umask so that
+    every file and directory the server creates is private to its user.
     """
+    os.umask(PRIVATE_UMASK)
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=getattr(logging, log_level.upper(), logging.INFO),

@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
                        const=True, help="enable user SQL and the API-key store (env SQLITE_ENABLED)")
     serve.add_argument("--no-sqlite", dest="sqlite_enabled", action="store_const", const=False,
                        help="disable user SQL and the API-key store")
+    serve.add_argument("--server", dest="http_server", choices=("ours", "hypercorn"),
+                       help="HTTP server: ours (HTTP/1.1, fastest) or hypercorn (HTTP/2, TLS) (env HTTP_SERVER)")
+    serve.add_argument("--certfile", dest="tls_certfile", metavar="PEM",
+                       help="serve HTTPS with this certificate (needs --server hypercorn) (env TLS_CERTFILE)")
+    serve.add_argument("--keyfile", dest="tls_keyfile", metavar="PEM",
+                       help="private key for --certfile (env TLS_KEYFILE)")
     serve.add_argument("--memory", action="store_true",
                        help="keep everything in memory: NOTHING IS DURABLE (tests and demos only)")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
@@ -218,6 +224,9 @@ def serve_settings(args: argparse.Namespace, env: dict[str, str] | None = None) 
         data_dir=args.data_dir,
         bind_addr=args.bind_addr,
         sqlite_enabled=args.sqlite_enabled,
+        http_server=args.http_server,
+        tls_certfile=args.tls_certfile,
+        tls_keyfile=args.tls_keyfile,
         memory=True if args.memory else None,
     )
 

@@ -15,6 +15,7 @@ from typing import Callable
 from kissvdb.errors import ConfigError
 
 INDEX_KINDS = ("HNSW", "IVF_FLAT_Q8", "FLAT", "DISKANN")
+HTTP_SERVERS = ("ours", "hypercorn")
 
 
 def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
@@ -44,6 +45,13 @@ def _str(text: str) -> str:
     return text
 
 
+def _http_server(text: str) -> str:
+    server = text.strip().lower()
+    if server not in HTTP_SERVERS:
+        raise ValueError(f"unknown HTTP server {text!r} (expected one of {', '.join(HTTP_SERVERS)})")
+    return server
+
+
 def _index_kind(text: str) -> str:
     kind = text.strip().upper()
     if kind not in INDEX_KINDS:
@@ -65,6 +73,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BIND_ADDR", "bind_addr", "127.0.0.1", _str, "address to listen on"),
     Setting("PORT_RUST_KISS_VDB", "port", 9917, _int(0, 65535), "port to listen on (0 = any free port)"),
     Setting("API_KEY", "api_key", "dev", _str, "static admin key (RUSTKISS_API_KEY wins); 'dev' only on loopback"),
+    Setting("HTTP_SERVER", "http_server", "hypercorn", _http_server, "'ours' (HTTP/1.1 on trio + httptools) or 'hypercorn' (adds HTTP/2 and TLS)"),
+    Setting("TLS_CERTFILE", "tls_certfile", "", _str, "TLS certificate (PEM); needs HTTP_SERVER=hypercorn"),
+    Setting("TLS_KEYFILE", "tls_keyfile", "", _str, "TLS private key (PEM) for TLS_CERTFILE"),
     Setting("WAL_SEGMENT_MAX_BYTES", "wal_segment_max_bytes", 67108864, _int(1 << 20), "WAL segment roll size"),
     Setting("WAL_RETENTION_SEGMENTS", "wal_retention_segments", 8, _int(1), "checkpointed segments kept for replay"),
     Setting("WAL_RETENTION_MIN_BYTES", "wal_retention_min_bytes", 0, _int(0), "replay window always kept, in bytes"),
@@ -83,7 +94,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_STATE_BATCH", "max_state_batch", 256, _int(1), "operations per batch_put"),
     Setting("MAX_VECTOR_BATCH", "max_vector_batch", 256, _int(1), "items per upsert_batch / delete_batch"),
     Setting("MAX_DOC_FIND", "max_doc_find", 100, _int(1), "cap on find limit"),
-    Setting("CORS_ALLOWED_ORIGINS", "cors_allowed_origins", "", _str, "comma list of origins (empty = any)"),
+    Setting("CORS_ALLOWED_ORIGINS", "cors_allowed_origins", "", _str, "comma list of origins (empty = any; only loopback ones while the key is 'dev')"),
+    Setting("ALLOWED_HOSTS", "allowed_hosts", "", _str, "comma list of Host names accepted while the key is 'dev' (beside loopback names and BIND_ADDR)"),
+    Setting("MAX_STREAMS_PER_KEY", "max_streams_per_key", 64, _int(1), "change streams one API key may hold open (429 past it)"),
+    Setting("MAX_STREAM_REPLAYS", "max_stream_replays", 4, _int(1), "streams replaying from the log (not the in-memory ring) opened at once (503 past it)"),
+    Setting("BENCH_ROUTES", "bench_routes", False, _bool, "serve /v1/_bench/ping and /v1/_bench/echo (benchmark ceilings; off by default)"),
     Setting("SQLITE_ENABLED", "sqlite_enabled", True, _bool, "user SQL and API-key store"),
     Setting("SQLITE_DB_PATH", "sqlite_db_path", "", _str, "user SQL file (default DATA_DIR/sqlite/user.db)"),
     Setting("INDEX_KIND", "index_kind", "IVF_FLAT_Q8", _index_kind, "default vector index: HNSW, IVF_FLAT_Q8, FLAT, DISKANN"),
@@ -120,6 +135,9 @@ class Settings:
     port: int = 9917
     api_key: str = "dev"
     api_key_from_env: bool = False
+    http_server: str = "hypercorn"
+    tls_certfile: str = ""
+    tls_keyfile: str = ""
     memory: bool = False
     wal_segment_max_bytes: int = 67108864
     wal_retention_segments: int = 8
@@ -140,6 +158,10 @@ class Settings:
     max_vector_batch: int = 256
     max_doc_find: int = 100
     cors_allowed_origins: str = ""
+    allowed_hosts: str = ""
+    max_streams_per_key: int = 64
+    max_stream_replays: int = 4
+    bench_routes: bool = False
     sqlite_enabled: bool = True
     sqlite_db_path: str = ""
     index_kind: str = "IVF_FLAT_Q8"

@@ -5,7 +5,8 @@
 of two writers on one WAL. The kernel drops the lock when the process dies, so a crash never
 leaves a stale lock behind (the pid written into LOCK is only for the error message).
 It checks `DATA_DIR/FORMAT` ("kissvdb-format 1"), refusing a newer or unknown format with
-`ConfigError` rather than misreading it. It never touches any other file in the directory.
+`ConfigError` rather than misreading it. A directory it creates is its owner's only (0700).
+It never touches any other file in the directory.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from kissvdb.fsutil import atomic_write, fsync_dir
 DATA_FORMAT_VERSION = 1
 FORMAT_FILE = "FORMAT"
 LOCK_FILE = "LOCK"
+PRIVATE_DIR_MODE = 0o700  # the data is its owner's; files inside are created 0600
 _FORMAT_LINE = re.compile(r"kissvdb-format (\d+)\n?")
 
 
@@ -46,7 +48,7 @@ class DataDir:
         path = os.path.abspath(os.fspath(path))
         if create:
             created = not os.path.isdir(path)
-            os.makedirs(path, exist_ok=True)
+            os.makedirs(path, mode=PRIVATE_DIR_MODE, exist_ok=True)
             if created and fsync:
                 fsync_dir(os.path.dirname(path))
         elif not os.path.isdir(path):
@@ -57,7 +59,7 @@ class DataDir:
             raise ConfigError(f"{path} is not a kissvdb data directory (no {FORMAT_FILE} file)")
 
         lock_path = os.path.join(path, LOCK_FILE)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

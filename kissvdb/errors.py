@@ -60,6 +60,14 @@ class Unauthorized(KissError):
     code = "unauthorized"
 
 
+class ClientGone(KissError):
+    """The client disconnected before its request body arrived. Nothing was done, and nobody
+    is left to read an answer (servers drop it)."""
+
+    status = 400
+    code = "client_gone"
+
+
 class Forbidden(KissError):
     """A valid key whose role does not allow the route (403)."""
 
@@ -101,6 +109,15 @@ class Overloaded(KissError):
 
     status = 503
     code = "unavailable"
+    retry_after_s = 1
+
+
+class TooManyRequests(KissError):
+    """The caller holds as many of something (open streams) as one key may (429 + Retry-After).
+    Nothing changed; close one, or retry later."""
+
+    status = 429
+    code = "too_many_requests"
     retry_after_s = 1
 
 

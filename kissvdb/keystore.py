@@ -15,8 +15,11 @@ Roles (enforced by the HTTP layer, api/auth.py):
 - `read`: GET routes, find, search, `/v1/sql/query` and the change stream.
 
 Bootstrap: the first time a data directory is opened, an admin key named `Admin` is created
-and returned so the caller prints it once; a `bootstrapped` flag keeps it from being made
-again (even after every key is deleted: the static API_KEY remains an admin key).
+and written to a file readable by the owner only (DATA_DIR/bootstrap-admin.key, mode 0600),
+never to the log; a `bootstrapped` flag keeps it from being made again (even after every key is
+deleted: the static API_KEY remains an admin key). The file is written before the key is
+committed, so a crash in between leaves a file whose key is not valid yet, and the next start
+mints a new one over it.
 
 Never used from two threads at once: an actor owns it on a dedicated thread.
 """
@@ -30,6 +33,8 @@ import uuid
 from dataclasses import dataclass
 
 import apsw
+
+from kissvdb.fsutil import atomic_write
 
 ROLES = ("admin", "write", "user", "read")
 ROLE_LEVEL = {"read": 1, "write": 2, "user": 2, "admin": 3}
@@ -100,17 +105,20 @@ class KeyStore:
         return {h: (i, n, r) for h, i, n, r in self.conn.execute(
             "SELECT key_hash, id, name, role FROM api_keys")}
 
-    def bootstrap(self, now_ms: int, random_bytes=os.urandom) -> str | None:
-        """The first time only: create the `Admin` key and return it (to print once)."""
+    def bootstrap(self, now_ms: int, key_file: str, random_bytes=os.urandom, *, fsync: bool = True) -> bool:
+        """The first time only: create the `Admin` key, write it to `key_file` (0600) and
+        return True. The key itself is never returned, so it cannot end up in a log."""
         row = self.conn.execute("SELECT value FROM meta WHERE name='bootstrapped'").fetchone()
         if row is not None:
-            return None
+            return False
         key = new_key(random_bytes)
+        # mkstemp + rename: the file is created 0600 and is complete or absent after a crash.
+        atomic_write(key_file, (key + "\n").encode("ascii"), fsync=fsync)
         with self.conn:
             self.conn.execute("INSERT INTO api_keys VALUES (?,?,?,?,?,?)",
                               (str(uuid.uuid4()), key_hash(key), "Admin", "admin", '{"allow":"*"}', now_ms))
             self.conn.execute("INSERT INTO meta VALUES ('bootstrapped', ?)", (str(now_ms),))
-        return key
+        return True
 
     def close(self) -> None:
         self.conn.close()

@@ -17,28 +17,32 @@ is not listed and cannot be deleted here.
 from __future__ import annotations
 
 import orjson
-from quart_trio.wrappers import TrioResponse
 
 from kissvdb.errors import UnprocessableEntity
 
-from ..codec import canonical_json, raw_json_response, read_json_object, require_str
+from ..codec import JSON, canonical_json, read_json_object, require_str
+from ..http.messages import Response
+from ..routing import Route
+
+# A key list or a freshly minted key must not linger in a browser or proxy cache.
+NO_STORE = ("Cache-Control", "no-store")
+
+
+def _private_json(body: bytes) -> Response:
+    return Response(200, body, [("Content-Type", JSON), NO_STORE])
 
 _dumps = orjson.dumps
 
 
-def register(app) -> None:
+def routes(app) -> list[Route]:
     engine = app.engine
-    for endpoint in ("auth_keys_list", "auth_keys_create", "auth_keys_delete"):
-        app.endpoint_roles[endpoint] = "admin"
 
-    @app.route("/v1/auth/keys", methods=["GET"], endpoint="auth_keys_list")
     async def auth_keys_list(request):
         keys = await engine.auth_key_list()
-        return raw_json_response(_dumps([
+        return _private_json(_dumps([
             {"id": k.id, "name": k.name, "role": k.role, "permissions": orjson.Fragment(k.permissions),
              "created_at_ms": k.created_at_ms} for k in keys]))
 
-    @app.route("/v1/auth/keys", methods=["POST"], endpoint="auth_keys_create")
     async def auth_keys_create(request):
         body = await read_json_object(request)
         name = require_str(body, "name")
@@ -50,11 +54,14 @@ def register(app) -> None:
         permissions = body.get("permissions")
         permissions = canonical_json({} if permissions is None else permissions, "permissions")
         item, key = await engine.auth_key_create(name, role, bytes(permissions))
-        return raw_json_response(_dumps({"id": item.id, "key": key}))
+        return _private_json(_dumps({"id": item.id, "key": key}))
 
-    @app.route("/v1/auth/keys/<id>", methods=["DELETE"], endpoint="auth_keys_delete")
     async def auth_keys_delete(request, id: str):
         await engine.auth_key_delete(id)
-        response = TrioResponse(b"", 204)
-        del response.headers["Content-Type"]  # no body, so no content type
-        return response
+        return Response(204, b"")
+
+    return [
+        Route("GET", "/v1/auth/keys", auth_keys_list, "admin", "auth_keys_list"),
+        Route("POST", "/v1/auth/keys", auth_keys_create, "admin", "auth_keys_create"),
+        Route("DELETE", "/v1/auth/keys/{id}", auth_keys_delete, "admin", "auth_keys_delete"),
+    ]

@@ -26,7 +26,7 @@ from kissvdb.documents import RESERVED_IDS, check_collection, check_doc_key
 from kissvdb.errors import PayloadTooLarge, UnprocessableEntity
 
 from ..codec import canonical_json, optional_uint, query_uint, raw_json_response, read_json, read_json_object, require_str
-from ..app import key_converter_except
+from ..routing import Route
 
 FIND_LIMIT_DEFAULT = 20
 
@@ -39,19 +39,15 @@ def doc_json(item) -> dict:
             "expires_at_ms": item.expires_at_ms}
 
 
-def register(app) -> None:
+def routes(app) -> list[Route]:
     engine = app.engine
     settings = app.settings
     max_find = settings.max_doc_find
     max_json = settings.max_json_bytes
-    app.endpoint_roles["doc_find"] = "read"
-    # `/v1/doc/<c>/find` and `/_index` are POST-only static routes; they win over `<id>`.
-    app.url_map.converters["doc_id"] = key_converter_except(*sorted(RESERVED_IDS))
 
     def limits():
         return engine.docs.limits
 
-    @app.route("/v1/doc/<collection>/<doc_id:id>", methods=["PUT"], endpoint="doc_put")
     async def doc_put(request, collection: str, id: str):
         check_doc_key(collection, id, limits())
         if_revision = query_uint(request.args, "if_revision")
@@ -60,19 +56,16 @@ def register(app) -> None:
         item = await engine.doc_put(collection, id, doc, ttl_ms=ttl_ms, if_revision=if_revision)
         return raw_json_response(_dumps(doc_json(item)))
 
-    @app.route("/v1/doc/<collection>/<doc_id:id>", methods=["GET"], endpoint="doc_get")
     async def doc_get(request, collection: str, id: str):
         item = await engine.doc_get(collection, id)
         return raw_json_response(_dumps(doc_json(item)))
 
-    @app.route("/v1/doc/<collection>/<doc_id:id>", methods=["DELETE"], endpoint="doc_delete")
     async def doc_delete(request, collection: str, id: str):
         check_doc_key(collection, id, limits())
         if_revision = query_uint(request.args, "if_revision")
         deleted = await engine.doc_delete(collection, id, if_revision=if_revision)
         return raw_json_response(b'{"deleted":true}' if deleted else b'{"deleted":false}')
 
-    @app.route("/v1/doc/<collection>/find", methods=["POST"], endpoint="doc_find")
     async def doc_find(request, collection: str):
         check_collection(collection, limits())
         body = await read_json_object(request)
@@ -89,10 +82,20 @@ def register(app) -> None:
         documents = [{"id": id_, "doc": _Fragment(doc), "revision": revision} for id_, doc, revision, _exp in rows]
         return raw_json_response(_dumps({"documents": documents, "next_cursor": next_cursor}))
 
-    @app.route("/v1/doc/<collection>/_index", methods=["POST"], endpoint="doc_index")
     async def doc_index(request, collection: str):
         check_collection(collection, limits())
         body = await read_json_object(request)
         field = require_str(body, "field")
         name, created = await engine.doc_create_index(collection, field)
         return raw_json_response(_dumps({"collection": collection, "field": field, "index": name, "created": created}))
+
+    # `/v1/doc/{c}/find` and `/_index` are POST-only static routes; they win over `{id}`.
+    doc = "/v1/doc/{collection}/{id:path}"
+    static = tuple(sorted(RESERVED_IDS))
+    return [
+        Route("PUT", doc, doc_put, "write", "doc_put", exclude=static),
+        Route("GET", doc, doc_get, "read", "doc_get", exclude=static),
+        Route("DELETE", doc, doc_delete, "write", "doc_delete", exclude=static),
+        Route("POST", "/v1/doc/{collection}/find", doc_find, "read", "doc_find"),
+        Route("POST", "/v1/doc/{collection}/_index", doc_index, "write", "doc_index"),
+    ]

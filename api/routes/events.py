@@ -7,11 +7,13 @@
 
 Start: a `Last-Event-ID` header that parses as u64 wins over `since`; default 0; events with
 offset > start are sent. A `since` that is not a u64 is 400 naming `since`.
-The response is `text/event-stream` with `cache-control: no-cache` and no send timeout. The
-frames, keep-alives, replay and gap notices come from `engine.subscribe` (bytes chunks, see
-kissvdb/cdc.py and actors/cdc.py); this module only opens the subscription when the body starts
-streaming and closes it in `finally`, whether the client left or the server is stopping.
-A HEAD request gets the headers and no subscription.
+The response is `text/event-stream` with `cache-control: no-cache`, not under the request
+deadline. The frames, keep-alives, replay and gap notices come from `engine.subscribe` (bytes
+chunks, see kissvdb/cdc.py and actors/cdc.py); the subscription is opened in the handler (so a
+refused one is an ordinary JSON error: too many streams for this key, or too many replays at once)
+and is the response's chunk iterator: the server closes it when the client leaves, the server
+stops, or it ends by itself (the key it was opened with was revoked). A HEAD request gets the
+headers and no subscription. These are the only routes that accept the key as `?api_key=`.
 """
 
 from __future__ import annotations
@@ -19,17 +21,18 @@ from __future__ import annotations
 from kissvdb.cdc import EventFilter
 
 from ..codec import parse_u64, query_uint
+from ..http.messages import Response, StreamResponse
+from ..routing import Route
 
-SSE_HEADERS = {
-    "Content-Type": "text/event-stream",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",  # tell reverse proxies not to buffer the stream
-}
+SSE_HEADERS = (
+    ("Content-Type", "text/event-stream"),
+    ("Cache-Control", "no-cache"),
+    ("X-Accel-Buffering", "no"),  # tell reverse proxies not to buffer the stream
+)
 
 
-def register(app) -> None:
+def routes(app) -> list[Route]:
     engine = app.engine
-    response_class = app.response_class
 
     def start_offset(request) -> int:
         since = query_uint(request.args, "since", 0)
@@ -38,31 +41,25 @@ def register(app) -> None:
 
     def stream(request, since: int, flt: EventFilter):
         if request.method == "HEAD":
-            return response_class(b"", 200, SSE_HEADERS)
+            return Response(200, b"", list(SSE_HEADERS))
+        principal = request.principal
+        owner = principal.key_id or principal.name
+        subscription = engine.subscribe(since, flt, owner=owner)
+        return StreamResponse(200, list(SSE_HEADERS), subscription)
 
-        async def body():
-            subscription = engine.subscribe(since, flt)
-            try:
-                async for chunk in subscription:
-                    yield chunk
-            finally:
-                # Synchronous, so it runs even while the stream is being cancelled.
-                subscription.close()
-
-        response = response_class(body(), 200, SSE_HEADERS)
-        response.timeout = None  # a stream lives as long as its client
-        return response
-
-    @app.route("/v1/stream", methods=["GET"], endpoint="stream")
     async def stream_route(request):
         args = request.args
         since = start_offset(request)
         flt = EventFilter.from_query(args.get("types"), args.get("key_prefix"), args.get("collection"))
         return stream(request, since, flt)
 
-    @app.route("/v1/events", methods=["GET"], endpoint="events_legacy")
     async def events_route(request):
         args = request.args
         since = start_offset(request)
         flt = EventFilter.from_query(args.get("types"), args.get("prefix"), None)
         return stream(request, since, flt)
+
+    return [
+        Route("GET", "/v1/stream", stream_route, "read", "stream", query_key=True),
+        Route("GET", "/v1/events", events_route, "read", "events_legacy", query_key=True),
+    ]

@@ -20,13 +20,13 @@ import orjson
 from kissvdb.errors import NotEnabled, UnprocessableEntity
 
 from ..codec import raw_json_response, read_json_object, require_str
+from ..routing import Route
 
 _dumps = orjson.dumps
 
 
-def register(app) -> None:
+def routes(app) -> list[Route]:
     engine = app.engine
-    app.endpoint_roles["sql_query"] = "read"
 
     async def parse(request) -> tuple[str, object]:
         if engine.sql is None:
@@ -38,14 +38,17 @@ def register(app) -> None:
             raise UnprocessableEntity("`params` must be an array, an object or null", field="params")
         return sql, params
 
-    @app.route("/v1/sql/query", methods=["POST"], endpoint="sql_query")
     async def sql_query(request):
         sql, params = await parse(request)
         rows = await engine.sql_query(sql, params)
         return raw_json_response(_dumps({"rows": rows}))
 
-    @app.route("/v1/sql/exec", methods=["POST"], endpoint="sql_exec")
     async def sql_exec(request):
         sql, params = await parse(request)
         rows_affected = await engine.sql_exec(sql, params)
         return raw_json_response(_dumps({"rows_affected": rows_affected}))
+
+    return [
+        Route("POST", "/v1/sql/query", sql_query, "read", "sql_query"),  # query_only: writes nothing
+        Route("POST", "/v1/sql/exec", sql_exec, "write", "sql_exec"),
+    ]

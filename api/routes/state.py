@@ -16,8 +16,8 @@ value size, revisions) is checked by the engine. Either way a 4xx writes nothing
 Differences from the original, on purpose: `limit=0` returns `[]` (the original returned up to
 one item); `ttl_ms: 0` answers 200 with `expires_at_ms` = now (the original answered 500).
 `<key>` is the percent-decoded segment and may contain '/' (`%2F`); as in the original, the
-static `batch_put` wins, so GET/PUT/DELETE `/v1/state/batch_put` is 405 (the `state_key`
-converter does not match it, so routing answers 405 and OPTIONS alike: Allow: OPTIONS, POST).
+static `batch_put` wins, so GET/PUT/DELETE `/v1/state/batch_put` is 405 (the `{key:path}`
+template excludes it, so routing answers 405 and OPTIONS alike: Allow: OPTIONS, POST).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from ..codec import (
     require_list,
     require_str,
 )
-from ..app import key_converter_except
+from ..routing import Route
 
 LIST_LIMIT_DEFAULT = 100
 LIST_LIMIT_MAX = 1000  # silently capped, as the original
@@ -67,14 +67,11 @@ def _put_op(op: object, index: int) -> PutOp:
     return PutOp(key, canonical_json(value, f"{path}.value"), ttl_ms, if_revision)
 
 
-def register(app) -> None:
+def routes(app) -> list[Route]:
     engine = app.engine
     settings = app.settings
     max_batch = settings.max_state_batch
-    # `/v1/state/batch_put` is a POST-only static route; it wins over `<key>` (contract §1.4).
-    app.url_map.converters["state_key"] = key_converter_except("batch_put")
 
-    @app.route("/v1/state", methods=["GET"], endpoint="state_list")
     async def state_list(request):
         args = request.args
         limit = min(query_uint(args, "limit", LIST_LIMIT_DEFAULT), LIST_LIMIT_MAX)
@@ -82,12 +79,10 @@ def register(app) -> None:
         items = await engine.kv_list(args.get("prefix", ""), limit)
         return raw_json_response(_dumps([item_json(item) for item in items]))
 
-    @app.route("/v1/state/<state_key:key>", methods=["GET"], endpoint="state_get")
     async def state_get(request, key: str):
         item = await engine.kv_get(key)
         return raw_json_response(_dumps(item_json(item)))
 
-    @app.route("/v1/state/<state_key:key>", methods=["PUT"], endpoint="state_put")
     async def state_put(request, key: str):
         body = await read_json_object(request)
         value = require(body, "value")
@@ -100,12 +95,10 @@ def register(app) -> None:
             _dumps({"key": item.key, "revision": item.revision, "expires_at_ms": item.expires_at_ms})
         )
 
-    @app.route("/v1/state/<state_key:key>", methods=["DELETE"], endpoint="state_delete")
     async def state_delete(request, key: str):
         deleted = await engine.kv_delete(key)
         return raw_json_response(b'{"deleted":true}' if deleted else b'{"deleted":false}')
 
-    @app.route("/v1/state/batch_put", methods=["POST"], endpoint="state_batch_put")
     async def state_batch_put(request):
         body = await read_json_object(request)
         operations = require_list(body, "operations")
@@ -150,3 +143,14 @@ def register(app) -> None:
                     "expires_at_ms": outcome.expires_at_ms,
                 }
         return raw_json_response(_dumps({"results": results}))
+
+    # `/v1/state/batch_put` is a POST-only static route; it wins over `{key}` (contract §1.4).
+    key = "/v1/state/{key:path}"
+    static = ("batch_put",)
+    return [
+        Route("GET", "/v1/state", state_list, "read", "state_list"),
+        Route("GET", key, state_get, "read", "state_get", exclude=static),
+        Route("PUT", key, state_put, "write", "state_put", exclude=static),
+        Route("DELETE", key, state_delete, "write", "state_delete", exclude=static),
+        Route("POST", "/v1/state/batch_put", state_batch_put, "write", "state_batch_put"),
+    ]

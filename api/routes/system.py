@@ -8,11 +8,13 @@
 | GET /docs/openapi.yaml        | open | same                                                |
 | GET /docs                     | open | a small HTML page pointing at the spec              |
 | GET / and /index.html         | open | the dashboard (api/static/index.html, no CDN)       |
-| GET /v1/_bench/ping           | key  | {"ok":true}: the GET ceiling for bench/             |
-| POST /v1/_bench/echo          | key  | parses the JSON body, {"ok":true}: the POST ceiling |
+| GET /v1/_bench/ping           | read | {"ok":true}: the GET ceiling for bench/ (BENCH_ROUTES only) |
+| POST /v1/_bench/echo          | read | parses the JSON body, {"ok":true}: the POST ceiling (BENCH_ROUTES only) |
 
 Static files ship as package data (`kissvdb.api/static/*`) and are read once, at start.
 The canonical spec is api/static/openapi.yaml; docs/openapi.yaml is a link to it.
+The HTML pages carry a Content-Security-Policy that forbids framing (clickjacking) and
+anything not served by this server.
 """
 
 from __future__ import annotations
@@ -20,13 +22,19 @@ from __future__ import annotations
 from importlib import resources
 
 from ..codec import raw_json_response, read_json_object
+from ..http.messages import Response
 from ..metrics import render_prometheus
+from ..routing import Route
 
 TEXT = "text/plain; charset=utf-8"
 YAML = "text/yaml; charset=utf-8"
 HTML = "text/html; charset=utf-8"
 PROMETHEUS = TEXT  # as the original; Prometheus reads plain text
 OK_JSON = b'{"ok":true}'
+# The pages load only what this server serves; nothing may frame them.
+PAGE_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+            "form-action 'none'")
 
 DOCS_PAGE = b"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>kissvdb API</title>
@@ -47,41 +55,53 @@ def static_file(name: str) -> bytes:
     return resources.files("kissvdb.api").joinpath("static", name).read_bytes()
 
 
-def register(app) -> None:
+def _page(body: bytes) -> Response:
+    return Response(200, body, [("Content-Type", HTML), ("Content-Security-Policy", PAGE_CSP),
+                                ("X-Frame-Options", "DENY")])
+
+
+def routes(app) -> list[Route]:
     engine = app.engine
     api_metrics = app.api_metrics
-    response_class = app.response_class
     spec = static_file("openapi.yaml")
     dashboard = static_file("index.html")
 
-    @app.route("/v1/health", methods=["GET"], endpoint="health")
     async def health(request):
-        return response_class(b"ok", 200, content_type=TEXT)
+        return Response(200, b"ok", [("Content-Type", TEXT)])
 
-    @app.route("/v1/metrics", methods=["GET"], endpoint="metrics")
     async def metrics(request):
         text = render_prometheus(engine.metrics(), api_metrics.series())
-        return response_class(text.encode(), 200, content_type=PROMETHEUS)
+        return Response(200, text.encode(), [("Content-Type", PROMETHEUS)])
 
-    @app.route("/openapi.yaml", methods=["GET"], endpoint="openapi")
-    @app.route("/docs/openapi.yaml", methods=["GET"], endpoint="docs_openapi")
     async def openapi(request):
-        return response_class(spec, 200, content_type=YAML)
+        return Response(200, spec, [("Content-Type", YAML)])
 
-    @app.route("/docs", methods=["GET"], endpoint="docs")
     async def docs(request):
-        return response_class(DOCS_PAGE, 200, content_type=HTML)
+        return _page(DOCS_PAGE)
 
-    @app.route("/", methods=["GET"], endpoint="dashboard")
-    @app.route("/index.html", methods=["GET"], endpoint="dashboard_index")
     async def index(request):
-        return response_class(dashboard, 200, content_type=HTML)
+        return _page(dashboard)
 
-    @app.route("/v1/_bench/ping", methods=["GET"], endpoint="bench_ping")
     async def bench_ping(request):
         return raw_json_response(OK_JSON)
 
-    @app.route("/v1/_bench/echo", methods=["POST"], endpoint="bench_echo")
     async def bench_echo(request):
         await read_json_object(request)
         return raw_json_response(OK_JSON)
+
+    table = [
+        Route("GET", "/v1/health", health, "public", "health"),
+        Route("GET", "/v1/metrics", metrics, "read", "metrics"),
+        Route("GET", "/openapi.yaml", openapi, "public", "openapi"),
+        Route("GET", "/docs/openapi.yaml", openapi, "public", "docs_openapi"),
+        Route("GET", "/docs", docs, "public", "docs"),
+        Route("GET", "/", index, "public", "dashboard"),
+        Route("GET", "/index.html", index, "public", "dashboard_index"),
+    ]
+    if app.settings.bench_routes:
+        # The ceilings bench/ compares against; off unless asked for (BENCH_ROUTES=1).
+        table += [
+            Route("GET", "/v1/_bench/ping", bench_ping, "read", "bench_ping"),
+            Route("POST", "/v1/_bench/echo", bench_echo, "read", "bench_echo"),
+        ]
+    return table

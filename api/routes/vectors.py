@@ -28,7 +28,6 @@ import cbor2
 import numpy as np
 import orjson
 import trio
-from quart_trio.wrappers import TrioResponse
 
 from kissvdb.errors import InvalidArgument, KissError, UnprocessableEntity
 from kissvdb.events import RawJson
@@ -44,6 +43,8 @@ from ..codec import (
     require_str,
     require_uint,
 )
+from ..http.messages import Response
+from ..routing import Route
 
 CBOR = "application/cbor"
 METRICS = ("cosine", "dot")
@@ -64,7 +65,7 @@ def _wants_cbor(request) -> bool:
 async def read_body(request) -> dict:
     """A JSON or (where accepted) CBOR object body."""
     if _is_cbor(request):
-        raw = await request.get_data()
+        raw = await request.body()
         try:
             body = cbor2.loads(raw)
         except Exception as exc:  # cbor2 raises several types for malformed input
@@ -150,9 +151,9 @@ def _default(value):
     raise TypeError(type(value).__name__)
 
 
-def _respond(request, obj, status: int = 200) -> TrioResponse:
+def _respond(request, obj, status: int = 200) -> Response:
     if _wants_cbor(request):
-        return TrioResponse(cbor2.dumps(_cbor_ready(obj)), status, content_type=CBOR)
+        return Response(status, cbor2.dumps(_cbor_ready(obj)), [("Content-Type", CBOR)])
     return raw_json_response(orjson.dumps(obj, option=_NUMPY, default=_default), status)
 
 
@@ -174,22 +175,16 @@ def _meta_json(meta: bytes | None):
     return _Meta(meta) if meta is not None else None
 
 
-def register(app) -> None:
+def routes(app) -> list[Route]:
     engine = app.engine
-    roles = getattr(app, "endpoint_roles", None)
-    if roles is not None:
-        roles["vector_search"] = "read"  # a POST that writes nothing
 
-    @app.route("/v1/vector", methods=["GET"], endpoint="vector_list")
     async def vector_list(request):
         return _respond(request, {"collections": await engine.vector_list()})
 
-    @app.route("/v1/vector/<collection>", methods=["GET"], endpoint="vector_info")
     async def vector_info(request, collection: str):
         info = await engine.vector_info(collection)
         return _respond(request, info)
 
-    @app.route("/v1/vector/<collection>", methods=["POST"], endpoint="vector_create")
     async def vector_create(request, collection: str):
         body = await read_json_object(request)
         dim = require_uint(body, "dim")
@@ -204,7 +199,6 @@ def register(app) -> None:
         out = await engine.vector_create(collection, dim, metric, index)
         return _respond(request, out)
 
-    @app.route("/v1/vector/<collection>", methods=["DELETE"], endpoint="vector_drop")
     async def vector_drop(request, collection: str):
         await engine.vector_drop(collection)
         return raw_json_response(b'{"deleted":true}')
@@ -216,15 +210,12 @@ def register(app) -> None:
         await engine.vector_put(collection, item, add=add)
         return raw_json_response(b'{"ok":true}')
 
-    @app.route("/v1/vector/<collection>/add", methods=["POST"], endpoint="vector_add")
     async def vector_add(request, collection: str):
         return await put(request, collection, True)
 
-    @app.route("/v1/vector/<collection>/upsert", methods=["POST"], endpoint="vector_upsert")
     async def vector_upsert(request, collection: str):
         return await put(request, collection, False)
 
-    @app.route("/v1/vector/<collection>/update", methods=["POST"], endpoint="vector_update")
     async def vector_update(request, collection: str):
         body = await read_json_object(request)
         vid = require_str(body, "id")
@@ -235,13 +226,11 @@ def register(app) -> None:
         await engine.vector_update(collection, vid, vector, meta)
         return raw_json_response(b'{"ok":true}')
 
-    @app.route("/v1/vector/<collection>/delete", methods=["POST"], endpoint="vector_delete")
     async def vector_delete(request, collection: str):
         body = await read_json_object(request)
         await engine.vector_delete(collection, require_str(body, "id"))
         return raw_json_response(b'{"deleted":true}')
 
-    @app.route("/v1/vector/<collection>/upsert_batch", methods=["POST"], endpoint="vector_upsert_batch")
     async def vector_upsert_batch(request, collection: str):
         body = await read_body(request)
         raw_items = require_list(body, "items")
@@ -258,7 +247,6 @@ def register(app) -> None:
         results = await engine.vector_upsert_batch(collection, items)
         return _respond(request, {"results": results})
 
-    @app.route("/v1/vector/<collection>/delete_batch", methods=["POST"], endpoint="vector_delete_batch")
     async def vector_delete_batch(request, collection: str):
         body = await read_body(request)
         ids = require_list(body, "ids")
@@ -268,7 +256,6 @@ def register(app) -> None:
         results = await engine.vector_delete_batch(collection, ids)
         return _respond(request, {"results": results})
 
-    @app.route("/v1/vector/<collection>/get", methods=["GET"], endpoint="vector_get")
     async def vector_get(request, collection: str):
         vid = request.args.get("id")
         if vid is None:
@@ -276,14 +263,12 @@ def register(app) -> None:
         vector, meta = await engine.vector_get(collection, vid)
         return _respond(request, {"id": vid, "vector": vector, "meta": _meta_json(meta)})
 
-    @app.route("/v1/vector/<collection>/search", methods=["POST"], endpoint="vector_search")
     async def vector_search(request, collection: str):
         body = await read_body(request)
         vector, k, kw = _search_args(body, "")
         hits = await engine.vector_search(collection, vector, k, **kw)
         return _respond(request, {"hits": _hits_json(hits)})
 
-    @app.route("/v1/vector/<collection>/search_batch", methods=["POST"], endpoint="vector_search_batch")
     async def vector_search_batch(request, collection: str):
         body = await read_body(request)
         queries = require_list(body, "queries")
@@ -317,6 +302,24 @@ def register(app) -> None:
             raise exc
         return _respond(request, {"results": results})
 
-    @app.route("/v1/vector/<collection>/compact", methods=["POST"], endpoint="vector_compact")
     async def vector_compact(request, collection: str):
         return _respond(request, await engine.vector_compact(collection))
+
+    c = "/v1/vector/{collection}"
+    return [
+        Route("GET", "/v1/vector", vector_list, "read", "vector_list"),
+        Route("GET", c, vector_info, "read", "vector_info"),
+        Route("POST", c, vector_create, "write", "vector_create"),
+        Route("DELETE", c, vector_drop, "write", "vector_drop"),
+        Route("POST", c + "/add", vector_add, "write", "vector_add"),
+        Route("POST", c + "/upsert", vector_upsert, "write", "vector_upsert"),
+        Route("POST", c + "/update", vector_update, "write", "vector_update"),
+        Route("POST", c + "/delete", vector_delete, "write", "vector_delete"),
+        Route("POST", c + "/upsert_batch", vector_upsert_batch, "write", "vector_upsert_batch"),
+        Route("POST", c + "/delete_batch", vector_delete_batch, "write", "vector_delete_batch"),
+        Route("GET", c + "/get", vector_get, "read", "vector_get"),
+        # Searches are POSTs that write nothing: the read role may use them.
+        Route("POST", c + "/search", vector_search, "read", "vector_search"),
+        Route("POST", c + "/search_batch", vector_search_batch, "read", "vector_search_batch"),
+        Route("POST", c + "/compact", vector_compact, "write", "vector_compact"),
+    ]

@@ -419,3 +419,79 @@ async def test_json_is_encoded_once_per_event_and_only_when_someone_listens(monk
     chunks = [await sub.__anext__() for sub in subs]
     assert chunks[0] == chunks[1] == chunks[2]
     assert calls == [6, 7, 8, 9, 10]  # shared by the three subscribers
+
+
+# --- ownership: revocation and caps --------------------------------------------------------------
+
+
+async def test_revoke_ends_the_owners_streams_before_any_later_event(tmp_path):
+    wal = open_wal(tmp_path)
+    broadcaster = Broadcaster(wal, ring_size=64)
+    broadcaster.publish(append(wal, 3))
+    mine = broadcaster.subscribe(0, EVERYTHING, owner="key-a")
+    theirs = broadcaster.subscribe(0, EVERYTHING, owner="key-b")
+    with trio.fail_after(IO_TIMEOUT_S):
+        assert offsets(await read_until(mine, 3)) == [1, 2, 3]
+        assert offsets(await read_until(theirs, 3)) == [1, 2, 3]
+
+        async def blocked_reader():
+            return [chunk async for chunk in mine]
+
+        results = []
+
+        async def run():
+            results.append(await blocked_reader())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run)
+            await trio.testing.wait_all_tasks_blocked()  # the reader waits for the next event
+            assert broadcaster.revoke("key-a") == 1
+            broadcaster.publish(append(wal, 2))  # written after the revocation
+        assert results == [[]]  # ended, and never saw offsets 4-5
+        assert offsets(await read_until(theirs, 5)) == [4, 5]  # others are untouched
+    assert broadcaster.revoke("key-a") == 0
+    assert broadcaster.statistics().subscribers == 1
+
+
+async def test_revoke_drops_a_chunk_read_before_it(tmp_path):
+    """A revocation landing while a subscriber is between reads ends it at the next step."""
+    wal = open_wal(tmp_path)
+    broadcaster = Broadcaster(wal, ring_size=64)
+    sub = broadcaster.subscribe(0, EVERYTHING, owner="k")
+    broadcaster.publish(append(wal, 2))
+    broadcaster.revoke("k")
+    with trio.fail_after(IO_TIMEOUT_S):
+        assert [chunk async for chunk in sub] == []
+
+
+async def test_an_owner_holds_at_most_its_cap_of_streams(tmp_path):
+    from kissvdb.errors import TooManyRequests
+
+    wal = open_wal(tmp_path)
+    broadcaster = Broadcaster(wal, ring_size=64)
+    first = broadcaster.subscribe(0, EVERYTHING, owner="k", owner_max=2)
+    broadcaster.subscribe(0, EVERYTHING, owner="k", owner_max=2)
+    with pytest.raises(TooManyRequests):
+        broadcaster.subscribe(0, EVERYTHING, owner="k", owner_max=2)
+    broadcaster.subscribe(0, EVERYTHING, owner="other", owner_max=2)
+    first.close()
+    broadcaster.subscribe(0, EVERYTHING, owner="k", owner_max=2)
+    assert broadcaster.statistics().subscribers == 3  # two of k, one of other
+
+
+async def test_replays_from_the_log_are_capped_and_a_caught_up_one_frees_its_place(tmp_path):
+    from kissvdb.errors import Overloaded
+
+    wal = open_wal(tmp_path)
+    broadcaster = Broadcaster(wal, ring_size=16, batch_max=16)
+    broadcaster.publish(append(wal, 100))  # offsets 1..84 are only in the log now
+    replay = broadcaster.subscribe(0, EVERYTHING, replays_max=1)
+    assert replay.replaying
+    with pytest.raises(Overloaded):
+        broadcaster.subscribe(0, EVERYTHING, replays_max=1)
+    live = broadcaster.subscribe(broadcaster.durable_offset, EVERYTHING, replays_max=1)
+    assert not live.replaying  # a stream starting in the ring is not a replay
+    with trio.fail_after(IO_TIMEOUT_S):
+        assert offsets(await read_until(replay, 100)) == list(range(1, 101))
+    assert not replay.replaying
+    broadcaster.subscribe(0, EVERYTHING, replays_max=1).close()

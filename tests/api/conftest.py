@@ -1,48 +1,41 @@
-"""HTTP-layer fixtures: the real app over a real Engine on a temporary DATA_DIR.
+"""HTTP-layer fixtures: the real app over a real Engine on a temporary DATA_DIR, over real sockets.
 
-`api` is an `ApiClient` over QuartTrio's test client (no sockets). Requests carry the test key
-unless `auth=False`; every answer is read completely into a `Reply` (httpx-like: status_code,
-headers, content, json()), so `tests.helpers.assert_error` works on it. `open_api(**settings)`
-builds another app when a test needs different settings (timeouts, limits, CORS).
+`api` is an `ApiClient`: the app served on 127.0.0.1 (port 0) by the server HTTP_SERVER names
+(ours by default; `KISSVDB_TEST_SERVER=hypercorn` runs the same tests through hypercorn), in
+the test's own Trio loop, and an httpx client talking to it. Requests carry the test key unless
+`auth=False`; every answer is read completely into an httpx Response (status_code, headers,
+content, json()), so `tests.helpers.assert_error` works on it. `open_api(**settings)` builds
+another app when a test needs different settings (timeouts, limits, CORS).
 """
 
 from __future__ import annotations
 
+import os
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import orjson
 import pytest
-from werkzeug.datastructures import Headers
+import trio
 
 from kissvdb.actors.engine import open_engine
 from kissvdb.api.app import create_app
+from kissvdb.api.server import bind_socket, start_http
 from kissvdb.config import Settings
 
 API_KEY = "test-key-0123"
+TEST_SERVER = os.environ.get("KISSVDB_TEST_SERVER") or None
+CLIENT_TIMEOUT_S = 30
 _NO_BODY = object()
 
 
-@dataclass
-class Reply:
-    status_code: int
-    headers: Headers
-    content: bytes
-
-    def json(self) -> Any:
-        return orjson.loads(self.content)
-
-    @property
-    def text(self) -> str:
-        return self.content.decode()
-
-
 class ApiClient:
-    def __init__(self, app, client, engine):
+    def __init__(self, app, client: httpx.AsyncClient, engine, url: str):
         self.app = app
         self.client = client
         self.engine = engine
+        self.url = url
 
     async def request(
         self,
@@ -53,7 +46,7 @@ class ApiClient:
         data: bytes | None = None,
         headers: dict | None = None,
         auth: bool = True,
-    ) -> Reply:
+    ) -> httpx.Response:
         """One request. `json=` sends orjson bytes with Content-Type application/json;
         `data=` sends raw bytes with only the headers given."""
         sent = {}
@@ -63,19 +56,18 @@ class ApiClient:
             data = orjson.dumps(json)
             sent["Content-Type"] = "application/json"
         sent.update(headers or {})
-        response = await self.client.open(path, method=method, headers=sent, data=data)
-        return Reply(response.status_code, response.headers, await response.get_data())
+        return await self.client.request(method, path, content=data, headers=sent)
 
-    async def get(self, path: str, **kw) -> Reply:
+    async def get(self, path: str, **kw) -> httpx.Response:
         return await self.request("GET", path, **kw)
 
-    async def put(self, path: str, **kw) -> Reply:
+    async def put(self, path: str, **kw) -> httpx.Response:
         return await self.request("PUT", path, **kw)
 
-    async def post(self, path: str, **kw) -> Reply:
+    async def post(self, path: str, **kw) -> httpx.Response:
         return await self.request("POST", path, **kw)
 
-    async def delete(self, path: str, **kw) -> Reply:
+    async def delete(self, path: str, **kw) -> httpx.Response:
         return await self.request("DELETE", path, **kw)
 
     async def metric(self, name: str) -> float:
@@ -88,13 +80,44 @@ class ApiClient:
         raise AssertionError(f"{name} not in metrics:\n{reply.text}")
 
 
+def test_settings(data_dir, **overrides) -> Settings:
+    base = dict(data_dir=str(data_dir), api_key=API_KEY, port=0, bind_addr="127.0.0.1")
+    if TEST_SERVER is not None:
+        base["http_server"] = TEST_SERVER
+    base.update(overrides)
+    return Settings(**base)
+
+
+@asynccontextmanager
+async def serving(app, settings: Settings):
+    """Serve `app` on 127.0.0.1 (a free port) for the block; yields the base URL."""
+    sock = bind_socket(settings)
+    sock.listen(128)
+    stop = trio.Event()
+    try:
+        async with trio.open_nursery() as nursery:
+            urls = await nursery.start(start_http, app, settings, sock, stop)
+            try:
+                yield urls[0]
+            finally:
+                stop.set()
+    finally:
+        sock.close()
+
+
+@asynccontextmanager
+async def open_client(app, settings: Settings):
+    async with serving(app, settings) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=CLIENT_TIMEOUT_S) as client:
+            yield ApiClient(app, client, app.engine, url)
+
+
 @asynccontextmanager
 async def open_api(data_dir, **overrides):
-    settings = Settings(data_dir=str(data_dir), api_key=API_KEY, **overrides)
+    settings = test_settings(data_dir, **overrides)
     async with open_engine(settings) as engine:
-        app = create_app(engine, settings)
-        async with app.test_app() as test_app:
-            yield ApiClient(app, test_app.test_client(), engine)
+        async with open_client(create_app(engine, settings), settings) as api:
+            yield api
 
 
 @pytest.fixture

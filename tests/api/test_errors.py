@@ -19,8 +19,12 @@ from tests.helpers import assert_error
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
-def add_route(api, path: str, handler, methods=("GET",)) -> None:
-    api.app.add_url_rule(path, path, handler, methods=list(methods))
+def add_route(api, path: str, handler, methods=("GET",), role: str = "read") -> None:
+    """Add a route to the running app's table (the router is rebuilt with it)."""
+    from kissvdb.api.routing import Route, Router
+
+    added = [Route(m, path, handler, role, f"test:{m}:{path}") for m in methods]
+    api.app.router = Router([*api.app.routes, *added])
 
 
 def raising(error: BaseException):
@@ -130,6 +134,8 @@ KISS_ERRORS = [
     (kerr.KissError("internal"), 500, "internal"),
     (kerr.NotEnabled("sqlite module is disabled"), 404, "not_enabled"),
     (kerr.SqliteError("no such table: x", field="sql"), 400, "sqlite_error"),
+    (kerr.ClientGone("client disconnected"), 400, "client_gone"),
+    (kerr.TooManyRequests("too many streams"), 429, "too_many_requests"),
 ]
 
 
@@ -250,11 +256,11 @@ async def test_cors_allow_list_echoes_only_listed_origins(make_api):
     async with make_api(cors_allowed_origins="https://a.example, https://b.example") as api:
         reply = await api.get("/v1/state", headers={"Origin": "https://b.example"})
         assert reply.headers["Access-Control-Allow-Origin"] == "https://b.example"
-        assert "Origin" in reply.headers.get_all("Vary")
+        assert "Origin" in reply.headers.get_list("Vary")
         reply = await api.get("/v1/state", headers={"Origin": "https://evil.example"})
         assert reply.status_code == 200
         assert "Access-Control-Allow-Origin" not in reply.headers
-        assert "Origin" in reply.headers.get_all("Vary")
+        assert "Origin" in reply.headers.get_list("Vary")
 
         allowed = dict(PREFLIGHT, Origin="https://a.example")
         reply = await api.request("OPTIONS", "/v1/state/k", headers=allowed, auth=False)

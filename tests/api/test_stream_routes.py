@@ -2,8 +2,8 @@
 
 The stream's own semantics (replay -> live hand-over, gaps, keep-alives) are tested against the
 broadcaster (tests/actors) and a real server (tests/e2e/test_sse.py); here the route is driven
-through QuartTrio's streaming test connection. Streams are read until an expected frame, under
-`trio.fail_after`, then disconnected, and the subscription must be gone afterwards.
+over a real socket by httpx. Streams are read until an expected frame, under `trio.fail_after`,
+then disconnected, and the subscription must be gone afterwards.
 """
 
 from __future__ import annotations
@@ -22,58 +22,31 @@ STREAM_TIMEOUT_S = 10
 
 
 class StreamConnection:
-    """One streaming request driven straight through the app's ASGI interface.
+    """One streaming response read chunk by chunk as it arrives; leaving the block closes the
+    socket, as a client going away."""
 
-    QuartTrio's test connection waits for the body to end when it exits, which an endless
-    stream never does; this one sends `http.disconnect` instead, as a client closing the socket.
-    """
-
-    def __init__(self, messages: trio.MemoryReceiveChannel):
-        self._messages = messages
-        self.status_code: int | None = None
-        self.headers: dict[str, str] = {}
-
-    async def start(self) -> None:
-        message = await self._messages.receive()
-        assert message["type"] == "http.response.start", message
-        self.status_code = message["status"]
-        self.headers = {k.decode().lower(): v.decode() for k, v in message["headers"]}
+    def __init__(self, response):
+        self.status_code: int = response.status_code
+        self.headers = {k.lower(): v for k, v in response.headers.items()}
+        self._chunks = response.aiter_raw()
 
     async def receive(self) -> bytes:
         while True:
-            message = await self._messages.receive()
-            if message["type"] == "http.response.body" and message.get("body"):
-                return message["body"]
+            chunk = await self._chunks.__anext__()
+            if chunk:
+                return chunk
 
 
 @asynccontextmanager
 async def open_stream(api, path: str, headers: dict | None = None, *, auth: bool = True):
-    from quart.testing.utils import make_test_headers_path_and_query_string, make_test_scope
-
     sent = {**(AUTH if auth else {}), **(headers or {})}
-    hdrs, path, query = make_test_headers_path_and_query_string(api.app, path, sent)
-    scope = make_test_scope("http", path, "GET", hdrs, query, "http", "", "1.1", None)
-    send_channel, receive_channel = trio.open_memory_channel(1000)
-    body_sent = False
-    disconnected = trio.Event()
-
-    async def receive():
-        nonlocal body_sent
-        if not body_sent:
-            body_sent = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await disconnected.wait()
-        return {"type": "http.disconnect"}
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(api.app, scope, receive, send_channel.send)
-        conn = StreamConnection(receive_channel)
-        try:
-            with trio.fail_after(STREAM_TIMEOUT_S):
-                await conn.start()
-            yield conn
-        finally:
-            disconnected.set()
+    with trio.fail_after(STREAM_TIMEOUT_S):
+        request = api.client.build_request("GET", path, headers=sent)
+        response = await api.client.send(request, stream=True)
+    try:
+        yield StreamConnection(response)
+    finally:
+        await response.aclose()
 
 
 async def read_frames(conn, count: int) -> list[dict]:
@@ -188,3 +161,40 @@ async def test_head_on_stream_sends_headers_and_subscribes_nothing(api):
     assert reply.status_code == 200 and reply.content == b""
     assert reply.headers["content-type"] == "text/event-stream"
     assert await api.metric("sse_clients") == 0
+
+
+async def test_a_revoked_keys_stream_ends_before_any_later_event(api):
+    """Regression: a stream opened with a read key kept receiving events after the key was
+    revoked (204)."""
+    made = (await api.post("/v1/auth/keys", json={"name": "reader", "role": "read"})).json()
+    await put_keys(api, "before")
+    async with open_stream(api, "/v1/stream?since=0", {"Authorization": f"Bearer {made['key']}"},
+                           auth=False) as conn:
+        (frame,) = await read_frames(conn, 1)
+        assert frame["data"]["data"]["key"] == "before"
+        assert (await api.delete(f"/v1/auth/keys/{made['id']}")).status_code == 204
+        await put_keys(api, "after")
+        rest = b""
+        with trio.fail_after(STREAM_TIMEOUT_S):
+            try:
+                while True:
+                    rest += await conn.receive()
+            except StopAsyncIteration:
+                pass  # the server ended the response
+        assert b"after" not in rest
+    await wait_until(lambda: _gauge(api, "sse_clients", 0))
+    reply = await api.request("HEAD", "/v1/stream", headers={"Authorization": f"Bearer {made['key']}"}, auth=False)
+    assert reply.status_code == 401
+
+
+async def test_open_streams_per_key_are_capped(make_api):
+    async with make_api(max_streams_per_key=2) as api:
+        async with open_stream(api, "/v1/stream") as one, open_stream(api, "/v1/stream") as two:
+            assert one.status_code == two.status_code == 200
+            assert_error(await api.get("/v1/stream"), 429, "too_many_requests")
+            other = (await api.post("/v1/auth/keys", json={"name": "r", "role": "read"})).json()["key"]
+            async with open_stream(api, "/v1/stream", {"Authorization": f"Bearer {other}"}, auth=False) as three:
+                assert three.status_code == 200
+        await wait_until(lambda: _gauge(api, "sse_clients", 0))
+        async with open_stream(api, "/v1/stream") as again:
+            assert again.status_code == 200

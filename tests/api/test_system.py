@@ -102,14 +102,27 @@ async def test_dashboard_is_served_without_cdn(api, path):
     assert not re.search(rb"<script[^>]+src=|<link[^>]+href=\"http", page)
 
 
-async def test_bench_ping(api):
+@pytest.fixture
+async def bench_api(make_api):
+    async with make_api(bench_routes=True) as api:
+        yield api
+
+
+async def test_bench_routes_are_off_unless_asked_for(api):
+    assert_error(await api.get("/v1/_bench/ping"), 404)
+    assert_error(await api.post("/v1/_bench/echo", json={}), 404)
+
+
+async def test_bench_ping(bench_api):
+    api = bench_api
     reply = await api.get("/v1/_bench/ping")
     assert reply.status_code == 200 and reply.json() == {"ok": True}
     assert reply.headers["content-type"] == "application/json"
     assert_error(await api.get("/v1/_bench/ping", auth=False), 401)
 
 
-async def test_bench_echo_parses_the_body(api):
+async def test_bench_echo_parses_the_body(bench_api):
+    api = bench_api
     reply = await api.post("/v1/_bench/echo", json={"value": {"a": 1}, "ttl_ms": 5})
     assert reply.status_code == 200 and reply.json() == {"ok": True}
     reply = await api.post("/v1/_bench/echo", data=b"{", headers={"Content-Type": "application/json"})

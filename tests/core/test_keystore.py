@@ -25,11 +25,16 @@ def test_keys_are_hashed_listed_and_deleted(tmp_path):
 
 def test_bootstrap_happens_once_even_after_every_key_is_deleted(tmp_path):
     path = str(tmp_path / "keys.sqlite")
+    key_file = tmp_path / "bootstrap-admin.key"
     store = KeyStore(path)
-    key = store.bootstrap(1)
-    assert key and store.hashes()[key_hash(key)][1:] == ("Admin", "admin")
+    assert store.bootstrap(1, str(key_file)) is True
+    key = key_file.read_text().strip()
+    assert oct(key_file.stat().st_mode & 0o777) == oct(0o600)
+    assert store.hashes()[key_hash(key)][1:] == ("Admin", "admin")
     for k in store.list():
         store.delete(k.id)
-    assert store.bootstrap(2) is None
+    key_file.unlink()
+    assert store.bootstrap(2, str(key_file)) is False
     store.close()
-    assert KeyStore(path).bootstrap(3) is None
+    assert KeyStore(path).bootstrap(3, str(key_file)) is False
+    assert not key_file.exists()

@@ -89,7 +89,7 @@ class ServerProcess:
         if self.proc is not None and self.proc.poll() is None:
             raise ServerError("server already running")
         self.generation += 1
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)  # the server creates DATA_DIR itself
         self._listening.clear()
         self.base_url = self.host = self.port = None
         self._note(f"==== start #{self.generation}: {' '.join(server_command(self.data_dir, self.extra_args))}")
