@@ -344,18 +344,23 @@ def test_vacuum_rewrites_a_collection_offline(tmp_path, capsys):
 
     from kissvdb.cli import main
     from kissvdb.datadir import DataDir
+    from kissvdb.layout import COLLECTIONS_DIR, collection_dir_name
     from kissvdb.vectors.collection import Collection
     from tests.core.vectors.helpers import apply_all, random_ops, small_params
 
     data = tmp_path / "data"
     DataDir.open(str(data)).close()
-    c = Collection.create(str(data / "vectors" / "docs"), "docs", 4, "cosine", "HNSW", small_params())
+    path = data / "vectors" / COLLECTIONS_DIR / collection_dir_name("Docs")
+    c = Collection.create(str(path), "Docs", 4, "cosine", "HNSW", small_params())
     apply_all(c, random_ops(random.Random(1), 300, 4, 50))
     c.checkpoint()
     c.close()
-    assert main(["vacuum", "--collection", "docs", "--data", str(data)]) == 0
+    assert main(["vacuum", "--collection", "Docs", "--data", str(data)]) == 0
     out = capsys.readouterr().out
-    assert "vacuumed docs" in out
-    c = Collection.open(str(data / "vectors" / "docs"), small_params())
+    assert "vacuumed Docs" in out
+    c = Collection.open(str(path), small_params())
     assert c.info()["deleted_count"] == 0
+    c.close()
+    assert main(["vacuum", "--collection", "docs", "--data", str(data)]) == 1  # names are case-sensitive
     assert main(["vacuum", "--collection", "nope", "--data", str(data)]) == 1
+    assert main(["vacuum", "--collection", "../nope", "--data", str(data)]) == 1
