@@ -356,6 +356,20 @@ class VectorActor:
         return ran
 
 
+class _StartedOnce:
+    """A task status whose `started` may be called again (ignored): `_supervise` must report
+    started even when the collection fails before its actor ever ran."""
+
+    def __init__(self, task_status):
+        self._task_status = task_status
+        self._done = False
+
+    def started(self, value=None) -> None:
+        if not self._done:
+            self._done = True
+            self._task_status.started(value)
+
+
 class VectorManager:
     """The collections of an engine: creation, drop, lookup. Lives in the Engine."""
 
@@ -421,9 +435,16 @@ class VectorManager:
             if a is not None:
                 a.closed = True
 
+        status = _StartedOnce(task_status)
         stopped = self._stopped[name] = trio.Event()
         try:
-            await supervise(f"vector:{name}", factory, on_up=up, on_down=down, task_status=task_status)
+            await supervise(f"vector:{name}", factory, on_up=up, on_down=down, task_status=status)
+        except Exception as exc:
+            # Its files cannot be reopened, or it kept failing: one collection out of service
+            # (503), not the whole server. Its WAL is kept for the repair (VectorStore docstring).
+            self.actors.pop(name, None)
+            await trio.to_thread.run_sync(self.store.quarantine_loaded, name, exc)
+            status.started(None)
         finally:
             stopped.set()
 

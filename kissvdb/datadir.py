@@ -86,12 +86,14 @@ class DataDir:
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             found = _check_format(path, create=create, fsync=fsync)
             migrated_from = None
-            if found < DATA_FORMAT_VERSION and migrate:
-                from kissvdb.migrate import migrate as run_migrations
+            if migrate:
+                from kissvdb import migrate as migrations
 
-                run_migrations(path, found, DATA_FORMAT_VERSION,
-                               lambda version: _write_format(path, version, fsync), fsync=fsync)
-                found, migrated_from = DATA_FORMAT_VERSION, found
+                if found < DATA_FORMAT_VERSION:
+                    migrations.migrate(path, found, DATA_FORMAT_VERSION,
+                                       lambda version: _write_format(path, version, fsync), fsync=fsync)
+                    found, migrated_from = DATA_FORMAT_VERSION, found
+                migrations.finish(path)  # a crash after FORMAT moved on may have left this
         except BaseException:
             os.close(fd)  # releases the flock if we took it
             raise

@@ -16,7 +16,8 @@ Format 1 -> 2 (issue 9): collections move from `vectors/<name>/`, beside registr
 renamed to `vectors.format1/` (one atomic rename, so no format-1 collection called
 `collections` can stand in the way), then a new `vectors/collections/` is made and each
 collection and the registry are moved into place by rename, then the leftovers a format-1
-boot would have deleted are deleted. A directory kissvdb 1 never served from (a name
+boot would have deleted are deleted. Data directories format 1 could no longer boot because a
+collection was named `registry.json` (issue 9) come back: the collection moves like any other. A directory kissvdb 1 never served from (a name
 collections cannot have) stays in `vectors.format1/`, logged, for its owner to look at.
 """
 
@@ -53,10 +54,13 @@ def _format1_to_2(path: str, fsync: bool) -> None:
     moved = 0
     for entry in entries:
         src = os.path.join(old, entry)
-        if entry == REGISTRY:
+        if entry == REGISTRY and not os.path.isdir(src):
             os.replace(src, os.path.join(vectors, REGISTRY))
         elif (is_valid_collection_name(entry) and os.path.isdir(src)
               and os.path.exists(os.path.join(src, _MANIFEST))):
+            # A directory called registry.json is a collection of that name that took the
+            # registry's place (issue 9): it moves like any other; with no registry file the
+            # next boot replays creations and drops from the start of the WAL, which is safe.
             os.replace(src, os.path.join(collections, collection_dir_name(entry)))
             moved += 1
             log.info("format 1 -> 2: moved vector collection %r (%d of at most %d)", entry, moved, len(entries))
@@ -103,4 +107,3 @@ def migrate(path: str, found: int, target: int, write_format: Callable[[int], No
         STEPS[version](path, fsync)
         write_format(version + 1)
         log.info("data format %d -> %d: done", version, version + 1)
-    finish(path)

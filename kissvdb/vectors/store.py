@@ -14,8 +14,9 @@ A creation is staged in `.tmp-<dir>` and renamed into place; a drop renames the 
 at open. Both prefixes start with a dot, which no collection directory name does.
 
 Quarantine: a collection directory that cannot be opened at boot (a bad manifest, a missing or
-damaged file, a manifest that names another collection), or whose creation failed after its
-event was durable, is quarantined instead of failing the boot: logged, its files left exactly
+damaged file, a manifest that names another collection), whose creation failed after its
+event was durable, or whose actor failed and could not be rebuilt (`quarantine_loaded`), is
+quarantined instead of failing the boot or the server: logged, its files left exactly
 as they are, and answered 503 (`Quarantined`, naming the collection) on every route until an
 operator repairs it and restarts. Its events stay in the WAL: the registry's checkpoint, and so
 WAL retention, is held at the quarantined collection's last applied offset (0 when even that
@@ -131,6 +132,18 @@ class VectorStore:
                   "is kept from offset %d until it is repaired and the server restarts",
                   q.name or dir_name, reason, os.path.join(self.dir, dir_name), q.wal_floor,
                   exc_info=exc if exc is not None and not isinstance(exc, OSError) else None)
+
+    def quarantine_loaded(self, name: str, exc: BaseException) -> None:
+        """A loaded collection that failed for good (its actor could not be rebuilt): out of
+        service until a restart, its WAL kept from its last checkpoint."""
+        c = self.collections.pop(name, None)
+        if c is None:
+            return  # dropped meanwhile
+        c.close()  # idempotent; a failing close of a run file is logged there
+        facts = {"applied_offset": c.checkpointed_offset, "dim": c.dim, "metric": c.metric,
+                 "created_at_ms": c.created.get("created_at_ms")}
+        self._quarantine(layout.collection_dir_name(name), name, f"it failed and could not be restarted ({exc})",
+                         facts, exc)
 
     def quarantine_of(self, name: str) -> Quarantine | None:
         return self.quarantined.get(layout.collection_dir_name(name)) if self.quarantined else None
