@@ -144,7 +144,8 @@ def _check_format(path: str, *, create: bool, fsync: bool) -> int:
         return DATA_FORMAT_VERSION
     match = _FORMAT_LINE.fullmatch(raw.decode("utf-8", "replace"))
     if match is None:
-        raise ConfigError(f"{format_path}: unrecognized content {raw[:64]!r}; expected 'kissvdb-format {DATA_FORMAT_VERSION}'")
+        raise ConfigError(f"{format_path}: unrecognized content {raw[:64]!r}; "
+                          f"expected 'kissvdb-format {DATA_FORMAT_VERSION}'")
     version = int(match.group(1))
     if version > DATA_FORMAT_VERSION or version < OLDEST_FORMAT_VERSION:
         newer = "a newer" if version > DATA_FORMAT_VERSION else "an older"

@@ -154,7 +154,8 @@ OWNED: tuple[Owned, ...] = (
           "a collection being created"),
     Owned(re.escape(_COLLECTION + "/" + DROPPED_PREFIX) + r"\d+-[^/]+(?:/.*)?", f"{_COLLECTION}/{DROPPED_PREFIX}7-docs",
           "a dropped collection being deleted"),
-    Owned(re.escape(FORMAT1_VECTORS) + r"(?:/.*)?", FORMAT1_VECTORS, "format-1 vector directory during its migration (migrate.py)"),
+    Owned(re.escape(FORMAT1_VECTORS) + r"(?:/.*)?", FORMAT1_VECTORS,
+          "format-1 vector directory during its migration (migrate.py)"),
     Owned(re.escape(_COLLECTION) + r"/(?:\+[a-z]|[a-z0-9_])(?:\+[a-z]|[a-z0-9_.\-])*|" + re.escape(_COLLECTION)
           + r"/=[0-9a-f]{64}", f"{_COLLECTION}/docs", "one collection's directory"),
     # Inside a collection's own directory (kissvdb/vectors/collection.py, manifest.py, runs.py).
@@ -164,7 +165,8 @@ OWNED: tuple[Owned, ...] = (
     Owned(r"table-\d{6,}\.npz", "table-000001.npz", "per-row table", True),
     Owned(r"hnsw-(?:sealed|mutable)-\d{6,}\.bin", "hnsw-sealed-000001.bin", "HNSW segment", True),
     Owned(r"ivf-\d{6,}\.npy", "ivf-000001.npy", "IVF centroids", True),
-    Owned(r"\.(?:manifest\.json|table-\d{6,}\.npz|ivf-\d{6,}\.npy)\.[^/]+\.tmp|\.hnsw-(?:sealed|mutable)-\d{6,}\.bin\.tmp",
+    Owned(r"\.(?:manifest\.json|table-\d{6,}\.npz|ivf-\d{6,}\.npy)\.[^/]+\.tmp"
+          r"|\.hnsw-(?:sealed|mutable)-\d{6,}\.bin\.tmp",
           ".manifest.json.x1y2.tmp", "a collection file being replaced", True),
 )
 

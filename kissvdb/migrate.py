@@ -17,8 +17,10 @@ renamed to `vectors.format1/` (one atomic rename, so no format-1 collection call
 `collections` can stand in the way), then a new `vectors/collections/` is made and each
 collection and the registry are moved into place by rename, then the leftovers a format-1
 boot would have deleted are deleted. Data directories format 1 could no longer boot because a
-collection was named `registry.json` (issue 9) come back: the collection moves like any other. A directory kissvdb 1 never served from (a name
-collections cannot have) stays in `vectors.format1/`, logged, for its owner to look at.
+collection was named `registry.json` (issue 9) come back: the collection moves like any other.
+A directory kissvdb 1 never served from (a name collections cannot have) stays in
+`vectors.format1/`, logged, for its owner to look at. FORMAT is written only after the moves
+are durable, and `finish` (every open) removes `vectors.format1/` once it is empty.
 """
 
 from __future__ import annotations

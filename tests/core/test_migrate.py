@@ -36,7 +36,8 @@ def snapshot(data: Path) -> dict[str, str | None]:
     out = {}
     for path in sorted(data.rglob("*")):
         if path.name != layout.LOCK_FILE:
-            out[path.relative_to(data).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+            digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+            out[path.relative_to(data).as_posix()] = digest
     return out
 
 

@@ -105,7 +105,8 @@ def test_registry_json_beside_an_existing_registry_is_created_not_a_500(tmp_path
         assert (server.data_dir / layout.VECTORS_DIR / layout.REGISTRY).is_file()
         server.start()
         with client(server) as c:
-            assert ok(c.post("/v1/vector/registry.json", json={"dim": 3, "metric": "dot"}))["collection"] == "registry.json"
+            created = ok(c.post("/v1/vector/registry.json", json={"dim": 3, "metric": "dot"}))
+            assert created["collection"] == "registry.json"
             vectors = upsert(c, "registry.json", range(3), "r")
         server.kill9()
         server.start()
@@ -132,6 +133,33 @@ def test_names_equal_under_case_folding_are_distinct_collections(tmp_path):
         with client(server) as c:
             for name, vectors in data.items():
                 assert_serves(c, name, vectors)
+
+
+# A valid request body for every route on one collection (the routes come from the OpenAPI
+# spec, so a new route without an entry here fails the quarantine test).
+VALID_BODIES = {
+    ("", "GET"): None, ("", "POST"): {"dim": 3, "metric": "cosine"}, ("", "DELETE"): None,
+    ("/add", "POST"): {"id": "z", "vector": [1, 2, 3]}, ("/upsert", "POST"): {"id": "z", "vector": [1, 2, 3]},
+    ("/update", "POST"): {"id": "b1", "meta": {"a": 1}}, ("/delete", "POST"): {"id": "b1"},
+    ("/upsert_batch", "POST"): {"items": [{"id": "z", "vector": [1, 2, 3]}]},
+    ("/delete_batch", "POST"): {"ids": ["b1"]}, ("/get?id=b1", "GET"): None,
+    ("/search", "POST"): {"vector": [1, 2, 3], "k": 1},
+    ("/search_batch", "POST"): {"queries": [{"vector": [1, 2, 3], "k": 1}]}, ("/compact", "POST"): None,
+}
+
+
+def collection_requests(name: str) -> list[tuple[str, str, dict | None]]:
+    from tests.api.test_openapi import SPEC, spec_operations
+
+    prefix = "/v1/vector/{collection}"
+    out = []
+    for path, method in sorted(spec_operations(SPEC.read_text())):
+        if path.startswith(prefix):
+            suffix = path[len(prefix):] + ("?id=b1" if path.endswith("/get") else "")
+            assert (suffix, method) in VALID_BODIES, f"no request body for {method} {path}: add one"
+            out.append((method, f"/v1/vector/{name}{suffix}", VALID_BODIES[suffix, method]))
+    assert len(out) == len(VALID_BODIES)
+    return out
 
 
 RETENTION_ENV = {"SNAPSHOT_INTERVAL_SECS": "3600", "WAL_SEGMENT_MAX_BYTES": str(1 << 20),
@@ -166,12 +194,7 @@ def test_collection_that_cannot_be_opened_is_quarantined_not_a_boot_failure(tmp_
         assert "quarantined" in server.log()
         with client(server) as c:
             assert_serves(c, "good", good)
-            for method, path, body in (("GET", "/v1/vector/Bad", None), ("POST", "/v1/vector/Bad", {"dim": 3, "metric": "cosine"}),
-                                       ("DELETE", "/v1/vector/Bad", None),
-                                       ("POST", "/v1/vector/Bad/upsert", {"id": "z", "vector": [1, 2, 3]}),
-                                       ("POST", "/v1/vector/Bad/search", {"vector": [1, 2, 3], "k": 1}),
-                                       ("GET", "/v1/vector/Bad/get?id=b1", None),
-                                       ("POST", "/v1/vector/Bad/compact", None)):
+            for method, path, body in collection_requests("Bad"):
                 body = assert_error(c.request(method, path, json=body), 503, "unavailable", field="collection")
                 assert "'Bad'" in body["message"] and "quarantined" in body["message"], body
             listed = {e["collection"]: e for e in ok(c.get("/v1/vector"))["collections"]}
