@@ -16,13 +16,11 @@ import trio
 
 from kissvdb.errors import InvalidArgument, NotFound
 from kissvdb.keystore import ROLES, ApiKey, KeyStore
+from kissvdb.layout import BOOTSTRAP_KEY_FILE
 
 from kissvdb.actors.threads import DedicatedThread
 
 log = logging.getLogger("kissvdb.auth")
-
-
-BOOTSTRAP_KEY_FILE = "bootstrap-admin.key"
 
 
 class KeyService:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import trio
 
+from kissvdb import layout
 from kissvdb.config import Settings
 from kissvdb.docquery import FindQuery, json_path
 from kissvdb.documents import DocDelete, DocItem, DocPut, check_collection, check_doc_key
@@ -315,7 +316,7 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
     store_thread = DedicatedThread("kissvdb-state")
     docs_thread = DedicatedThread("kissvdb-docs")
     try:
-        store_path = os.path.join(settings.data_dir, "state.sqlite")
+        store_path = os.path.join(settings.data_dir, layout.STATE_DB)
         probe = await store_thread.run(lambda: StateStore(store_path, durable=not settings.memory))
         applied = probe.applied_offsets()
         await store_thread.run(probe.close)
@@ -342,7 +343,7 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
                     task_status=task_status))
                 engine.docs = DocService(settings, writer, wal_log, store_path, docs_thread, clock=clock)
                 await nursery.start(engine.docs.run)
-                engine.keys = KeyService(os.path.join(settings.data_dir, "keys.sqlite"), clock=clock,
+                engine.keys = KeyService(os.path.join(settings.data_dir, layout.KEYS_DB), clock=clock,
                                          on_revoke=broadcaster.revoke, durable=not settings.memory)
                 await engine.keys.open()
                 if settings.sqlite_enabled:
@@ -391,7 +392,7 @@ async def _open_vectors(engine: Engine, nursery: trio.Nursery) -> None:
 
     s = engine.settings
     params = VectorParams.from_settings(s)
-    root = os.path.join(s.data_dir, "vectors")
+    root = os.path.join(s.data_dir, layout.VECTORS_DIR)
     upto = engine.writer.durable_offset
 
     def load():
@@ -400,7 +401,8 @@ async def _open_vectors(engine: Engine, nursery: trio.Nursery) -> None:
         return store, replayed
 
     store, replayed = await trio.to_thread.run_sync(load)
-    log.info("recovery: %d vector collection(s), replayed %d vector events", len(store.collections), replayed)
+    log.info("recovery: %d vector collection(s), %d quarantined, replayed %d vector events",
+             len(store.collections), len(store.quarantined), replayed)
     engine.vectors = VectorManager(store, engine.writer, engine.vector_limits(), params,
                                    inbox_size=s.inbox_requests_max, counters=engine.counters, clock=engine.clock,
                                    search_threads=max(2, os.cpu_count() or 1))

@@ -356,6 +356,20 @@ class VectorActor:
         return ran
 
 
+class _StartedOnce:
+    """A task status whose `started` may be called again (ignored): `_supervise` must report
+    started even when the collection fails before its actor ever ran."""
+
+    def __init__(self, task_status):
+        self._task_status = task_status
+        self._done = False
+
+    def started(self, value=None) -> None:
+        if not self._done:
+            self._done = True
+            self._task_status.started(value)
+
+
 class VectorManager:
     """The collections of an engine: creation, drop, lookup. Lives in the Engine."""
 
@@ -381,10 +395,16 @@ class VectorManager:
     def actor(self, name: str) -> VectorActor:
         a = self.actors.get(name)
         if a is None or a.closed:
+            self.check_not_quarantined(name)
             if name in self.store.collections and name not in self._dropping:
                 raise Unavailable("vector collection unavailable, retry")
             raise NotFound("collection or id not found", field="collection")
         return a
+
+    def check_not_quarantined(self, name: str) -> None:
+        q = self.store.quarantine_of(name)
+        if q is not None:
+            raise q.error()
 
     def new_actor(self, coll) -> VectorActor:
         return VectorActor(coll, self.limits, self.writer, inbox_size=self.inbox_size,
@@ -415,9 +435,16 @@ class VectorManager:
             if a is not None:
                 a.closed = True
 
+        status = _StartedOnce(task_status)
         stopped = self._stopped[name] = trio.Event()
         try:
-            await supervise(f"vector:{name}", factory, on_up=up, on_down=down, task_status=task_status)
+            await supervise(f"vector:{name}", factory, on_up=up, on_down=down, task_status=status)
+        except Exception as exc:
+            # Its files cannot be reopened, or it kept failing: one collection out of service
+            # (503), not the whole server. Its WAL is kept for the repair (VectorStore docstring).
+            self.actors.pop(name, None)
+            await trio.to_thread.run_sync(self.store.quarantine_loaded, name, exc)
+            status.started(None)
         finally:
             stopped.set()
 
@@ -432,22 +459,35 @@ class VectorManager:
 
 
     async def create(self, name: str, dim: int, metric: str, kind: str):
+        """Log the creation, then make the directory. Everything that can be checked is checked
+        first (existence, quarantine, the staging directory), so a refusal writes nothing; once
+        the event is durable the creation is acknowledged, and a disk failure after that
+        quarantines the collection (VectorStore.create) rather than answering an error."""
         async with self.lock:
             if self.closing:
                 raise Unavailable("shutting down")
             if name in self.store.collections:
                 raise AlreadyExists("collection already exists", field="collection")
+            self.check_not_quarantined(name)
+            await trio.to_thread.run_sync(self.store.prepare_create, name)
             write = WalWrite([(self.clock(), VECTOR_COLLECTION_CREATED,
                                {"collection": name, "dim": dim, "metric": metric, "index": kind})], self.writer.epoch)
-            await self._wal.send(write)
+            try:
+                await self._wal.send(write)
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(self.store.abandon_create, name)
+                raise
             with trio.CancelScope(shield=True):
                 await write.done.wait()
                 if write.error is not None:
+                    await trio.to_thread.run_sync(self.store.abandon_create, name)
                     raise write.error
                 rec: EventRecord = write.records[0]
-                await trio.to_thread.run_sync(
+                coll = await trio.to_thread.run_sync(
                     self.store.create, name, dim, metric, kind, rec.offset, rec.ts_ms)
-                await self.nursery.start(self._supervise, name)
+                if coll is not None:
+                    await self.nursery.start(self._supervise, name)
             return rec
 
     async def drop(self, name: str):
@@ -497,6 +537,14 @@ class VectorManager:
 # ---- Engine methods (mixed into kissvdb.actors.engine.Engine) ---------------------------------
 
 
+def _manifest_only_entry(name: str, m: dict) -> dict:
+    """A GET /v1/vector entry for a collection that is not loaded: what its manifest says."""
+    return {"collection": name, "dim": m.get("dim", 0), "metric": m.get("metric", "cosine"),
+            "live_count": 0, "total_records": 0, "upsert_count": 0, "file_len": 0, "applied_offset": 0,
+            "created_at_ms": m.get("created_at_ms"), "updated_at_ms": m.get("updated_at_ms"),
+            "segments": None, "deleted_count": None}
+
+
 class VectorEngineMethods:
     """Typed async vector methods of the Engine; checks run in the contract's order (§3.5-§3.7)."""
 
@@ -538,12 +586,18 @@ class VectorEngineMethods:
         from kissvdb.events import RawJson
         import orjson
 
+        from kissvdb.vectors.collection import INDEX_KINDS
+
         self._check_name(name)
         if dim == 0 or dim > self.settings.max_vector_dim:
             raise InvalidArgument("invalid dim", field="dim")
+        if metric not in ("cosine", "dot"):  # the route answers 422 first; the engine never logs it
+            raise InvalidArgument("metric must be cosine or dot", field="metric")
         kind = index or self.settings.index_kind
         if kind == "DISKANN":
             kind = "IVF_FLAT_Q8"  # TODO(issue DiskANN): a Vamana index; until then IVF_FLAT_Q8 serves
+        if kind not in INDEX_KINDS:
+            raise InvalidArgument("index must be HNSW, IVF_FLAT_Q8 or FLAT", field="index")
         rec = await self._vm().create(name, dim, metric, kind)
         manifest = {"collection": name, "dim": dim, "metric": metric, "created_at_ms": rec.ts_ms,
                     "updated_at_ms": rec.ts_ms}
@@ -569,6 +623,11 @@ class VectorEngineMethods:
             return None
 
     async def vector_list(self) -> list[dict]:
+        """Every collection, sorted by name. `status` (kissvdb addition) is `ready`, `quarantined`
+        (503 on its routes; `reason` says why) or `manifest_only` (known from its KV manifest key
+        alone, as the contract's fallback)."""
+        import orjson
+
         vm = self._vm()
         out = {}
         for name, c in sorted(vm.store.collections.items()):
@@ -578,32 +637,32 @@ class VectorEngineMethods:
                          "file_len": info["file_len"], "applied_offset": info["applied_offset"],
                          "created_at_ms": c.created["created_at_ms"], "updated_at_ms": c.created["created_at_ms"],
                          "segments": info["segments"], "deleted_count": info["deleted_count"],
-                         "index": c.kind}
-        # A manifest key without a collection (written by hand) still yields an entry.
+                         "index": c.kind, "status": "ready"}
+        manifests = {}
         for item in await self.kv_list("vector:", 1000):
             key = item.key
             if not key.endswith(":manifest"):
                 continue
-            name = key[len("vector:"):-len(":manifest")]
-            if name in out:
-                continue
-            import orjson
-
             try:
                 m = orjson.loads(item.value)
             except orjson.JSONDecodeError:
                 continue
-            if not isinstance(m, dict):
-                continue
-            out[name] = {"collection": name, "dim": m.get("dim", 0), "metric": m.get("metric", "cosine"),
-                         "live_count": 0, "total_records": 0, "upsert_count": 0, "file_len": 0, "applied_offset": 0,
-                         "created_at_ms": m.get("created_at_ms"), "updated_at_ms": m.get("updated_at_ms"),
-                         "segments": None, "deleted_count": None}
+            if isinstance(m, dict):
+                manifests[key[len("vector:"):-len(":manifest")]] = m
+        for q in vm.store.quarantined.values():
+            if q.name is not None:
+                out[q.name] = dict(_manifest_only_entry(q.name, manifests.get(q.name, q.facts)), status="quarantined",
+                                   reason=q.reason)
+        # A manifest key without a collection (written by hand) still yields an entry.
+        for name, m in manifests.items():
+            if name not in out:
+                out[name] = dict(_manifest_only_entry(name, m), status="manifest_only")
         return [out[k] for k in sorted(out)]
 
     async def vector_info(self, name: str) -> dict:
         self._check_name(name)
         vm = self._vm()
+        vm.check_not_quarantined(name)
         c = vm.store.collections.get(name)
         manifest = await self._kv_manifest(name)
         if c is None:
@@ -740,6 +799,7 @@ class VectorEngineMethods:
         infos = [c.info() for c in colls]
         return [
             ("kissvdb_vector_collections", "gauge", len(colls)),
+            ("kissvdb_vector_quarantined", "gauge", len(vm.store.quarantined)),
             ("kissvdb_vector_live", "gauge", sum(i["live_count"] for i in infos)),
             ("kissvdb_vector_records", "gauge", sum(i["total_records"] for i in infos)),
             ("kissvdb_vector_file_bytes", "gauge", sum(i["file_len"] for i in infos)),

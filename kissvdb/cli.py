@@ -255,7 +255,7 @@ def _check(args: argparse.Namespace) -> int:
         print(report.format(), flush=True)
         return EXIT_OK if report.ok else EXIT_PROBLEMS
 
-    return _with_lock(args.data_dir, run)
+    return _with_lock(args.data_dir, run, migrate=False)
 
 
 def _repair(args: argparse.Namespace) -> int:
@@ -287,7 +287,7 @@ def _repair(args: argparse.Namespace) -> int:
         print(report.format(), flush=True)
         return EXIT_OK if report.ok else EXIT_PROBLEMS
 
-    return _with_lock(args.data_dir, run)
+    return _with_lock(args.data_dir, run, migrate=False)
 
 
 def _vacuum(args: argparse.Namespace) -> int:
@@ -296,9 +296,13 @@ def _vacuum(args: argparse.Namespace) -> int:
     data_dir = args.data_dir or os.environ.get("DATA_DIR") or "./data"
 
     def run() -> int:
+        from kissvdb.layout import COLLECTIONS_DIR, VECTORS_DIR, collection_dir_name, is_valid_collection_name
         from kissvdb.vectors.collection import Collection, VectorParams
 
-        path = os.path.join(data_dir, "vectors", args.collection)
+        if not is_valid_collection_name(args.collection):
+            _error(f"not a collection name: {args.collection!r}")
+            return EXIT_PROBLEMS
+        path = os.path.join(data_dir, VECTORS_DIR, COLLECTIONS_DIR, collection_dir_name(args.collection))
         if not os.path.exists(os.path.join(path, "manifest.json")):
             _error(f"no vector collection {args.collection!r} in {data_dir}")
             return EXIT_PROBLEMS
@@ -319,12 +323,15 @@ def _vacuum(args: argparse.Namespace) -> int:
     return _with_lock(data_dir, run)
 
 
-def _with_lock(data_dir: str, body: Callable[[], int]) -> int:
-    """Run `body` while holding DATA_DIR's lock; map the offline failures to exit codes."""
+def _with_lock(data_dir: str, body: Callable[[], int], *, migrate: bool = True) -> int:
+    """Run `body` while holding DATA_DIR's lock; map the offline failures to exit codes.
+
+    `migrate=False` for the commands that only read and cut the WAL, whose format every data
+    format shares: they work on an old data directory without upgrading it."""
     from kissvdb.datadir import DataDir
 
     try:
-        lock = DataDir.open(data_dir, create=False)  # never creates: a typo must not make a dir
+        lock = DataDir.open(data_dir, create=False, migrate=migrate)  # never creates: a typo must not make a dir
     except DataDirLocked as exc:
         _error(f"{exc}. Stop that process first.")
         return EXIT_REFUSED
@@ -332,6 +339,8 @@ def _with_lock(data_dir: str, body: Callable[[], int]) -> int:
         _error(str(exc))
         return EXIT_REFUSED
     with lock:
+        if lock.migrated_from is not None:
+            print(f"migrated {data_dir} from data format {lock.migrated_from} to {lock.format_version}", flush=True)
         try:
             return body()
         except Corruption as exc:

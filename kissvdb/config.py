@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from typing import Callable
 
+from kissvdb import layout
 from kissvdb.errors import ConfigError
 
 INDEX_KINDS = ("HNSW", "IVF_FLAT_Q8", "FLAT", "DISKANN")
@@ -214,7 +215,7 @@ class Settings:
 
     @property
     def user_sql_path(self) -> str:
-        return self.sqlite_db_path or os.path.join(self.data_dir, "sqlite", "user.db")
+        return self.sqlite_db_path or os.path.join(self.data_dir, layout.USER_SQL_DIR, layout.USER_DB)
 
 
 def setting_names() -> list[str]:

@@ -4,9 +4,14 @@
 `close()`; a second server, or a server beside `repair`/`vacuum`, gets `DataDirLocked` instead
 of two writers on one WAL. The kernel drops the lock when the process dies, so a crash never
 leaves a stale lock behind (the pid written into LOCK is only for the error message).
-It checks `DATA_DIR/FORMAT` ("kissvdb-format 1"), refusing a newer or unknown format with
-`ConfigError` rather than misreading it. A directory it creates is its owner's only (0700).
-It never touches any other file in the directory.
+It checks `DATA_DIR/FORMAT` ("kissvdb-format 2"), refusing a newer or unknown format with
+`ConfigError` rather than misreading it, and brings an older one up to date first
+(kissvdb/migrate.py) unless asked not to. A directory it creates is its owner's only (0700).
+Apart from a migration it never touches any other file in the directory.
+
+Format history: 1 kept vector collections at `vectors/<name>/`; 2 keeps them at
+`vectors/collections/<dir>/` (kissvdb/layout.py). The WAL, SQLite and collection files are the
+same in both, so the WAL-only offline commands (`check`, `repair`) open format 1 as it is.
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ import re
 
 from kissvdb.errors import ConfigError, DataDirLocked
 from kissvdb.fsutil import atomic_write, fsync_dir
+from kissvdb.layout import FORMAT_FILE, LOCK_FILE
 
-DATA_FORMAT_VERSION = 1
-FORMAT_FILE = "FORMAT"
-LOCK_FILE = "LOCK"
+DATA_FORMAT_VERSION = 2
+OLDEST_FORMAT_VERSION = 1  # the oldest format kissvdb/migrate.py can bring up to date
 PRIVATE_DIR_MODE = 0o700  # the data is its owner's; files inside are created 0600
 _FORMAT_LINE = re.compile(r"kissvdb-format (\d+)\n?")
 
@@ -29,21 +34,28 @@ _FORMAT_LINE = re.compile(r"kissvdb-format (\d+)\n?")
 class DataDir:
     """An opened, locked data directory. Use as a context manager or call `close()`."""
 
-    def __init__(self, path: str, lock_fd: int):
+    def __init__(self, path: str, lock_fd: int, format_version: int = DATA_FORMAT_VERSION,
+                 migrated_from: int | None = None):
         self._path = path
         self._lock_fd: int | None = lock_fd
+        self.format_version = format_version  # what the directory holds now
+        self.migrated_from = migrated_from  # the format it held before this open migrated it
 
     @property
     def path(self) -> str:
         return self._path
 
     @classmethod
-    def open(cls, path: str | os.PathLike, create: bool = True, *, fsync: bool = True) -> "DataDir":
+    def open(cls, path: str | os.PathLike, create: bool = True, *, fsync: bool = True,
+             migrate: bool = True) -> "DataDir":
         """Create (if `create`) and lock `path`, then write or check its FORMAT file.
 
-        Raises DataDirLocked if another open DataDir (any process, or this one: flock is per
-        open file description) holds the lock, ConfigError if the directory is missing (and
-        not `create`) or holds another format. `fsync=False` is for memory/test mode.
+        An older format is migrated to DATA_FORMAT_VERSION under the lock, or, with
+        `migrate=False` (the WAL-only offline commands), opened as it is: `format_version`
+        says which. Raises DataDirLocked if another open DataDir (any process, or this one:
+        flock is per open file description) holds the lock, ConfigError if the directory is
+        missing (and not `create`) or holds a format this build cannot read.
+        `fsync=False` is for memory/test mode.
         """
         path = os.path.abspath(os.fspath(path))
         if create:
@@ -73,11 +85,20 @@ class DataDir:
             # Informational only; the flock is the lock.
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            _check_format(path, create=create, fsync=fsync)
+            found = _check_format(path, create=create, fsync=fsync)
+            migrated_from = None
+            if migrate:
+                from kissvdb import migrate as migrations
+
+                if found < DATA_FORMAT_VERSION:
+                    migrations.migrate(path, found, DATA_FORMAT_VERSION,
+                                       lambda version: _write_format(path, version, fsync), fsync=fsync)
+                    found, migrated_from = DATA_FORMAT_VERSION, found
+                migrations.finish(path)  # a crash after FORMAT moved on may have left this
         except BaseException:
             os.close(fd)  # releases the flock if we took it
             raise
-        return cls(path, fd)
+        return cls(path, fd, found, migrated_from)
 
     def close(self) -> None:
         """Release the lock. Idempotent."""
@@ -107,7 +128,12 @@ def _holder(fd: int) -> str:
     return f" (pid {text})" if text.isdigit() else ""
 
 
-def _check_format(path: str, *, create: bool, fsync: bool) -> None:
+def _write_format(path: str, version: int, fsync: bool) -> None:
+    atomic_write(os.path.join(path, FORMAT_FILE), f"kissvdb-format {version}\n".encode(), fsync=fsync)
+
+
+def _check_format(path: str, *, create: bool, fsync: bool) -> int:
+    """The format version `path` holds (writing the current one into a new directory)."""
     format_path = os.path.join(path, FORMAT_FILE)
     try:
         with open(format_path, "rb") as f:
@@ -115,15 +141,17 @@ def _check_format(path: str, *, create: bool, fsync: bool) -> None:
     except FileNotFoundError:
         if not create:
             raise ConfigError(f"{path} is not a kissvdb data directory (no {FORMAT_FILE} file)") from None
-        atomic_write(format_path, f"kissvdb-format {DATA_FORMAT_VERSION}\n".encode(), fsync=fsync)
-        return
+        _write_format(path, DATA_FORMAT_VERSION, fsync)
+        return DATA_FORMAT_VERSION
     match = _FORMAT_LINE.fullmatch(raw.decode("utf-8", "replace"))
     if match is None:
-        raise ConfigError(f"{format_path}: unrecognized content {raw[:64]!r}; expected 'kissvdb-format {DATA_FORMAT_VERSION}'")
+        raise ConfigError(f"{format_path}: unrecognized content {raw[:64]!r}; "
+                          f"expected 'kissvdb-format {DATA_FORMAT_VERSION}'")
     version = int(match.group(1))
-    if version != DATA_FORMAT_VERSION:
+    if version > DATA_FORMAT_VERSION or version < OLDEST_FORMAT_VERSION:
         newer = "a newer" if version > DATA_FORMAT_VERSION else "an older"
         raise ConfigError(
             f"{format_path}: data format {version} was written by {newer} kissvdb; "
-            f"this build reads format {DATA_FORMAT_VERSION}"
+            f"this build reads formats {OLDEST_FORMAT_VERSION} to {DATA_FORMAT_VERSION}"
         )
+    return version

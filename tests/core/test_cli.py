@@ -344,18 +344,46 @@ def test_vacuum_rewrites_a_collection_offline(tmp_path, capsys):
 
     from kissvdb.cli import main
     from kissvdb.datadir import DataDir
+    from kissvdb.layout import COLLECTIONS_DIR, collection_dir_name
     from kissvdb.vectors.collection import Collection
     from tests.core.vectors.helpers import apply_all, random_ops, small_params
 
     data = tmp_path / "data"
     DataDir.open(str(data)).close()
-    c = Collection.create(str(data / "vectors" / "docs"), "docs", 4, "cosine", "HNSW", small_params())
+    path = data / "vectors" / COLLECTIONS_DIR / collection_dir_name("Docs")
+    c = Collection.create(str(path), "Docs", 4, "cosine", "HNSW", small_params())
     apply_all(c, random_ops(random.Random(1), 300, 4, 50))
     c.checkpoint()
     c.close()
-    assert main(["vacuum", "--collection", "docs", "--data", str(data)]) == 0
+    assert main(["vacuum", "--collection", "Docs", "--data", str(data)]) == 0
     out = capsys.readouterr().out
-    assert "vacuumed docs" in out
-    c = Collection.open(str(data / "vectors" / "docs"), small_params())
+    assert "vacuumed Docs" in out
+    c = Collection.open(str(path), small_params())
     assert c.info()["deleted_count"] == 0
+    c.close()
+    assert main(["vacuum", "--collection", "docs", "--data", str(data)]) == 1  # names are case-sensitive
     assert main(["vacuum", "--collection", "nope", "--data", str(data)]) == 1
+    assert main(["vacuum", "--collection", "../nope", "--data", str(data)]) == 1
+
+
+def test_vacuum_upgrades_a_format1_data_dir_first(tmp_path, capsys):
+    import random
+
+    from kissvdb.cli import main
+    from kissvdb.datadir import DATA_FORMAT_VERSION, DataDir
+    from kissvdb.layout import COLLECTIONS_DIR, collection_dir_name
+    from kissvdb.vectors.collection import Collection
+    from tests.core.vectors.helpers import apply_all, random_ops, small_params
+
+    data = tmp_path / "data"
+    DataDir.open(str(data)).close()
+    (data / "FORMAT").write_text("kissvdb-format 1\n")
+    c = Collection.create(str(data / "vectors" / "Docs"), "Docs", 4, "cosine", "FLAT", small_params())
+    apply_all(c, random_ops(random.Random(2), 200, 4, 40))
+    c.checkpoint()
+    c.close()
+    assert main(["vacuum", "--collection", "Docs", "--data", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "migrated" in out and "vacuumed Docs" in out
+    assert (data / "FORMAT").read_text() == f"kissvdb-format {DATA_FORMAT_VERSION}\n"
+    assert (data / "vectors" / COLLECTIONS_DIR / collection_dir_name("Docs") / "manifest.json").is_file()

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from kissvdb.datadir import DataDir
+from kissvdb.datadir import DATA_FORMAT_VERSION, DataDir
 from kissvdb.errors import ConfigError, DataDirLocked
 from kissvdb.fsutil import atomic_write, fsync_dir
 
@@ -13,7 +13,8 @@ def test_open_creates_dir_format_and_lock(tmp_path):
     path = tmp_path / "a" / "data"
     with DataDir.open(path) as data_dir:
         assert data_dir.path == str(path)
-        assert (path / "FORMAT").read_text() == "kissvdb-format 1\n"
+        assert (path / "FORMAT").read_text() == f"kissvdb-format {DATA_FORMAT_VERSION}\n"
+        assert data_dir.format_version == DATA_FORMAT_VERSION and data_dir.migrated_from is None
         assert (path / "LOCK").read_text().strip() == str(os.getpid())
     assert data_dir.closed
 
@@ -31,13 +32,16 @@ def test_second_open_in_the_same_process_is_refused_until_close(tmp_path):
 
 def test_newer_or_unknown_format_is_refused_and_lock_released(tmp_path):
     DataDir.open(tmp_path).close()
-    (tmp_path / "FORMAT").write_text("kissvdb-format 2\n")
+    (tmp_path / "FORMAT").write_text(f"kissvdb-format {DATA_FORMAT_VERSION + 1}\n")
     with pytest.raises(ConfigError, match="newer"):
+        DataDir.open(tmp_path)
+    (tmp_path / "FORMAT").write_text("kissvdb-format 0\n")
+    with pytest.raises(ConfigError, match="older"):
         DataDir.open(tmp_path)
     (tmp_path / "FORMAT").write_text("something else\n")
     with pytest.raises(ConfigError, match="unrecognized"):
         DataDir.open(tmp_path)
-    (tmp_path / "FORMAT").write_text("kissvdb-format 1\n")
+    (tmp_path / "FORMAT").write_text(f"kissvdb-format {DATA_FORMAT_VERSION}\n")
     DataDir.open(tmp_path).close()  # the failed opens did not keep the lock
 
 
