@@ -216,6 +216,8 @@ class Connection:
 
     def _keep_alive(self, request: Request) -> tuple[bool, bool]:
         """(keep the connection, drain the unread body first) for the answer to `request`."""
+        if request.body_error is not None:
+            return False, False  # the body was cut, timed out or broken: the framing is lost
         keep = request.keep_alive and not self.closing and not self._server.closing
         reader = self.reader
         if reader.dead and not reader.ready and reader.error is None:
@@ -223,11 +225,9 @@ class Connection:
         if request.complete:
             return keep, False
         # An early answer: the body is still (partly) on the wire.
-        unread = (request.content_length or 0) - request.received
         drainable = (
-            request.body_error is None
-            and request.content_length is not None
-            and unread <= self._limits.max_drain_bytes
+            request.content_length is not None
+            and request.content_length - request.received <= self._limits.max_drain_bytes
             and not (request.expect_continue and not request.continue_sent)  # it may never come
         )
         return keep and drainable, keep and drainable

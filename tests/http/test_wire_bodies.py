@@ -179,3 +179,12 @@ async def test_bad_chunk_framing_is_400_then_close(app):
         await connection.send(b"POST /echo-or-error HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n")
         response = await connection.response()
         assert response.status == 400 and response.closes
+
+
+async def test_a_body_cut_at_the_cap_closes_even_with_requests_queued_behind_it(app):
+    async with served(app, max_body_bytes=1000) as srv:
+        connection = await srv.connect()
+        await connection.send(chunked("/echo-or-error", [b"a" * 1200]) + request("GET", "/hello"))
+        response = await connection.response()
+        assert response.status == 413 and response.closes
+        await connection.expect_eof()
