@@ -259,7 +259,7 @@ class Connection:
         except (InvalidResponse, TypeError) as exc:
             log.error("app answered %s %s with an invalid response: %s", request.method, request.raw_path, exc)
             return await self._respond(request, error_response(KissError("internal error")))
-        await self._send(head + body)
+        await self.transport.send_head_and_body(head, body, self._limits.write_stall_timeout_s)
         if drain and keep:
             keep = await self._drain(request)
         if not keep:

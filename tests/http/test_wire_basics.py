@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import trio
+
 from .wire_client import request, served
 
 
@@ -157,3 +159,15 @@ async def test_missing_host_on_http11_is_400(app):
         assert response.closes
         await connection.expect_eof()
     assert app.calls == 0
+
+
+async def test_a_big_body_arrives_whole(app):
+    body = bytes(range(256)) * 8192  # 2 MiB: written beside its head, and past the socket buffer
+    async with served(app, max_body_bytes=4 * 1024 * 1024) as srv:
+        connection = await srv.connect()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(connection.send, request("POST", "/echo", body=body))
+            response = await connection.response()
+        assert response.body == body
+        await connection.send(request("GET", "/hello"))
+        assert (await connection.response()).body == b"hello"
