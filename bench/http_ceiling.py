@@ -7,6 +7,9 @@ measured with the same load generator in the same run:
     python bench/http_ceiling.py --ours --port N   # the same hello world served by serve_http
     python bench/http_ceiling.py --compare         # starts both in turn, drives each with wrk,
                                                    # prints ours / bare for GET and a 100-byte POST
+    python bench/http_ceiling.py --instructions    # the same comparison in user-space
+                                                   # instructions per request (callgrind): immune
+                                                   # to a busy box, blind to the kernel's share
 
 The bare server is deliberately minimal: one task per connection, parse with httptools, answer
 every complete request in the order parsed, one `send_all` per read. It has no limits, no
@@ -179,17 +182,98 @@ def compare(duration: int, rounds: int) -> None:
             print(f"  {name:10s} ours/bare  req/s {by_rps:.2f}   by CPU {by_cpu:.2f}")
 
 
+# ------------------------------------------- --instructions: user-space instructions / request
+
+def _closed_loop(port: int, requests: int, connections: int, data: bytes) -> None:
+    """Send `requests` requests over `connections` keep-alive connections, one in flight each."""
+    import selectors
+
+    selector = selectors.DefaultSelector()
+    buffers: dict[socket.socket, bytes] = {}
+    for _ in range(connections):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(data)
+        buffers[sock] = b""
+        selector.register(sock, selectors.EVENT_READ)
+    sent, done = connections, 0
+    while done < requests:
+        for key, _ in selector.select():
+            sock = key.fileobj
+            buffers[sock] += sock.recv(65536)
+            while b"\r\n\r\n" in buffers[sock]:
+                head, _, rest = buffers[sock].partition(b"\r\n\r\n")
+                length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))
+                if len(rest) < length:
+                    break
+                buffers[sock] = rest[length:]
+                done += 1
+                if sent < requests:
+                    sock.sendall(data)
+                    sent += 1
+    for sock in buffers:
+        sock.close()
+
+
+def _instructions(ours: bool, post: bool, requests: int) -> float:
+    """User-space instructions per request of the server, counted by callgrind while only the
+    closed-loop client runs (collection is switched on and off around it)."""
+    port = _free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        args = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+                sys.executable, __file__, "--port", str(port)] + (["--ours"] if ours else [])
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_listening(port, deadline_s=120.0)
+            if post:
+                data = b"POST / HTTP/1.1\r\nHost: b\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n" + b"x" * 100
+            else:
+                data = b"GET / HTTP/1.1\r\nHost: b\r\n\r\n"
+            _closed_loop(port, 200, 16, data)  # warm-up, not counted
+            subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True, capture_output=True)
+            _closed_loop(port, requests, 16, data)
+            subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], check=True, capture_output=True)
+            subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
+        finally:
+            proc.terminate()
+            proc.wait(60)
+        total = 0
+        for name in os.listdir(tmp):
+            for line in Path(tmp, name).read_text(errors="replace").splitlines():
+                if line.startswith("summary:") or line.startswith("totals:"):
+                    total = max(total, int(line.split()[1]))
+        return total / requests
+
+
+def instructions(requests: int) -> None:
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind not found: apt-get install -y valgrind")
+    print(f"user-space instructions per request, {requests} requests over 16 keep-alive connections "
+          "(callgrind; the kernel's share is not counted)")
+    for name, post in (("GET", False), ("POST 100 B", True)):
+        bare = _instructions(False, post, requests)
+        ours = _instructions(True, post, requests)
+        print(f"  {name:10s} bare {bare / 1000:7.1f} k  ours {ours / 1000:7.1f} k  bare/ours {bare / ours:.2f}",
+              flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--ours", action="store_true", help="serve through kissvdb.api.http")
     parser.add_argument("--compare", action="store_true", help="run both under wrk and print ratios")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count user-space instructions per request under callgrind (noise-free)")
+    parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if args.compare:
         compare(args.duration, args.rounds)
+        return
+    if args.instructions:
+        instructions(args.requests)
         return
     try:
         trio.run(run_ours if args.ours else run_bare, args.host, args.port)

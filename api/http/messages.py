@@ -180,10 +180,6 @@ class Request:
             self._chunks = []
         return self._body
 
-    def body_unread(self) -> bool:
-        """True while part of the body is still on the wire (not yet parsed)."""
-        return not self.complete
-
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.raw_path!r} HTTP/{self.http_version}>"
 
