@@ -83,7 +83,14 @@ class HttpServer:
         return HttpStatistics(len(self.connections), self._peak, self._total, self._rejected,
                               self.max_connections)
 
-    async def serve(self, host: str, port: int, shutdown: trio.Event | None, task_status) -> None:
+    async def serve(
+        self,
+        host: str,
+        port: int,
+        shutdown: trio.Event | None = None,
+        task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """See `serve_http`; use this form to keep the server for its statistics()."""
         listeners = await trio.open_tcp_listeners(port, host=host, backlog=self.limits.listen_backlog)
         try:
             async with trio.open_nursery() as connections:

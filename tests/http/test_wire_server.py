@@ -84,6 +84,9 @@ async def test_past_the_connection_cap_new_connections_get_503(app):
         while (answer := await srv.exchange(request("GET", "/hello"))).status == 503:
             await trio.testing.wait_all_tasks_blocked()
         assert answer.status == 200
+        stats = srv.server.statistics()
+        assert stats.max_connections == 2 and stats.connections_peak == 2
+        assert stats.rejected_total >= 1 and stats.connections_total >= 3
     assert app.calls == 3
 
 

@@ -16,7 +16,7 @@ from typing import AsyncIterator
 
 import trio
 
-from kissvdb.api.http import HttpLimits, serve_http
+from kissvdb.api.http import HttpLimits, HttpServer
 
 TEST_TIMEOUT_S = 15.0
 # Limits small enough that the timeout tests end quickly; each test overrides what it checks.
@@ -151,6 +151,7 @@ class Served:
     port: int
     shutdown: trio.Event
     limits: HttpLimits
+    server: HttpServer
     opened: list[RawConnection] = field(default_factory=list)
 
     async def connect(self) -> RawConnection:
@@ -178,11 +179,11 @@ async def served(app, *, timeout_s: float = TEST_TIMEOUT_S, **limits) -> AsyncIt
     with trio.fail_after(timeout_s):
         shutdown = trio.Event()
         chosen = replace(FAST_LIMITS, **limits)
+        server = HttpServer(app, chosen)
         async with trio.open_nursery() as nursery:
-            urls = await nursery.start(partial(
-                serve_http, app, host="127.0.0.1", port=0, limits=chosen, shutdown=shutdown))
+            urls = await nursery.start(partial(server.serve, "127.0.0.1", 0, shutdown))
             port = int(urls[0].rsplit(":", 1)[1])
-            srv = Served(port, shutdown, chosen)
+            srv = Served(port, shutdown, chosen, server)
             try:
                 yield srv
             finally:
