@@ -291,6 +291,11 @@ class Connection:
             log.error("app answered %s %s with an invalid stream: %s", request.method, request.raw_path, exc)
             await _close_iterator(chunks)
             return await self._respond(request, error_response(KissError("internal error")))
+        if request.method == "HEAD":  # the head a GET would get, and no body
+            await _close_iterator(chunks)
+            await self._send(head)
+            self._linger = not keep
+            return keep
         try:
             await self._send(head)
             with trio.CancelScope() as scope:

@@ -102,3 +102,13 @@ async def test_http10_stream_is_delimited_by_close(app):
         await app.events_send.send(b"data: a\n\n")
         await app.events_send.aclose()
         assert await connection.until_eof() == b"data: a\n\n"
+
+
+async def test_head_of_a_stream_sends_no_body_and_never_pulls(app):
+    async with served(app) as srv:
+        connection = await srv.connect()
+        await connection.send(request("HEAD", "/sse") + request("GET", "/hello"))
+        head = await connection.response(method="HEAD")
+        assert head.status == 200 and head.header("content-type") == "text/event-stream"
+        assert (await connection.response()).body == b"hello"
+        assert app.pulled == 0
