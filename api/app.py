@@ -21,12 +21,10 @@ Never does: touch an actor. Handlers only await Engine methods.
 
 from __future__ import annotations
 
-from urllib.parse import unquote_to_bytes
-
 import trio
 
 from kissvdb.config import Settings
-from kissvdb.errors import Forbidden, InvalidArgument, NotFound, RequestTimeout
+from kissvdb.errors import ClientGone, Forbidden, InvalidArgument, NotFound, RequestTimeout
 
 from .auth import KeyChecker, StaticKeyChecker, StoredKeyChecker, authenticate, authorize
 from .errors import error_response, kiss_error_response
@@ -71,6 +69,8 @@ class KissApp:
     async def _respond(self, request):
         try:
             return await self._dispatch(request)
+        except ClientGone:
+            raise  # nobody left to answer; the server closes the connection
         except BaseExceptionGroup as group:
             # A nursery inside a handler: answer for its one real failure, if there is one.
             # (Checked first: ExceptionGroup is also an Exception.)
@@ -106,8 +106,8 @@ class KissApp:
                 return _no_content([("Allow", ", ".join(sorted(match.allowed)))])
             raise match.method_not_allowed()
         authorize(principal, route)
-        if "\ufffd" in request.path:
-            _check_path_is_utf8(request, match.params)
+        if not request.path_is_utf8:
+            _refuse_non_utf8_path(match.params)
         return await route.handler(request, **match.params)
 
     # ---- what every response gets --------------------------------------------------------
@@ -145,24 +145,19 @@ def _where(request) -> str:
     return f"{request.method} {request.path}"
 
 
-def _check_path_is_utf8(request, params: dict) -> None:
+def _refuse_non_utf8_path(params: dict) -> None:
     """Refuse a path whose percent-decoded bytes are not UTF-8, naming the parameter.
 
-    The path is decoded with errors="replace", so `%FF` and `%FE` would both arrive as U+FFFD:
-    two different keys silently made one. Checked only when U+FFFD appears (rare), on the raw
-    path; an encoded U+FFFD (`%EF%BF%BD`) is valid and passes.
+    Decoding with a replacement character would make `%FF` and `%FE` one key; the servers keep
+    the bad bytes as lone surrogates instead (api/http/messages.decode_path), so they are found.
     """
-    try:
-        unquote_to_bytes(request.raw_path).decode("utf-8")
-    except UnicodeDecodeError:
-        field = next((name for name, value in params.items() if "\ufffd" in str(value)), "path")
-        raise InvalidArgument(
-            f"`{field}` is not valid UTF-8 once percent-decoded", field=field
-        ) from None
+    field = next((name for name, value in params.items()
+                  if any("\udc80" <= ch <= "\udcff" for ch in value)), "path")
+    raise InvalidArgument(f"`{field}` is not valid UTF-8 once percent-decoded", field=field)
 
 
 def _no_content(headers: list[tuple[str, str]]) -> Response:
-    return Response(204, b"", headers)
+    return Response(b"", 204, headers)
 
 
 def _leaves(group: BaseExceptionGroup) -> list[BaseException]:

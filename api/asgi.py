@@ -17,19 +17,21 @@ import trio
 
 from kissvdb.errors import ClientGone, InvalidArgument, PayloadTooLarge
 
-from .http.messages import Headers, QueryArgs, StreamResponse
+from .http.messages import Headers, QueryArgs, StreamResponse, decode_path
 
 
 class AsgiRequest:
-    __slots__ = ("method", "path", "raw_path", "query_string", "headers", "http_version", "client",
-                 "deadline", "principal", "_receive", "_body", "_args", "_max_body")
+    __slots__ = ("method", "path", "path_is_utf8", "raw_path", "query_string", "headers", "http_version",
+                 "client", "deadline", "principal", "_receive", "_body", "_args", "_max_body")
 
     def __init__(self, scope: dict, receive, max_body: int, deadline: float):
         self.method = scope["method"]
         self.raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
-        self.path = scope["path"]
+        # Decoded as our own server does (bad UTF-8 kept as surrogates, refused by the app), not
+        # with hypercorn's replacement characters, which would make `%FF` and `%FE` one key.
+        self.path, self.path_is_utf8 = decode_path(self.raw_path)
         self.query_string = scope.get("query_string", b"")
-        self.headers = Headers([(n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"]])
+        self.headers = Headers([(n.decode("latin-1").lower(), v.decode("latin-1")) for n, v in scope["headers"]])
         self.http_version = scope.get("http_version", "1.1")
         self.client = scope.get("client")
         self.deadline = deadline
@@ -71,6 +73,16 @@ class AsgiRequest:
         self._body = b"".join(parts)
         return self._body
 
+    async def drain(self) -> None:
+        """Read and drop a body the app answered without reading (up to MAX_BODY_BYTES), so
+        hypercorn can keep the connection; past that it closes the connection itself."""
+        if self._body is not None:
+            return
+        try:
+            await self.body()
+        except (PayloadTooLarge, InvalidArgument, ClientGone):
+            pass
+
 
 def _encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
@@ -92,7 +104,11 @@ def asgi_app(app, max_body_bytes: int):
         if kind != "http":
             return
         request = AsgiRequest(scope, receive, max_body_bytes, trio.current_time() + app.request_timeout_s)
-        response = await app(request)
+        try:
+            response = await app(request)
+        except ClientGone:
+            return
+        await request.drain()
         head = request.method == "HEAD"
         if isinstance(response, StreamResponse):
             await _send_stream(send, receive, response, head)

@@ -177,9 +177,9 @@ def fragment(raw: bytes) -> orjson.Fragment:
 
 def json_response(obj: Any, status: int = 200) -> Response:
     """A JSON response built with orjson (dict keys keep their insertion order)."""
-    return Response(status, _dumps(obj), [("Content-Type", JSON)])
+    return Response(_dumps(obj), status, [("Content-Type", JSON)])
 
 
 def raw_json_response(body: bytes, status: int = 200) -> Response:
     """A response whose body is already JSON bytes."""
-    return Response(status, body, [("Content-Type", JSON)])
+    return Response(body, status, [("Content-Type", JSON)])

@@ -44,7 +44,7 @@ def kiss_error_response(error: KissError) -> Response:
     allow = getattr(error, "allow", None)
     if allow is not None:
         headers.append(("Allow", ", ".join(allow)))
-    return Response(error.status, orjson.dumps(error.body()), headers)
+    return Response(orjson.dumps(error.body()), error.status, headers)
 
 
 def error_response(error: BaseException, metrics=None, where: str = "") -> Response:

@@ -14,7 +14,7 @@ What it guarantees:
 - it refuses to start (ConfigError, exit code 2) as above, when DATA_DIR is locked by another
   process, or when the WAL is corrupt;
 - first SIGINT/SIGTERM: SSE streams are ended (`Engine.begin_shutdown`), the server stops
-  accepting and gives in-flight requests GRACEFUL_TIMEOUT_S, then the engine drains queued
+  accepting and gives in-flight requests HTTP_SHUTDOWN_GRACE_SECS, then the engine drains queued
   writes and closes its files. A second signal exits at once (`os._exit(1)`), with whatever was
   fsynced.
 What it never does: touch an actor or a file itself. Everything durable is the engine's.
@@ -44,8 +44,6 @@ from kissvdb.wal import format as wal_format
 
 log = logging.getLogger("kissvdb.server")
 
-GRACEFUL_TIMEOUT_S = 5.0  # in-flight requests get this long after the first signal
-KEEP_ALIVE_TIMEOUT_S = 30.0  # idle keep-alive connections are closed after this
 LISTEN_BACKLOG = 1024  # pending connections the kernel queues for us
 # Files and directories the server creates are its user's only (PostgreSQL does the same).
 PRIVATE_UMASK = 0o077
@@ -191,7 +189,8 @@ async def start_http(app, settings: Settings, sock: socket.socket, stop: trio.Ev
         from .asgi import asgi_app
         from .hypercorn_host import hypercorn_config, serve_hypercorn
 
-        config = hypercorn_config(keep_alive_s=KEEP_ALIVE_TIMEOUT_S, grace_s=GRACEFUL_TIMEOUT_S,
+        config = hypercorn_config(keep_alive_s=settings.http_keep_alive_secs,
+                                  grace_s=settings.http_shutdown_grace_secs,
                                   certfile=settings.tls_certfile or None,
                                   keyfile=settings.tls_keyfile or None)
         await serve_hypercorn(asgi_app(app, settings.max_body_bytes), config, [sock], stop,

@@ -74,7 +74,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BIND_ADDR", "bind_addr", "127.0.0.1", _str, "address to listen on"),
     Setting("PORT_RUST_KISS_VDB", "port", 9917, _int(0, 65535), "port to listen on (0 = any free port)"),
     Setting("API_KEY", "api_key", "dev", _str, "static admin key (RUSTKISS_API_KEY wins); 'dev' only on loopback"),
-    Setting("HTTP_SERVER", "http_server", "hypercorn", _http_server, "'ours' (HTTP/1.1 on trio + httptools) or 'hypercorn' (adds HTTP/2 and TLS)"),
+    Setting("HTTP_SERVER", "http_server", "ours", _http_server, "'ours' (HTTP/1.1 on trio + httptools) or 'hypercorn' (adds HTTP/2 and TLS)"),
     Setting("TLS_CERTFILE", "tls_certfile", "", _str, "TLS certificate (PEM); needs HTTP_SERVER=hypercorn"),
     Setting("TLS_KEYFILE", "tls_keyfile", "", _str, "TLS private key (PEM) for TLS_CERTFILE"),
     Setting("WAL_SEGMENT_MAX_BYTES", "wal_segment_max_bytes", 67108864, _int(1 << 20), "WAL segment roll size"),
@@ -86,6 +86,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LIVE_BROADCAST_CAPACITY", "live_broadcast_capacity", 4096, _int(16), "events sent to one SSE client per write"),
     Setting("REQUEST_TIMEOUT_SECS", "request_timeout_secs", 30, _int(1), "request deadline (408)"),
     Setting("MAX_BODY_BYTES", "max_body_bytes", 1048576, _int(1), "request body limit (413)"),
+    Setting("HTTP_MAX_URL_BYTES", "http_max_url_bytes", 8192, _int(256), "request target limit (414)"),
+    Setting("HTTP_MAX_HEADER_BYTES", "http_max_header_bytes", 32768, _int(1024), "request line + headers limit (431)"),
+    Setting("HTTP_HEADER_TIMEOUT_SECS", "http_header_timeout_secs", 10.0, _float, "time to send a request's headers (408, then close)"),
+    Setting("HTTP_BODY_TIMEOUT_SECS", "http_body_timeout_secs", 30.0, _float, "time to send a request's body once it is read (408, then close)"),
+    Setting("HTTP_KEEP_ALIVE_SECS", "http_keep_alive_secs", 30.0, _float, "idle keep-alive connections are closed after this"),
+    Setting("HTTP_WRITE_STALL_SECS", "http_write_stall_secs", 30.0, _float, "a response (or SSE stream) whose writes make no progress this long is closed"),
+    Setting("HTTP_MAX_CONNECTIONS", "http_max_connections", 1000, _int(1), "open connections, SSE included (503 past it; kept under RLIMIT_NOFILE)"),
+    Setting("HTTP_MAX_PIPELINED", "http_max_pipelined", 64, _int(1), "pipelined requests queued per connection"),
+    Setting("HTTP_SHUTDOWN_GRACE_SECS", "http_shutdown_grace_secs", 5.0, _float, "in-flight requests get this long after the first stop signal"),
     Setting("MAX_KEY_LEN", "max_key_len", 512, _int(1), "KV key and prefix bytes"),
     Setting("MAX_COLLECTION_LEN", "max_collection_len", 64, _int(1), "collection name bytes"),
     Setting("MAX_ID_LEN", "max_id_len", 128, _int(1), "document / vector id bytes"),
@@ -136,7 +145,7 @@ class Settings:
     port: int = 9917
     api_key: str = "dev"
     api_key_from_env: bool = False
-    http_server: str = "hypercorn"
+    http_server: str = "ours"
     tls_certfile: str = ""
     tls_keyfile: str = ""
     memory: bool = False
@@ -149,6 +158,15 @@ class Settings:
     live_broadcast_capacity: int = 4096
     request_timeout_secs: int = 30
     max_body_bytes: int = 1048576
+    http_max_url_bytes: int = 8192
+    http_max_header_bytes: int = 32768
+    http_header_timeout_secs: float = 10.0
+    http_body_timeout_secs: float = 30.0
+    http_keep_alive_secs: float = 30.0
+    http_write_stall_secs: float = 30.0
+    http_max_connections: int = 1000
+    http_max_pipelined: int = 64
+    http_shutdown_grace_secs: float = 5.0
     max_key_len: int = 512
     max_collection_len: int = 64
     max_id_len: int = 128

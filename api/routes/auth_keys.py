@@ -29,7 +29,7 @@ NO_STORE = ("Cache-Control", "no-store")
 
 
 def _private_json(body: bytes) -> Response:
-    return Response(200, body, [("Content-Type", JSON), NO_STORE])
+    return Response(body, 200, [("Content-Type", JSON), NO_STORE])
 
 _dumps = orjson.dumps
 
@@ -58,7 +58,7 @@ def routes(app) -> list[Route]:
 
     async def auth_keys_delete(request, id: str):
         await engine.auth_key_delete(id)
-        return Response(204, b"")
+        return Response(b"", 204)
 
     return [
         Route("GET", "/v1/auth/keys", auth_keys_list, "admin", "auth_keys_list"),

@@ -18,7 +18,7 @@ headers and no subscription. These are the only routes that accept the key as `?
 
 from __future__ import annotations
 
-from kissvdb.cdc import EventFilter
+from kissvdb.cdc import KEEPALIVE, EventFilter
 
 from ..codec import parse_u64, query_uint
 from ..http.messages import Response, StreamResponse
@@ -41,11 +41,11 @@ def routes(app) -> list[Route]:
 
     def stream(request, since: int, flt: EventFilter):
         if request.method == "HEAD":
-            return Response(200, b"", list(SSE_HEADERS))
+            return Response(b"", 200, list(SSE_HEADERS))
         principal = request.principal
         owner = principal.key_id or principal.name
         subscription = engine.subscribe(since, flt, owner=owner)
-        return StreamResponse(200, list(SSE_HEADERS), subscription)
+        return StreamResponse(subscription, 200, list(SSE_HEADERS), heartbeat=KEEPALIVE)
 
     async def stream_route(request):
         args = request.args

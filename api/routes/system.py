@@ -56,7 +56,7 @@ def static_file(name: str) -> bytes:
 
 
 def _page(body: bytes) -> Response:
-    return Response(200, body, [("Content-Type", HTML), ("Content-Security-Policy", PAGE_CSP),
+    return Response(body, 200, [("Content-Type", HTML), ("Content-Security-Policy", PAGE_CSP),
                                 ("X-Frame-Options", "DENY")])
 
 
@@ -67,14 +67,14 @@ def routes(app) -> list[Route]:
     dashboard = static_file("index.html")
 
     async def health(request):
-        return Response(200, b"ok", [("Content-Type", TEXT)])
+        return Response(b"ok", 200, [("Content-Type", TEXT)])
 
     async def metrics(request):
         text = render_prometheus(engine.metrics(), api_metrics.series())
-        return Response(200, text.encode(), [("Content-Type", PROMETHEUS)])
+        return Response(text.encode(), 200, [("Content-Type", PROMETHEUS)])
 
     async def openapi(request):
-        return Response(200, spec, [("Content-Type", YAML)])
+        return Response(spec, 200, [("Content-Type", YAML)])
 
     async def docs(request):
         return _page(DOCS_PAGE)

@@ -153,7 +153,7 @@ def _default(value):
 
 def _respond(request, obj, status: int = 200) -> Response:
     if _wants_cbor(request):
-        return Response(status, cbor2.dumps(_cbor_ready(obj)), [("Content-Type", CBOR)])
+        return Response(cbor2.dumps(_cbor_ready(obj)), status, [("Content-Type", CBOR)])
     return raw_json_response(orjson.dumps(obj, option=_NUMPY, default=_default), status)
 
 
