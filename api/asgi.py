@@ -17,6 +17,7 @@ import trio
 
 from kissvdb.errors import ClientGone, InvalidArgument, PayloadTooLarge
 
+from .errors import kiss_error_response
 from .http.messages import Headers, QueryArgs, StreamResponse, decode_path
 
 
@@ -106,8 +107,8 @@ def asgi_app(app, max_body_bytes: int):
         request = AsgiRequest(scope, receive, max_body_bytes, trio.current_time() + app.request_timeout_s)
         try:
             response = await app(request)
-        except ClientGone:
-            return
+        except ClientGone as gone:  # hypercorn drops the answer if the client really is gone
+            response = kiss_error_response(gone)
         await request.drain()
         head = request.method == "HEAD"
         if isinstance(response, StreamResponse):

@@ -11,6 +11,9 @@ Path templates are OpenAPI-style, so docs/openapi.yaml and the table compare dir
   `/v1/state/batch_put` is only the POST route, and its 405 lists the same methods as OPTIONS).
 Matching runs on the percent-decoded path, as before the table existed, so `%2F` inside a
 `{name:path}` parameter is a `/` of the value, and inside a `{name}` it ends the segment.
+Leading slashes collapse into one (`//v1/health` is `/v1/health`); later ones are data
+(`/v1/state//x` is the key `/x`). tests/api/test_routing_equivalence.py holds both routers to
+these rules, path by path.
 
 Guarantees: HEAD is served by a GET route (the body is dropped by the app); OPTIONS is answered
 for every path that has a route; the Allow list is the union of the methods of every template the
@@ -152,6 +155,8 @@ class Router:
     def match(self, method: str, path: str) -> "Match":
         """The route for `method` on `path`, or why there is none. Raises NotFound when no
         template matches the path at all (the app answers that after authentication)."""
+        if path.startswith("//"):
+            path = "/" + path.lstrip("/")  # leading slashes collapse, as werkzeug did; inner ones are data
         found = self._templates(path)
         if not found:
             raise NotFound("route not found")

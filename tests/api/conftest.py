@@ -1,8 +1,9 @@
 """HTTP-layer fixtures: the real app over a real Engine on a temporary DATA_DIR, over real sockets.
 
 `api` is an `ApiClient`: the app served on 127.0.0.1 (port 0) by the server HTTP_SERVER names
-(ours by default; `KISSVDB_TEST_SERVER=hypercorn` runs the same tests through hypercorn), in
-the test's own Trio loop, and an httpx client talking to it. Requests carry the test key unless
+(ours by default; `KISSVDB_TEST_SERVER=hypercorn` runs every test through hypercorn), in the
+test's own Trio loop, and an httpx client talking to it. The modules in CONFORMANCE_MODULES run
+on both servers in every run (the hypercorn path serves the same handlers: it must answer alike). Requests carry the test key unless
 `auth=False`; every answer is read completely into an httpx Response (status_code, headers,
 content, json()), so `tests.helpers.assert_error` works on it. `open_api(**settings)` builds
 another app when a test needs different settings (timeouts, limits, CORS).
@@ -26,6 +27,9 @@ from kissvdb.config import Settings
 
 API_KEY = "test-key-0123"
 TEST_SERVER = os.environ.get("KISSVDB_TEST_SERVER") or None
+# Run on our server and on hypercorn alike (the conformance subset of issue 8).
+CONFORMANCE_MODULES = {"test_state_routes", "test_errors", "test_auth", "test_stream_routes",
+                       "test_web_security"}
 CLIENT_TIMEOUT_S = 30
 _NO_BODY = object()
 
@@ -80,6 +84,18 @@ class ApiClient:
         raise AssertionError(f"{name} not in metrics:\n{reply.text}")
 
 
+def pytest_generate_tests(metafunc):
+    if metafunc.module.__name__.rsplit(".", 1)[-1] in CONFORMANCE_MODULES and TEST_SERVER is None:
+        if {"api", "make_api", "http_server"} & set(metafunc.fixturenames):
+            metafunc.parametrize("http_server", ["ours", "hypercorn"], indirect=True)
+
+
+@pytest.fixture
+def http_server(request) -> str:
+    """Which server the test's API runs on (see CONFORMANCE_MODULES)."""
+    return getattr(request, "param", None) or TEST_SERVER or "ours"
+
+
 def test_settings(data_dir, **overrides) -> Settings:
     base = dict(data_dir=str(data_dir), api_key=API_KEY, port=0, bind_addr="127.0.0.1")
     if TEST_SERVER is not None:
@@ -121,17 +137,18 @@ async def open_api(data_dir, **overrides):
 
 
 @pytest.fixture
-async def api(tmp_path):
-    async with open_api(tmp_path / "data") as client:
+async def api(tmp_path, http_server):
+    async with open_api(tmp_path / "data", http_server=http_server) as client:
         yield client
 
 
 @pytest.fixture
-def make_api(tmp_path):
+def make_api(tmp_path, http_server):
     """`async with make_api(request_timeout_secs=1) as api:` for tests that need other settings."""
     counter = iter(range(1_000_000))
 
     def make(**overrides):
+        overrides.setdefault("http_server", http_server)
         return open_api(tmp_path / f"data-{next(counter)}", **overrides)
 
     return make

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.conftest import open_api
 from tests.helpers import assert_error, raw_request
 
 PREFLIGHT = {"Access-Control-Request-Method": "PUT", "Access-Control-Request-Headers": "authorization"}
 
 
 @pytest.fixture
-async def dev_api(tmp_path):
+async def dev_api(make_api):
     """The out-of-the-box server: key `dev`, bound to loopback."""
-    async with open_api(tmp_path / "data", api_key="dev") as api:
+    async with make_api(api_key="dev") as api:
         yield api
 
 
@@ -74,8 +73,8 @@ async def test_dev_key_accepts_loopback_host_names(dev_api, host):
     assert reply.status_code == 200
 
 
-async def test_allowed_hosts_extends_the_host_check(tmp_path):
-    async with open_api(tmp_path / "data", api_key="dev", allowed_hosts="kiss.internal, other") as api:
+async def test_allowed_hosts_extends_the_host_check(make_api):
+    async with make_api(api_key="dev", allowed_hosts="kiss.internal, other") as api:
         reply = await raw_request(api.url, "GET", "/v1/state", [("Host", "kiss.internal:9917"),
                                                                 ("Authorization", "Bearer dev")])
         assert reply.status_code == 200
@@ -96,8 +95,8 @@ async def test_a_real_key_leaves_host_and_cors_as_configured(api):
 # ---- cross-site writes, whatever the key ------------------------------------------------------
 
 
-async def test_cross_site_writes_are_refused_unless_the_origin_is_allowed(tmp_path):
-    async with open_api(tmp_path / "data", cors_allowed_origins="https://app.example") as api:
+async def test_cross_site_writes_are_refused_unless_the_origin_is_allowed(make_api):
+    async with make_api(cors_allowed_origins="https://app.example") as api:
         before = api.engine.durable_offset
         for headers, field in (({"Origin": "https://evil.example"}, "Origin"),
                                ({"Sec-Fetch-Site": "cross-site"}, "Sec-Fetch-Site")):
