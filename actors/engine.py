@@ -128,8 +128,9 @@ class Engine(VectorEngineMethods):
             raise NotEnabled("sqlite module is disabled")
         return self.sql
 
-    async def sql_query(self, sql: str, params) -> list[dict]:
-        return await self._sql().query(sql, params)
+    async def sql_query_json(self, sql: str, params) -> bytes:
+        """The response body `{"rows": [...]}`, encoded on the SQL thread."""
+        return await self._sql().query_json(sql, params)
 
     async def sql_exec(self, sql: str, params) -> int:
         return await self._sql().exec(sql, params)

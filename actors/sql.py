@@ -1,8 +1,11 @@
 """The SQL actor: owns the user database's connections, each on its own dedicated thread.
 
 - `query` goes to one of `READERS` query_only connections (round robin), each on its own thread,
-  so reads run beside a long write. If the caller is cancelled (request timeout, client gone),
-  the statement is interrupted by the progress handler instead of running on.
+  so reads run beside a long write. The thread returns the response body's bytes, encoded as
+  the rows are stepped (kissvdb/sqlresult.py), so neither encoding nor a large result ever runs
+  on the event loop, and the time limit covers both. If the caller is cancelled (request
+  timeout, client gone), the statement is interrupted by the progress handler instead of
+  running on.
 - `exec` goes to the one writer connection, one statement at a time (a lock keeps the commit
   order and the order of the `sql_exec` events the same). After SQLite has committed, the
   `sql_exec` event `{statement, rows_affected}` is queued to the WAL writer, and the reply
@@ -21,7 +24,7 @@ import time
 import trio
 
 from kissvdb.errors import NotEnabled
-from kissvdb.usersql import SqlJob, UserSqlReader, UserSqlWriter
+from kissvdb.usersql import SqlJob, SqlLimits, UserSqlReader, UserSqlWriter
 
 from kissvdb.actors.threads import DedicatedThread
 from kissvdb.actors.wal import WalWrite
@@ -46,7 +49,9 @@ class SqlService:
         self.wal = writer
         self.clock = clock
         self.time_limit_ms = effective_time_limit_ms(settings)
-        self.max_rows = settings.sql_max_rows
+        self.limits = SqlLimits(rows_max=settings.sql_max_rows,
+                                result_bytes_max=settings.sql_result_bytes_max,
+                                write_bytes_max=settings.sql_write_bytes_max)
         self._writer_thread: DedicatedThread | None = None
         self._reader_threads: list[DedicatedThread] = []
         self._writer: UserSqlWriter | None = None
@@ -61,13 +66,16 @@ class SqlService:
 
     async def open(self) -> None:
         self._writer_thread = DedicatedThread("kissvdb-sql-w")
-        self._writer = await self._writer_thread.run(UserSqlWriter, self.path)
+        self._writer = await self._writer_thread.run(UserSqlWriter, self.path, self.limits)
         for i in range(READERS):
             thread = DedicatedThread(f"kissvdb-sql-r{i}")
             self._reader_threads.append(thread)
-            self._readers.append(await thread.run(UserSqlReader, self.path))
+            self._readers.append(await thread.run(UserSqlReader, self.path, self.limits))
         self._wal_send = self.wal.send_channel.clone()
         log.info("user SQL at %s (statement time limit %d ms)", self.path, self.time_limit_ms)
+        if not self._writer.write_cap_enforced:
+            log.warning("SQL_WRITE_BYTES_MAX is not enforced: this kernel does not count writes per thread "
+                        "(/proc/thread-self/io); the time limit still bounds each statement")
 
     def _job(self) -> SqlJob:
         return SqlJob(time.monotonic() + self.time_limit_ms / 1000.0, self.time_limit_ms)
@@ -76,14 +84,15 @@ class SqlService:
         if self.closing or self._writer is None:
             raise NotEnabled("sqlite module is disabled")
 
-    async def query(self, sql: str, params) -> list[dict]:
+    async def query_json(self, sql: str, params) -> bytes:
+        """The `/v1/sql/query` response body for one read statement (see UserSqlReader.query)."""
         self._check_open()
         i = self._next_reader
         self._next_reader = (i + 1) % len(self._readers)
         job = self._job()
         self.queries_total += 1
         try:
-            return await self._reader_threads[i].run(self._readers[i].query, job, sql, params, self.max_rows)
+            return await self._reader_threads[i].run(self._readers[i].query, job, sql, params)
         except trio.Cancelled:
             job.cancelled = True  # the progress handler interrupts it at its next check
             raise

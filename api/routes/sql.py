@@ -5,7 +5,8 @@ positionally, an object binds `:name` / `@name` / `$name` (named params are an a
 - query: `{"rows": [{column: value}, ...]}`. Runs on a query_only connection: any single
   read statement works (`WITH ... SELECT`, `EXPLAIN`, ...) and every write fails with 400
   sqlite_error (the original refused anything not starting with `select`: a documented
-  departure). More than SQL_MAX_ROWS rows -> 400 invalid_argument asking for a LIMIT.
+  departure). More than SQL_MAX_ROWS rows or SQL_RESULT_BYTES_MAX bytes -> 400
+  invalid_argument. The body arrives as bytes from the SQL thread; this handler only sends it.
 - exec: `{"rows_affected": n}` (the change in total_changes(); 0 for DDL). A statement that
   returns rows is refused (400 sqlite_error), as the original.
 SQLite errors -> 400 sqlite_error with SQLite's message; refused statements (ATTACH, PRAGMA,
@@ -41,8 +42,7 @@ def register(app) -> None:
     @app.route("/v1/sql/query", methods=["POST"], endpoint="sql_query")
     async def sql_query(request):
         sql, params = await parse(request)
-        rows = await engine.sql_query(sql, params)
-        return raw_json_response(_dumps({"rows": rows}))
+        return raw_json_response(await engine.sql_query_json(sql, params))
 
     @app.route("/v1/sql/exec", methods=["POST"], endpoint="sql_exec")
     async def sql_exec(request):
