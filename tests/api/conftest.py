@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
+import trio
 from werkzeug.datastructures import Headers
 
 from kissvdb.actors.engine import open_engine
@@ -63,8 +64,20 @@ class ApiClient:
             data = orjson.dumps(json)
             sent["Content-Type"] = "application/json"
         sent.update(headers or {})
-        response = await self.client.open(path, method=method, headers=sent, data=data)
-        return Reply(response.status_code, response.headers, await response.get_data())
+        # Read the body while the app sends it, as a socket does: the test client's own `open()`
+        # collects it only after the app has finished, through a channel of 10 messages, so a
+        # body sent in more pieces than that would never finish.
+        connection = self.client.request(path, method=method, headers=sent)
+        body = bytearray()
+        async with connection:
+            await connection.send(data or b"")
+            await connection.send_complete()
+            while True:
+                try:
+                    body += await connection.receive()
+                except trio.EndOfChannel:
+                    break
+        return Reply(connection.status_code, connection.headers, bytes(body))
 
     async def get(self, path: str, **kw) -> Reply:
         return await self.request("GET", path, **kw)
