@@ -1,8 +1,8 @@
 """The SQL actor: owns the user database's connections, each on its own dedicated thread.
 
 - `query` goes to one of `READERS` query_only connections (round robin), each on its own thread,
-  so reads run beside a long write. The thread returns the response body's bytes, encoded as
-  the rows are stepped (kissvdb/sqlresult.py), so neither encoding nor a large result ever runs
+  so reads run beside a long write. The thread returns the response body, JSON encoded in
+  pieces as the rows are stepped (kissvdb/sqlresult.py), so neither encoding nor a large result ever runs
   on the event loop, and the time limit covers both. If the caller is cancelled (request
   timeout, client gone), the statement is interrupted by the progress handler instead of
   running on.
@@ -14,6 +14,10 @@
   subscribers what happened. If logging the event fails, the statement has still committed and
   the caller gets the persistence error. Once the statement is running it is not interrupted
   by a cancelled caller, only by its time limit: its outcome is then reported.
+- Bounded: at most INBOX_REQUESTS_MAX statements wait or run at once; the next is refused with
+  503 (Overloaded) before anything runs. A statement's deadline starts when it is submitted, so
+  time spent waiting behind others counts, and one whose deadline passed while it waited is
+  refused without running.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import time
 
 import trio
 
-from kissvdb.errors import NotEnabled
+from kissvdb.errors import NotEnabled, Overloaded
+from kissvdb.sqlresult import JsonChunks
 from kissvdb.usersql import SqlJob, SqlLimits, UserSqlReader, UserSqlWriter
 
 from kissvdb.actors.threads import DedicatedThread
@@ -58,6 +63,10 @@ class SqlService:
         self._readers: list[UserSqlReader] = []
         self._next_reader = 0
         self._exec_lock = trio.Lock()
+        # Statements waiting or running: past INBOX_REQUESTS_MAX a new one is refused with 503
+        # at once instead of queueing without bound behind slow ones.
+        self.waiting_max = settings.inbox_requests_max
+        self._waiting = 0
         self._wal_send = None
         self.closing = False
         self.queries_total = 0
@@ -83,14 +92,17 @@ class SqlService:
     def _check_open(self) -> None:
         if self.closing or self._writer is None:
             raise NotEnabled("sqlite module is disabled")
+        if self._waiting >= self.waiting_max:
+            raise Overloaded("too many SQL statements waiting, retry later")
 
-    async def query_json(self, sql: str, params) -> bytes:
+    async def query_json(self, sql: str, params) -> JsonChunks:
         """The `/v1/sql/query` response body for one read statement (see UserSqlReader.query)."""
         self._check_open()
         i = self._next_reader
         self._next_reader = (i + 1) % len(self._readers)
         job = self._job()
         self.queries_total += 1
+        self._waiting += 1
         try:
             return await self._reader_threads[i].run(self._readers[i].query, job, sql, params)
         except trio.Cancelled:
@@ -99,9 +111,18 @@ class SqlService:
         except Exception:
             self.errors_total += 1
             raise
+        finally:
+            self._waiting -= 1
 
     async def exec(self, sql: str, params) -> int:
         self._check_open()
+        self._waiting += 1
+        try:
+            return await self._exec(sql, params)
+        finally:
+            self._waiting -= 1
+
+    async def _exec(self, sql: str, params) -> int:
         async with self._exec_lock:
             job = self._job()
             with trio.CancelScope(shield=True):

@@ -184,3 +184,27 @@ def json_response(obj: Any, status: int = 200) -> TrioResponse:
 def raw_json_response(body: bytes, status: int = 200) -> TrioResponse:
     """A response whose body is already JSON bytes."""
     return TrioResponse(body, status, content_type=JSON)
+
+
+JOIN_BYTES_MAX = 256 << 10  # a body in pieces up to this size is joined: cheaper than streaming it
+
+
+def json_chunks_response(body, status: int = 200) -> TrioResponse:
+    """A response whose body is JSON already encoded in pieces (`kissvdb.sqlresult.JsonChunks`).
+
+    A large body is sent piece by piece with its Content-Length and never joined: joining
+    megabytes is one copy that holds the GIL (and so the event loop) for tens of milliseconds,
+    and doubles the memory. Each piece is released once it has been handed to the server.
+    """
+    if body.length <= JOIN_BYTES_MAX:
+        return raw_json_response(body.join(), status)
+    chunks = body.chunks
+    chunks.reverse()
+
+    async def pieces():
+        while chunks:
+            yield chunks.pop()
+
+    response = TrioResponse(pieces(), status, content_type=JSON)
+    response.content_length = body.length
+    return response

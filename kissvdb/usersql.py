@@ -29,7 +29,7 @@ Guarantees (DESIGN "SQL guard"):
 - A progress handler interrupts a statement past its deadline (or when its caller gave up):
   400 sqlite_error "interrupted: statement exceeded the time limit of N ms". The deadline also
   covers encoding the rows (kissvdb/sqlresult.py), which happens here, on the SQL thread, while
-  SQLite steps: `query` returns the response body's bytes, never a list of rows. More than
+  SQLite steps: `query` returns the response body (JSON in pieces), never a list of rows. More than
   `rows_max` rows or `result_bytes_max` bytes is refused (400) as soon as it is reached.
 - Parameters: a JSON array binds `?`/`?N` positionally, an object binds `:name`/`@name`/`$name`.
   null, booleans (1/0), numbers and strings only; integers beyond int64 bind as REAL.
@@ -49,7 +49,7 @@ from typing import Callable
 import apsw
 
 from kissvdb.errors import InvalidArgument, SqliteError
-from kissvdb.sqlresult import ResultBody
+from kissvdb.sqlresult import JsonChunks, ResultBody
 from kissvdb.threadio import ThreadWrites
 
 PROGRESS_STEPS = 1000  # VM instructions between deadline checks
@@ -108,7 +108,9 @@ class SqlLimits:
     SQL_WRITE_BYTES_MAX)."""
 
     rows_max: int = 10000
-    result_bytes_max: int = 64 << 20
+    # Handing one value of 64 MB from SQLite to Python holds the GIL for 100-200 ms on a small
+    # box (the event loop waits that long); 16 MB, about 10 ms.
+    result_bytes_max: int = 16 << 20
     write_bytes_max: int = 1 << 30
 
 
@@ -278,10 +280,12 @@ class _Guarded:
         return SqliteError(message, field="sql")
 
     def _start(self, job: SqlJob, sql: str, params):
+        job.check()  # it may have waited behind other statements past its deadline
         bindings = bind_params(params)
         if "\x00" in sql:
             # SQLite reads statement text up to a NUL; apsw refuses it (ValueError) instead.
             raise SqliteError("SQL text must not contain NUL characters", field="sql")
+        # UTF-8 needs at most 4 bytes a character: only long text needs encoding to be measured.
         if len(sql) > SQL_TEXT_BYTES_MAX // 4 and len(sql.encode("utf-8", "surrogatepass")) > SQL_TEXT_BYTES_MAX:
             raise InvalidArgument(f"SQL text longer than {SQL_TEXT_BYTES_MAX} bytes", field="sql")
         if not sql.strip() or _only_trivia(sql):
@@ -302,6 +306,7 @@ class _Guarded:
         self._writes.close()
 
 
+EMPTY_ROWS = b'{"rows":[]}'
 NOT_UTF8 = "result text is not valid UTF-8; select it as CAST(... AS BLOB) to read its bytes"
 
 
@@ -309,8 +314,8 @@ class UserSqlReader(_Guarded):
     def __init__(self, path: str, limits: SqlLimits = SqlLimits()):
         super().__init__(path, query_only=True, limits=limits)
 
-    def query(self, job: SqlJob, sql: str, params) -> bytes:
-        """Run one read statement; return the response body `{"rows": [...]}` as JSON bytes.
+    def query(self, job: SqlJob, sql: str, params) -> JsonChunks:
+        """Run one read statement; return the response body `{"rows": [...]}`, JSON in pieces.
 
         Rows are encoded as SQLite steps them, under the same deadline, and refused as soon as
         they pass the row or byte budget (see kissvdb/sqlresult.py). Raises SqliteError or
@@ -321,15 +326,14 @@ class UserSqlReader(_Guarded):
         self._user = True
         try:
             cursor.execute(sql, bindings, can_cache=False)
-            body = None
-            for row in cursor:
-                if body is None:
-                    names = [d[0] for d in cursor.get_description()]
-                    body = ResultBody(names, bytes_max=self.limits.result_bytes_max,
-                                      rows_max=self.limits.rows_max, check=job.check)
-                body.add(row)
-            if body is None:
-                return b'{"rows":[]}'
+            first = next(cursor, None)
+            if first is None:
+                return JsonChunks([EMPTY_ROWS], len(EMPTY_ROWS))
+            names = [d[0] for d in cursor.get_description()]
+            body = ResultBody(names, bytes_max=self.limits.result_bytes_max,
+                              rows_max=self.limits.rows_max, check=job.check)
+            body.add(first)
+            body.extend(cursor)
             return body.finish()
         except (InvalidArgument, SqliteError):
             raise

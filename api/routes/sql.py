@@ -6,7 +6,8 @@ positionally, an object binds `:name` / `@name` / `$name` (named params are an a
   read statement works (`WITH ... SELECT`, `EXPLAIN`, ...) and every write fails with 400
   sqlite_error (the original refused anything not starting with `select`: a documented
   departure). More than SQL_MAX_ROWS rows or SQL_RESULT_BYTES_MAX bytes -> 400
-  invalid_argument. The body arrives as bytes from the SQL thread; this handler only sends it.
+  invalid_argument. The body arrives encoded, in pieces, from the SQL thread; this handler only
+  sends them.
 - exec: `{"rows_affected": n}` (the change in total_changes(); 0 for DDL). A statement that
   returns rows is refused (400 sqlite_error), as the original.
 SQLite errors -> 400 sqlite_error with SQLite's message; refused statements (ATTACH, PRAGMA,
@@ -20,7 +21,7 @@ import orjson
 
 from kissvdb.errors import NotEnabled, UnprocessableEntity
 
-from ..codec import raw_json_response, read_json_object, require_str
+from ..codec import json_chunks_response, raw_json_response, read_json_object, require_str
 
 _dumps = orjson.dumps
 
@@ -42,7 +43,7 @@ def register(app) -> None:
     @app.route("/v1/sql/query", methods=["POST"], endpoint="sql_query")
     async def sql_query(request):
         sql, params = await parse(request)
-        return raw_json_response(await engine.sql_query_json(sql, params))
+        return json_chunks_response(await engine.sql_query_json(sql, params))
 
     @app.route("/v1/sql/exec", methods=["POST"], endpoint="sql_exec")
     async def sql_exec(request):

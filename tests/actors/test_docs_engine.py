@@ -98,7 +98,7 @@ async def test_concurrent_sql_execs_log_events_in_commit_order(tmp_path):
                 for n in range(20):
                     nursery.start_soon(insert, n)
             body = await engine.sql_query_json("SELECT n FROM t ORDER BY rowid", [])
-            committed = [r["n"] for r in orjson.loads(body)["rows"]]
+            committed = [r["n"] for r in orjson.loads(body.join())["rows"]]
             records = await trio.to_thread.run_sync(engine.wal_log.read, start + 1, engine.durable_offset, 1 << 20)
             from kissvdb.events import decode_payload
 

@@ -35,7 +35,10 @@ def encode(names, rows, *, bytes_max=1 << 30, rows_max=1 << 30, check=lambda: No
     body = ResultBody(names, bytes_max=bytes_max, rows_max=rows_max, check=check)
     for row in rows:
         body.add(row)
-    return body.finish()
+    chunks = body.finish()
+    whole = chunks.join()
+    assert chunks.length == len(whole)
+    return whole
 
 
 def random_value(rng: random.Random):
@@ -118,3 +121,15 @@ def test_the_check_runs_between_rows_and_chunks_and_stops_the_encoding():
     with pytest.raises(SqliteError, match="interrupted"):
         encode(["s"], [("z" * (CHUNK_CHARS * 10),)], check=check)
     assert len(calls) == 4
+
+
+def test_the_body_comes_in_pieces_no_larger_than_a_couple_of_megabytes():
+    # Escapes (six bytes a character) in small rows, long strings and long blobs: every piece is
+    # small enough to encode and send without holding the GIL for long, however large the body.
+    rows = [("\x01" * 50_000, b"\xff" * 100_000)] * 40 + [("\x01" * (CHUNK_CHARS * 5), b"\x00" * (CHUNK_BLOB_BYTES * 5))]
+    body = ResultBody(["t", "b"], bytes_max=1 << 30, rows_max=1 << 30, check=lambda: None)
+    body.extend(rows)
+    chunks = body.finish()
+    assert chunks.join() == reference(["t", "b"], rows)
+    assert chunks.length > 16 << 20
+    assert max(len(chunk) for chunk in chunks.chunks) <= 2 << 20

@@ -21,7 +21,7 @@ def job(ms: int = 2000) -> SqlJob:
 
 
 def rows(reader: UserSqlReader, sql: str, params=None) -> list[dict]:
-    return orjson.loads(reader.query(job(), sql, params))["rows"]
+    return orjson.loads(reader.query(job(), sql, params).join())["rows"]
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ def test_a_huge_value_is_refused_by_sqlite_before_it_is_built(db):
     with pytest.raises(SqliteError, match="SQL_RESULT_BYTES_MAX") as refused:
         reader.query(job(), "SELECT zeroblob(900000000) AS b", None)
     assert refused.value.field == "sql"
-    assert str(64 << 20) in refused.value.message
+    assert str(16 << 20) in refused.value.message
 
 
 def test_sql_text_and_parameter_caps_name_their_field(db):
@@ -172,7 +172,7 @@ def test_both_connections_are_defensive_with_an_untrusted_schema(db):
         assert conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, -1) == 1
         assert conn.config(apsw.SQLITE_DBCONFIG_TRUSTED_SCHEMA, -1) == 0
         assert conn.limit(apsw.SQLITE_LIMIT_ATTACHED) == 0
-        assert conn.limit(apsw.SQLITE_LIMIT_LENGTH) == 64 << 20
+        assert conn.limit(apsw.SQLITE_LIMIT_LENGTH) == 16 << 20
 
 
 # ---- budgets: result bytes, temp bytes, and a deadline that covers encoding ----------------
@@ -183,7 +183,8 @@ def test_result_budget_is_exact_and_refused_rows_free_their_memory(tmp_path):
     exact = len(b'{"rows":[{"s":"' + b"a" * 1000 + b'"}]}')
     sql = "SELECT printf('%.*c', 1000, 'a') AS s"
     fits = UserSqlReader(path, SqlLimits(result_bytes_max=exact))
-    assert len(fits.query(job(), sql, None)) == exact
+    body = fits.query(job(), sql, None)
+    assert body.length == len(body.join()) == exact
     tight = UserSqlReader(path, SqlLimits(result_bytes_max=exact - 1))
     with pytest.raises(InvalidArgument, match=f"larger than {exact - 1} bytes") as refused:
         tight.query(job(), sql, None)
@@ -215,7 +216,7 @@ def test_a_sort_within_the_write_budget_completes(tmp_path):
     reader = UserSqlReader(str(tmp_path / "user.db"), SqlLimits(write_bytes_max=1 << 30))
     sql = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 30000) "
            "SELECT count(*) AS n FROM (SELECT randomblob(1000) AS b, count(*) FROM c GROUP BY b)")
-    assert orjson.loads(reader.query(job(30_000), sql, None)) == {"rows": [{"n": 30000}]}
+    assert orjson.loads(reader.query(job(30_000), sql, None).join()) == {"rows": [{"n": 30000}]}
 
 
 class StepClock:
@@ -232,11 +233,23 @@ class StepClock:
 def test_the_deadline_covers_encoding_the_rows(db):
     _, reader = db
     # One row, a handful of VM steps (the progress handler never runs): all the time is encoding,
-    # 32 chunks of one 32 MiB string full of characters JSON escapes.
-    sql = "SELECT printf('%.*c', 33554432, char(1)) AS s"
+    # the 192 chunks of one 12 MiB string.
+    sql = "SELECT printf('%.*c', 12582912, 'a') AS s"
     clock = StepClock()
     slow = SqlJob(deadline=5.0, limit_ms=5000, clock=clock)
     with pytest.raises(SqliteError, match="interrupted: statement exceeded the time limit of 5000 ms"):
         reader.query(slow, sql, None)
     assert clock.readings == 6  # stopped at the first reading past the deadline, not at the end
     assert rows(reader, "SELECT 2 AS two") == [{"two": 2}]
+
+
+def test_a_statement_whose_deadline_passed_while_it_waited_never_runs(db):
+    writer, reader = db
+    writer.exec(job(), "CREATE TABLE t(x)", None)
+    late = SqlJob(deadline=time.monotonic() - 1, limit_ms=100)
+    with pytest.raises(SqliteError, match="time limit of 100 ms"):
+        writer.exec(late, "INSERT INTO t VALUES (1)", None)
+    with pytest.raises(SqliteError, match="time limit of 100 ms"):
+        reader.query(SqlJob(deadline=time.monotonic() - 1, limit_ms=100), "SELECT 1", None)
+    assert rows(reader, "SELECT count(*) AS n FROM t") == [{"n": 0}]
+    assert writer.conn.get_autocommit()
