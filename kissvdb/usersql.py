@@ -215,7 +215,7 @@ class _Guarded:
         self._user = False  # the authorizer applies to user statements only
         self._denied: str | None = None
         self._writes = ThreadWrites()
-        self._writes_start: int | None = None  # the thread's write counter when the job started
+        self._writes_start: int | None = None  # the thread's write counter at the job's first check
         self._writes_checked = 0.0
         conn.authorizer = self._authorize
         conn.set_progress_handler(self._progress, PROGRESS_STEPS)
@@ -241,14 +241,19 @@ class _Guarded:
             return False
         if job.expired():
             return True
-        if self._writes_start is None:
-            return False
         now = time.monotonic()  # not job.clock: this only spaces out the reads below
         if now - self._writes_checked < WRITE_CHECK_INTERVAL_S:
             return False
         self._writes_checked = now
         written = self._writes.read()
-        if written is not None and written - self._writes_start > self.limits.write_bytes_max:
+        if written is None:
+            return False
+        if self._writes_start is None:
+            # Counted from the first check, one interval in: a statement that ends sooner never
+            # pays for a read, and one interval of writes is a few MB against a cap of a GiB.
+            self._writes_start = written
+            return False
+        if written - self._writes_start > self.limits.write_bytes_max:
             job.interrupted = (f"statement wrote more than {self.limits.write_bytes_max} bytes to disk "
                                "(SQL_WRITE_BYTES_MAX)")
             return True
@@ -290,7 +295,7 @@ class _Guarded:
             raise InvalidArgument(f"SQL text longer than {SQL_TEXT_BYTES_MAX} bytes", field="sql")
         if not sql.strip() or _only_trivia(sql):
             raise SqliteError("empty SQL statement", field="sql")
-        self._writes_start = self._writes.read()
+        self._writes_start = None
         self._writes_checked = time.monotonic()
         self._job = job
         self._denied = None
