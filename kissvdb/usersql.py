@@ -53,7 +53,7 @@ from kissvdb.sqlresult import JsonChunks, ResultBody
 from kissvdb.threadio import ThreadWrites
 
 PROGRESS_STEPS = 1000  # VM instructions between deadline checks
-WRITE_CHECK_INTERVAL_S = 0.01  # reading the thread's write counter costs ~10 us; not every check
+WRITE_CHECK_INTERVAL_S = 0.01  # reading the thread's write counter costs ~5 us: not at every check
 BUSY_TIMEOUT_MS = 5000
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 CACHE_KIB = 8192  # page cache per connection (PRAGMA cache_size): bounds the RAM of sorts too
