@@ -30,6 +30,7 @@ from kissvdb.errors import KissError, NotEnabled, NotFound, Unavailable
 from kissvdb.events import RawJson
 from kissvdb.kv import BatchPut, Delete, KvLimits, KvState, Put, StateItem, check_key
 from kissvdb.recovery import replay_kv
+from kissvdb.sqlresult import JsonChunks
 from kissvdb.statestore import StateStore
 
 from kissvdb.actors.auth_keys import KeyService
@@ -129,8 +130,9 @@ class Engine(VectorEngineMethods):
             raise NotEnabled("sqlite module is disabled")
         return self.sql
 
-    async def sql_query(self, sql: str, params) -> list[dict]:
-        return await self._sql().query(sql, params)
+    async def sql_query_json(self, sql: str, params) -> JsonChunks:
+        """The response body `{"rows": [...]}`, encoded in pieces on the SQL thread."""
+        return await self._sql().query_json(sql, params)
 
     async def sql_exec(self, sql: str, params) -> int:
         return await self._sql().exec(sql, params)

@@ -1,8 +1,11 @@
 """The SQL actor: owns the user database's connections, each on its own dedicated thread.
 
 - `query` goes to one of `READERS` query_only connections (round robin), each on its own thread,
-  so reads run beside a long write. If the caller is cancelled (request timeout, client gone),
-  the statement is interrupted by the progress handler instead of running on.
+  so reads run beside a long write. The thread returns the response body, JSON encoded in
+  pieces as the rows are stepped (kissvdb/sqlresult.py), so neither encoding nor a large result ever runs
+  on the event loop, and the time limit covers both. If the caller is cancelled (request
+  timeout, client gone), the statement is interrupted by the progress handler instead of
+  running on.
 - `exec` goes to the one writer connection, one statement at a time (a lock keeps the commit
   order and the order of the `sql_exec` events the same). After SQLite has committed, the
   `sql_exec` event `{statement, rows_affected}` is queued to the WAL writer, and the reply
@@ -11,6 +14,10 @@
   subscribers what happened. If logging the event fails, the statement has still committed and
   the caller gets the persistence error. Once the statement is running it is not interrupted
   by a cancelled caller, only by its time limit: its outcome is then reported.
+- Bounded: at most INBOX_REQUESTS_MAX statements wait or run at once; the next is refused with
+  503 (Overloaded) before anything runs. A statement's deadline starts when it is submitted, so
+  time spent waiting behind others counts, and one whose deadline passed while it waited is
+  refused without running.
 """
 
 from __future__ import annotations
@@ -20,8 +27,9 @@ import time
 
 import trio
 
-from kissvdb.errors import NotEnabled
-from kissvdb.usersql import SqlJob, UserSqlReader, UserSqlWriter
+from kissvdb.errors import NotEnabled, Overloaded
+from kissvdb.sqlresult import JsonChunks
+from kissvdb.usersql import SqlJob, SqlLimits, UserSqlReader, UserSqlWriter
 
 from kissvdb.actors.threads import DedicatedThread
 from kissvdb.actors.wal import WalWrite
@@ -46,13 +54,19 @@ class SqlService:
         self.wal = writer
         self.clock = clock
         self.time_limit_ms = effective_time_limit_ms(settings)
-        self.max_rows = settings.sql_max_rows
+        self.limits = SqlLimits(rows_max=settings.sql_max_rows,
+                                result_bytes_max=settings.sql_result_bytes_max,
+                                write_bytes_max=settings.sql_write_bytes_max)
         self._writer_thread: DedicatedThread | None = None
         self._reader_threads: list[DedicatedThread] = []
         self._writer: UserSqlWriter | None = None
         self._readers: list[UserSqlReader] = []
         self._next_reader = 0
         self._exec_lock = trio.Lock()
+        # Statements waiting or running: past INBOX_REQUESTS_MAX a new one is refused with 503
+        # at once instead of queueing without bound behind slow ones.
+        self.waiting_max = settings.inbox_requests_max
+        self._waiting = 0
         self._wal_send = None
         self.closing = False
         self.queries_total = 0
@@ -61,13 +75,16 @@ class SqlService:
 
     async def open(self) -> None:
         self._writer_thread = DedicatedThread("kissvdb-sql-w")
-        self._writer = await self._writer_thread.run(UserSqlWriter, self.path)
+        self._writer = await self._writer_thread.run(UserSqlWriter, self.path, self.limits)
         for i in range(READERS):
             thread = DedicatedThread(f"kissvdb-sql-r{i}")
             self._reader_threads.append(thread)
-            self._readers.append(await thread.run(UserSqlReader, self.path))
+            self._readers.append(await thread.run(UserSqlReader, self.path, self.limits))
         self._wal_send = self.wal.send_channel.clone()
         log.info("user SQL at %s (statement time limit %d ms)", self.path, self.time_limit_ms)
+        if not self._writer.write_cap_enforced:
+            log.warning("SQL_WRITE_BYTES_MAX is not enforced: this kernel does not count writes per thread "
+                        "(/proc/thread-self/io); the time limit still bounds each statement")
 
     def _job(self) -> SqlJob:
         return SqlJob(time.monotonic() + self.time_limit_ms / 1000.0, self.time_limit_ms)
@@ -75,24 +92,37 @@ class SqlService:
     def _check_open(self) -> None:
         if self.closing or self._writer is None:
             raise NotEnabled("sqlite module is disabled")
+        if self._waiting >= self.waiting_max:
+            raise Overloaded("too many SQL statements waiting, retry later")
 
-    async def query(self, sql: str, params) -> list[dict]:
+    async def query_json(self, sql: str, params) -> JsonChunks:
+        """The `/v1/sql/query` response body for one read statement (see UserSqlReader.query)."""
         self._check_open()
         i = self._next_reader
         self._next_reader = (i + 1) % len(self._readers)
         job = self._job()
         self.queries_total += 1
+        self._waiting += 1
         try:
-            return await self._reader_threads[i].run(self._readers[i].query, job, sql, params, self.max_rows)
+            return await self._reader_threads[i].run(self._readers[i].query, job, sql, params)
         except trio.Cancelled:
             job.cancelled = True  # the progress handler interrupts it at its next check
             raise
         except Exception:
             self.errors_total += 1
             raise
+        finally:
+            self._waiting -= 1
 
     async def exec(self, sql: str, params) -> int:
         self._check_open()
+        self._waiting += 1
+        try:
+            return await self._exec(sql, params)
+        finally:
+            self._waiting -= 1
+
+    async def _exec(self, sql: str, params) -> int:
         async with self._exec_lock:
             job = self._job()
             with trio.CancelScope(shield=True):

@@ -40,6 +40,9 @@ class DedicatedThread:
                 self._token.run_sync_soon(callback, *result)
             except trio.RunFinishedError:
                 return
+            # Drop this job's references now: a result kept in a local until the next job
+            # (a 64 MB query body, say) would stay alive on an idle thread.
+            del job, fn, args, callback, result
 
     def submit(self, fn: Callable, *args, callback: Callable[[bool, Any], None]) -> None:
         """Queue `fn(*args)`; `callback(ok, result_or_exception)` runs later on the Trio thread."""

@@ -115,11 +115,17 @@ def asgi_app(app, max_body_bytes: int):
             await _send_stream(send, receive, response, head)
             return
         body = response.body
+        pieces = body if type(body) is list else [body]  # a body in pieces is sent as it is
         headers = _encode_headers(response.headers)
         if response.status != 204 and response.status != 304:
-            headers.append((b"content-length", str(len(body)).encode()))
+            headers.append((b"content-length", str(sum(map(len, pieces))).encode()))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if head else body})
+        if head:
+            pieces = []
+        for i in range(len(pieces)):
+            piece, pieces[i] = pieces[i], b""
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
 
     return asgi
 

@@ -183,3 +183,18 @@ def json_response(obj: Any, status: int = 200) -> Response:
 def raw_json_response(body: bytes, status: int = 200) -> Response:
     """A response whose body is already JSON bytes."""
     return Response(body, status, [("Content-Type", JSON)])
+
+
+JOIN_BYTES_MAX = 256 << 10  # a body in pieces up to this size is joined: cheaper than sending pieces
+
+
+def json_chunks_response(body, status: int = 200) -> Response:
+    """A response whose body is JSON already encoded in pieces (`kissvdb.sqlresult.JsonChunks`).
+
+    A large body is sent piece by piece under its Content-Length and never joined: joining
+    megabytes is one copy that holds the GIL (and so the event loop) for tens of milliseconds,
+    and doubles the memory. The server releases each piece once it has been written.
+    """
+    if body.length <= JOIN_BYTES_MAX:
+        return raw_json_response(body.join(), status)
+    return Response(body.chunks, status, [("Content-Type", JSON)])

@@ -135,6 +135,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DOC_CACHE_ITEMS", "doc_cache_items", 100000, _int(0), "documents cached in memory (the rest is read from state.sqlite)"),
     Setting("SQL_TIME_LIMIT_MS", "sql_time_limit_ms", 10000, _int(1), "user SQL statement time limit (kept below REQUEST_TIMEOUT_SECS)"),
     Setting("SQL_MAX_ROWS", "sql_max_rows", 10000, _int(1), "rows /v1/sql/query may return before it is refused"),
+    Setting("SQL_RESULT_BYTES_MAX", "sql_result_bytes_max", 16 << 20, _int(1 << 16, 1_000_000_000),
+            "largest /v1/sql/query response body in bytes; also the largest string, blob or row SQLite will build"),
+    Setting("SQL_WRITE_BYTES_MAX", "sql_write_bytes_max", 1 << 30, _int(1 << 20),
+            "bytes one user SQL statement may write to disk (temporary files; for exec also the journal) before it is interrupted"),
 )
 
 
@@ -207,6 +211,8 @@ class Settings:
     doc_cache_items: int = 100000
     sql_time_limit_ms: int = 10000
     sql_max_rows: int = 10000
+    sql_result_bytes_max: int = 16 << 20
+    sql_write_bytes_max: int = 1 << 30
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":

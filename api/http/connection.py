@@ -248,21 +248,32 @@ class Connection:
 
     async def _respond(self, request: Request, response: Response) -> bool:
         keep, drain = self._keep_alive(request)
+        pieces = None
         try:
             body = response.body
-            if type(body) is not bytes:
-                body = bytes(body)  # bytearray / memoryview; anything else is an app bug
+            if type(body) is list:  # a body in pieces: sent one by one, never joined
+                pieces, body = body, b""
+                length = sum(map(len, pieces))
+            else:
+                if type(body) is not bytes:
+                    body = bytes(body)  # bytearray / memoryview; anything else is an app bug
+                length = len(body)
             if response.status in NO_BODY_STATUSES:
                 head, keep = self._head(request, response, length=None, keep=keep)
-                body = b""
+                body, pieces = b"", None
             else:
-                head, keep = self._head(request, response, length=len(body), keep=keep)
+                head, keep = self._head(request, response, length=length, keep=keep)
                 if request.method == "HEAD":
-                    body = b""
+                    body, pieces = b"", None
         except (InvalidResponse, TypeError) as exc:
             log.error("app answered %s %s with an invalid response: %s", request.method, request.raw_path, exc)
             return await self._respond(request, error_response(KissError("internal error")))
-        await self.transport.send_head_and_body(head, body, self._limits.write_stall_timeout_s)
+        stall = self._limits.write_stall_timeout_s
+        await self.transport.send_head_and_body(head, body, stall)
+        if pieces:
+            for i in range(len(pieces)):
+                piece, pieces[i] = pieces[i], b""  # release each piece once it is written
+                await self.transport.send_all(piece, stall)
         if drain and keep:
             keep = await self._drain(request)
         if not keep:

@@ -187,7 +187,11 @@ class Request:
 
 
 class Response:
-    """A complete response. The server adds Content-Length, Date and Connection itself."""
+    """A complete response. The server adds Content-Length, Date and Connection itself.
+
+    `body` is bytes, or a list of bytes pieces (a large body encoded in parts): the server sends
+    the pieces one after the other under one Content-Length, releasing each once written, and
+    never joins them (joining megabytes is one long copy that holds the event loop)."""
 
     __slots__ = ("status", "headers", "body")
 

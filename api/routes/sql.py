@@ -5,7 +5,9 @@ positionally, an object binds `:name` / `@name` / `$name` (named params are an a
 - query: `{"rows": [{column: value}, ...]}`. Runs on a query_only connection: any single
   read statement works (`WITH ... SELECT`, `EXPLAIN`, ...) and every write fails with 400
   sqlite_error (the original refused anything not starting with `select`: a documented
-  departure). More than SQL_MAX_ROWS rows -> 400 invalid_argument asking for a LIMIT.
+  departure). More than SQL_MAX_ROWS rows or SQL_RESULT_BYTES_MAX bytes -> 400
+  invalid_argument. The body arrives encoded, in pieces, from the SQL thread; this handler only
+  sends them.
 - exec: `{"rows_affected": n}` (the change in total_changes(); 0 for DDL). A statement that
   returns rows is refused (400 sqlite_error), as the original.
 SQLite errors -> 400 sqlite_error with SQLite's message; refused statements (ATTACH, PRAGMA,
@@ -19,7 +21,7 @@ import orjson
 
 from kissvdb.errors import NotEnabled, UnprocessableEntity
 
-from ..codec import raw_json_response, read_json_object, require_str
+from ..codec import json_chunks_response, raw_json_response, read_json_object, require_str
 from ..routing import Route
 
 _dumps = orjson.dumps
@@ -40,8 +42,7 @@ def routes(app) -> list[Route]:
 
     async def sql_query(request):
         sql, params = await parse(request)
-        rows = await engine.sql_query(sql, params)
-        return raw_json_response(_dumps({"rows": rows}))
+        return json_chunks_response(await engine.sql_query_json(sql, params))
 
     async def sql_exec(request):
         sql, params = await parse(request)

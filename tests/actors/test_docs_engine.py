@@ -97,7 +97,8 @@ async def test_concurrent_sql_execs_log_events_in_commit_order(tmp_path):
             async with trio.open_nursery() as nursery:
                 for n in range(20):
                     nursery.start_soon(insert, n)
-            committed = [r["n"] for r in await engine.sql_query("SELECT n FROM t ORDER BY rowid", [])]
+            body = await engine.sql_query_json("SELECT n FROM t ORDER BY rowid", [])
+            committed = [r["n"] for r in orjson.loads(body.join())["rows"]]
             records = await trio.to_thread.run_sync(engine.wal_log.read, start + 1, engine.durable_offset, 1 << 20)
             from kissvdb.events import decode_payload
 

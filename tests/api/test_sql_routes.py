@@ -6,10 +6,14 @@ work, proving the connection is back in autocommit.
 
 from __future__ import annotations
 
+import base64
+
 import pytest
+import trio
 
 from tests.api.test_stream_routes import open_stream, read_frames
-from tests.helpers import assert_error
+from tests.helpers import assert_error, wait_until
+from tests.loop_hold import run_within_budget
 
 
 async def q(api, sql: str, params=None):
@@ -255,3 +259,110 @@ async def test_exec_emits_sql_exec_after_commit(api):
     assert_error(await x(api, "INSERT INTO nope VALUES (1)"), 400)
     await rows(api, "SELECT * FROM t")
     assert api.engine.durable_offset == before  # failures and queries log nothing
+
+
+# ---- issue 9, defect 5: TEMP objects never outlive a request ------------------------------
+
+
+async def test_temp_objects_are_refused_and_cannot_hide_a_trigger(api):
+    assert await affected(api, "CREATE TABLE am(a)") == 0
+    refused = "not authorized: creating a TEMP table, view, trigger or index is not allowed in user SQL"
+    for sql in ("CREATE TEMP TABLE t(a)", "CREATE TABLE temp.t(a)",
+                "CREATE TEMP TRIGGER hidden AFTER INSERT ON main.am BEGIN DELETE FROM main.am; END",
+                "CREATE TRIGGER temp.hidden AFTER INSERT ON am BEGIN DELETE FROM am; END"):
+        for route in ("exec", "query"):
+            reply = await api.post(f"/v1/sql/{route}", json={"sql": sql})
+            assert_error(reply, 400, "sqlite_error", field="sql", message=refused)
+    assert_error(await x(api, "INSERT INTO t VALUES (42)"), 400, "sqlite_error", message="no such table: t")
+    assert await affected(api, "INSERT INTO am VALUES (42)") == 1
+    assert await rows(api, "SELECT a FROM am") == [{"a": 42}]  # no hidden trigger deleted it
+    assert await rows(api, "SELECT count(*) AS n FROM sqlite_temp_master") == [{"n": 0}]
+
+
+# ---- issue 9, defect 3 and "Budgets": caps, deadlines and a free event loop ---------------
+
+BUDGET_RESULT_BYTES = 16 << 20  # the default SQL_RESULT_BYTES_MAX
+WORST_ROWS = 2
+# Each row: 1.1 M control characters (JSON escapes each to six bytes, over one encoding chunk)
+# and an 800 kB blob (base64, over one chunk): 7.7 MB of JSON a row.
+WORST_TEXT_CHARS, WORST_BLOB_BYTES = 1_100_000, 800_000
+
+
+async def store_worst_rows(api) -> None:
+    assert await affected(api, "CREATE TABLE worst(t, b)") == 0
+    insert = ("INSERT INTO worst WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT ?) "
+              "SELECT printf('%.*c', ?, char(1)), randomblob(?) FROM c")
+    assert await affected(api, insert, [WORST_ROWS, WORST_TEXT_CHARS, WORST_BLOB_BYTES]) == WORST_ROWS
+
+
+async def test_zeroblob_of_900_mb_is_refused_by_sqlite_naming_sql(api):
+    reply = await q(api, "SELECT zeroblob(900000000) AS b")
+    body = assert_error(reply, 400, "sqlite_error", field="sql")
+    assert "SQL_RESULT_BYTES_MAX" in body["message"] and str(16 << 20) in body["message"], body
+
+
+RUNAWAY = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+
+
+async def largest_legal_sql_requests(api, insert: str) -> dict:
+    """The SQL family's largest legal requests against `worst`; the answers are checked later,
+    outside the measured window (parsing 16 MB of JSON in the test would hold the loop)."""
+    return {
+        "under": await q(api, "SELECT t, b FROM worst"),  # just under the budget
+        "over": await q(api, "SELECT t, b, t AS t2 FROM worst"),  # refused as it is reached
+        "zeroblob": await q(api, "SELECT zeroblob(900000000) AS b"),
+        "runaway": await q(api, RUNAWAY),  # CPU inside SQLite until the time limit
+        "insert": await x(api, insert),  # the longest statement a body may carry, and its WAL event
+    }
+
+
+async def test_sql_routes_largest_legal_requests_keep_the_loop_free(make_api):
+    async with make_api(sql_time_limit_ms=500) as api:
+        await store_worst_rows(api)
+        assert await affected(api, "CREATE TABLE wide(n)") == 0
+        insert, count = largest_insert(api.app.settings.max_body_bytes)
+        with trio.fail_after(120):
+            replies = await run_within_budget(lambda: api.get("/v1/health", auth=False),
+                                              lambda: largest_legal_sql_requests(api, insert))
+
+        under = replies["under"]
+        assert under.status_code == 200, under.content[:200]
+        assert BUDGET_RESULT_BYTES * 0.9 < len(under.content) <= BUDGET_RESULT_BYTES
+        got = under.json()["rows"]
+        assert len(got) == WORST_ROWS and got[0]["t"] == "\x01" * WORST_TEXT_CHARS
+        assert len(base64.b64decode(got[0]["b"] + "==")) == WORST_BLOB_BYTES
+        body = assert_error(replies["over"], 400, "invalid_argument", field="sql")
+        assert "SQL_RESULT_BYTES_MAX" in body["message"]
+        assert_error(replies["zeroblob"], 400, "sqlite_error", field="sql")
+        body = assert_error(replies["runaway"], 400, "sqlite_error", field="sql")
+        assert body["message"] == "interrupted: statement exceeded the time limit of 500 ms"
+        assert replies["insert"].json() == {"rows_affected": count}
+
+
+def largest_insert(body_bytes_max: int) -> tuple[str, int]:
+    """`INSERT INTO wide VALUES (0),(1),...` as long as a request body may carry it."""
+    framing = len(b'{"sql":""}')
+    parts, size = ["INSERT INTO wide VALUES (0)"], len("INSERT INTO wide VALUES (0)") + framing
+    while size + len(f",({len(parts)})") <= body_bytes_max:
+        parts.append(f",({len(parts)})")
+        size += len(parts[-1])
+    return "".join(parts), len(parts)
+
+
+async def test_statements_past_the_waiting_cap_are_refused_with_503(make_api):
+    async with make_api(inbox_requests_max=1, sql_time_limit_ms=1000) as api:
+        replies = []
+
+        async def slow():
+            replies.append(await q(api, RUNAWAY))
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(slow)
+                await wait_until(lambda: api.engine.sql._waiting == 1)
+                for route in ("query", "exec"):
+                    reply = await api.post(f"/v1/sql/{route}", json={"sql": "SELECT 1"})
+                    assert_error(reply, 503, "unavailable")
+                    assert reply.headers.get("Retry-After") == "1"
+        assert_error(replies[0], 400, "sqlite_error", field="sql")
+        assert await rows(api, "SELECT 1 AS one") == [{"one": 1}]
