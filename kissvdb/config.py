@@ -110,6 +110,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DOC_CACHE_ITEMS", "doc_cache_items", 100000, _int(0), "documents cached in memory (the rest is read from state.sqlite)"),
     Setting("SQL_TIME_LIMIT_MS", "sql_time_limit_ms", 10000, _int(1), "user SQL statement time limit (kept below REQUEST_TIMEOUT_SECS)"),
     Setting("SQL_MAX_ROWS", "sql_max_rows", 10000, _int(1), "rows /v1/sql/query may return before it is refused"),
+    Setting("DOC_FIND_CONCURRENCY", "doc_find_concurrency", 2, _int(1, 64), "document finds run at once, each on its own read connection (more wait, then 503)"),
+    Setting("STATE_WAL_MAX_BYTES", "state_wal_max_bytes", 64 << 20, _int(1 << 20), "state.sqlite-wal size past which new finds wait for a WAL reset"),
 )
 
 
@@ -166,6 +168,8 @@ class Settings:
     doc_cache_items: int = 100000
     sql_time_limit_ms: int = 10000
     sql_max_rows: int = 10000
+    doc_find_concurrency: int = 2
+    state_wal_max_bytes: int = 64 << 20
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
