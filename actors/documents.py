@@ -149,6 +149,7 @@ class DocService:
     # -- finds ---------------------------------------------------------------------------
 
     async def _compiled(self, query: FindQuery, now_ms: int):
+        """The query's SQL, once every write acknowledged so far is in state.sqlite."""
         actor = self.live_actor()
         compiled = compile_find(query, now_ms)
         await actor.thread.wait_caught_up()  # every acknowledged write is committed
