@@ -118,7 +118,7 @@ class Engine(VectorEngineMethods):
     async def doc_find(self, query: FindQuery):
         """One page of `find`: ([(id, doc, revision, expires_at_ms)], next_cursor or None)."""
         check_collection(query.collection, self.docs.limits)
-        return await self.docs.live_actor().find(query, self.clock())
+        return await self.docs.find(query, self.clock())
 
     async def doc_create_index(self, collection: str, field: str) -> tuple[str, bool]:
         check_collection(collection, self.docs.limits)

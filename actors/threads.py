@@ -5,7 +5,8 @@ free, so each connection gets its own thread here, as apsw's own Trio integratio
 strictly in submission order: a read submitted after a write sees that write.
 
 A job keeps running if its awaiting caller is cancelled (it may be a write); the result is then
-dropped.
+dropped. `wait_caught_up()` returns once every job submitted before it has finished, which lets
+another connection's reader see what this thread's jobs committed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ class DedicatedThread:
         self._token = trio.lowlevel.current_trio_token()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._closed = False
-        self.jobs_total = 0
+        self.jobs_total = 0  # submitted
+        self.jobs_done = 0  # finished, as seen from the Trio thread
         self._thread.start()
 
     def _loop(self) -> None:
@@ -37,12 +39,16 @@ class DedicatedThread:
             except BaseException as exc:  # delivered to the caller, which decides
                 result = (False, exc)
             try:
-                self._token.run_sync_soon(callback, *result)
+                self._token.run_sync_soon(self._finished, callback, *result)
             except trio.RunFinishedError:
                 return
             # Drop this job's references now: a result kept in a local until the next job
             # (a 64 MB query body, say) would stay alive on an idle thread.
             del job, fn, args, callback, result
+
+    def _finished(self, callback: Callable[[bool, Any], None], ok: bool, value) -> None:
+        self.jobs_done += 1
+        callback(ok, value)
 
     def submit(self, fn: Callable, *args, callback: Callable[[bool, Any], None]) -> None:
         """Queue `fn(*args)`; `callback(ok, result_or_exception)` runs later on the Trio thread."""
@@ -67,9 +73,18 @@ class DedicatedThread:
             raise value
         return value
 
+    async def wait_caught_up(self) -> None:
+        """Return once every job submitted before this call has finished."""
+        if self.jobs_done < self.jobs_total:
+            await self.run(_nothing)  # jobs run in order: when this one runs, the others are done
+
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
         self._jobs.put(None)
         await trio.to_thread.run_sync(self._thread.join)
+
+
+def _nothing() -> None:
+    return None

@@ -155,13 +155,13 @@ def seed_sql(data_dir: Path, n: int) -> float:
 
 
 def inprocess_find_p50(data_dir: Path, groups: int, samples: int = 2000) -> tuple[float, float]:
-    """(p50 ms, p99 ms) of DocStore.find with an equality filter on the indexed field."""
+    """(p50 ms, p99 ms) of DocReader.find with an equality filter on the indexed field."""
     import random
 
     from kissvdb.docquery import FindQuery, compile_find
-    from kissvdb.docstore import DocStore
+    from kissvdb.docreader import DocReader
 
-    store = DocStore(str(data_dir / "state.sqlite"))
+    store = DocReader(str(data_dir / "state.sqlite"))
     rng = random.Random(7)
     times = []
     for _ in range(samples):

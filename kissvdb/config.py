@@ -139,6 +139,8 @@ SETTINGS: tuple[Setting, ...] = (
             "largest /v1/sql/query response body in bytes; also the largest string, blob or row SQLite will build"),
     Setting("SQL_WRITE_BYTES_MAX", "sql_write_bytes_max", 1 << 30, _int(1 << 20),
             "bytes one user SQL statement may write to disk (temporary files; for exec also the journal) before it is interrupted"),
+    Setting("DOC_FIND_CONCURRENCY", "doc_find_concurrency", 2, _int(1, 64), "document finds run at once, each on its own read connection (more wait, then 503)"),
+    Setting("STATE_WAL_MAX_BYTES", "state_wal_max_bytes", 64 << 20, _int(1 << 20), "state.sqlite-wal size past which new finds wait for a WAL reset"),
 )
 
 
@@ -213,6 +215,8 @@ class Settings:
     sql_max_rows: int = 10000
     sql_result_bytes_max: int = 16 << 20
     sql_write_bytes_max: int = 1 << 30
+    doc_find_concurrency: int = 2
+    state_wal_max_bytes: int = 64 << 20
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":

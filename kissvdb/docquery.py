@@ -19,7 +19,11 @@ Sort: a path or a list of paths, each optionally prefixed with `-` for descendin
 type first (missing/null < numbers < strings < booleans < arrays < objects), then by value;
 ties break on the document id (ascending). Without a sort, documents come in id order.
 Paging: `cursor` is the opaque `next_cursor` of the previous page (keyset paging: it holds the
-last document's sort key, so pages do not shift when earlier documents change).
+last document's sort key, so pages do not shift when earlier documents change). A cursor is
+checked field by field before use; any other string is 400 `cursor`.
+Limits (400 naming the field): FILTER_TERMS_MAX conditions per filter, IN_VALUES_MAX values per
+`$in`/`$nin`, SORT_FIELDS_MAX sort fields. The compiled SQL has a bounded expression depth and
+number of parameters, whatever the input.
 
 The collection name and field paths are written into the SQL text as quoted literals (names are
 validated to `[A-Za-z0-9_.-]`; paths are escaped), which is what lets SQLite match the partial
@@ -38,7 +42,11 @@ from kissvdb.errors import InvalidArgument
 
 OPERATORS = ("$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$exists")
 SORT_FIELDS_MAX = 4
-IN_VALUES_MAX = 1000
+IN_VALUES_MAX = 1000  # values in one `$in` / `$nin`
+# Conditions in one filter (a plain value or one operator counts one). The WHERE clause is a
+# chain of ANDs, which SQLite nests one level per term and refuses past depth 1000; this also
+# keeps the bound parameters far below SQLite's limit whatever MAX_JSON_BYTES is.
+FILTER_TERMS_MAX = 256
 FILTER_DEPTH_MAX = 1  # operator objects are not nested further
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 
@@ -113,6 +121,39 @@ def _eq(p: str, value, args: list) -> str:
     raise InvalidArgument(f"unsupported filter value {value!r}", field="filter")
 
 
+def _any_of(p: str, values: list, args: list, *, prefilter: bool) -> str:
+    """True when the value at `p` JSON-equals one of `values`, else false (never NULL, so it
+    may be negated for `$nin`; with `prefilter`, for `$in` only, a miss may also be NULL).
+
+    One membership test against a JSON array bound once, not one term per value: a chain of
+    1,000 ORs is an expression tree SQLite refuses (depth 1000), and it evaluated the path
+    twice per value per document. `json_each` yields each value's JSON type and SQL value as
+    `json_type`/`json_extract` give them for the document, and both sides are parsed by the
+    same SQLite from canonical JSON (keys sorted), so `(type, value)` pairs compare exactly as
+    `_eq` does. JSON null has no SQL value to compare, so it is tested on its own. With
+    `prefilter`, a plain `json_extract IN (...)` (a superset: it ignores the type) comes first
+    so that an index on the field can drive the search.
+    """
+    jt = f"json_type(doc, {p})"
+    jx = f"json_extract(doc, {p})"
+    parts = []
+    if any(v is None for v in values):
+        parts.append(f"{jt} IS 'null'")
+    rest = [v for v in values if v is not None]
+    if rest:
+        array = _canonical(rest)
+        pairs = f"coalesce(({jt}, {jx}) IN (SELECT type, value FROM json_each(?)), 0)"
+        if prefilter and len(rest) == len(values):
+            args.append(array)
+            args.append(array)
+            return f"({jx} IN (SELECT value FROM json_each(?)) AND {pairs})"
+        args.append(array)
+        parts.append(pairs)
+    if not parts:
+        return "0"
+    return "(" + " OR ".join(parts) + ")"
+
+
 def _range(p: str, op: str, value, args: list, where: str) -> str:
     sym = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}[op]
     jt = f"json_type(doc, {p})"
@@ -127,10 +168,22 @@ def _range(p: str, op: str, value, args: list, where: str) -> str:
     raise InvalidArgument(f"{op} needs a number or a string", field=where)
 
 
+def _is_operators(value) -> bool:
+    return type(value) is dict and bool(value) and any(k.startswith("$") for k in value)
+
+
+def _check_terms(flt: dict) -> None:
+    terms = sum(len(v) if _is_operators(v) else 1 for v in flt.values())
+    if terms > FILTER_TERMS_MAX:
+        raise InvalidArgument(
+            f"filter has {terms} conditions; at most {FILTER_TERMS_MAX} (a value or an operator counts one)",
+            field="filter")
+
+
 def _condition(key: str, value, args: list) -> str:
     where = f"filter.{key}"
     p = path_sql(key, what=where)
-    if type(value) is dict and value and any(k.startswith("$") for k in value):
+    if _is_operators(value):
         if not all(k.startswith("$") for k in value):
             raise InvalidArgument("an operator object cannot mix operators and fields", field=where)
         terms = []
@@ -145,10 +198,7 @@ def _condition(key: str, value, args: list) -> str:
                     raise InvalidArgument(f"{op} needs an array", field=here)
                 if len(operand) > IN_VALUES_MAX:
                     raise InvalidArgument(f"{op} takes at most {IN_VALUES_MAX} values", field=here)
-                if operand:
-                    any_of = "coalesce(" + " OR ".join(_eq(p, v, args) for v in operand) + ", 0)"
-                else:
-                    any_of = "0"
+                any_of = _any_of(p, operand, args, prefilter=op == "$in")
                 terms.append(any_of if op == "$in" else f"NOT {any_of}")
             elif op in ("$gt", "$gte", "$lt", "$lte"):
                 terms.append(_range(p, op, operand, args, here))
@@ -207,15 +257,38 @@ def encode_cursor(sort, values: list, id_: str) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
+# What `_RANK_SQL` gives for each JSON type, and the SQL value `json_extract` gives with it:
+# the only (rank, value) pairs a cursor of ours can hold.
+_RANK_VALUE_TYPES = {0: (type(None),), 1: (int, float), 2: (str,), 3: (int,), 4: (str,), 5: (str,)}
+
+
+def _cursor_sort_values(values) -> bool:
+    """True if `values` is a list of (rank, value) pairs as `compile_find` selects them."""
+    if type(values) is not list or len(values) % 2:
+        return False
+    for rank, value in zip(values[::2], values[1::2]):
+        if type(rank) is not int or rank not in _RANK_VALUE_TYPES:
+            return False
+        if type(value) not in _RANK_VALUE_TYPES[rank]:
+            return False
+        if type(value) is int and not (INT64_MIN <= value <= INT64_MAX):
+            return False
+    return True
+
+
 def decode_cursor(cursor: str, sort) -> tuple[list, str]:
+    """The sort values and id a cursor holds. Every part is checked before it is bound: a
+    cursor is user input (it only looks opaque), and anything but what `encode_cursor` wrote
+    is 400 `cursor`."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         obj = orjson.loads(raw)
         values, id_, signature = obj["v"], obj["id"], obj["s"]
     except (ValueError, binascii.Error, KeyError, TypeError):
         raise InvalidArgument("invalid cursor", field="cursor") from None
-    if signature != _sort_signature(sort) or type(values) is not list or type(id_) is not str \
-            or len(values) != 2 * len(sort):
+    if not _cursor_sort_values(values) or type(id_) is not str:
+        raise InvalidArgument("invalid cursor", field="cursor")
+    if signature != _sort_signature(sort) or len(values) != 2 * len(sort):
         raise InvalidArgument("cursor does not belong to this sort", field="cursor")
     return values, id_
 
@@ -232,6 +305,7 @@ def compile_find(q: FindQuery, now_ms: int) -> CompiledFind:
             # Filter and document must both be objects (the original's rule); this also keeps
             # `$exists: false` / `$ne` from matching scalar documents.
             where.append("json_type(doc) = 'object'")
+            _check_terms(flt)
             for key, value in flt.items():
                 where.append(_condition(key, value, args))
     where.append("(expires_at_ms IS NULL OR expires_at_ms > ?)")

@@ -8,13 +8,16 @@ Guarantees (as statestore.py for KV):
   synchronous=FULL (in WAL journal mode that fsyncs the SQLite WAL, which holds every earlier
   commit too), then returns the offsets it covered. It does not depend on a TRUNCATE checkpoint
   getting past readers of the other connection.
-- `find` runs in SQLite (JSON1) and returns one page; nothing loads a whole collection.
 - Index definitions (`create_index`) are committed with synchronous=FULL. They are not events:
-  an index only changes speed, never results, so it is not replayed.
+  an index only changes speed, never results, so it is not replayed. A build past its time
+  limit is rolled back (400), so one request holds the documents' writer for a bounded time.
+- state.sqlite's WAL file does not keep its high-water mark: `reset_wal()` (a TRUNCATE
+  checkpoint, run when no find holds a snapshot) empties it, and journal_size_limit trims it
+  whenever SQLite restarts it.
 
-This is its own apsw connection to state.sqlite (the KV store has another); both are used from
-one dedicated thread each and share the file under SQLite's locking. Never used from two
-threads at once.
+This is its own apsw connection to state.sqlite (the KV store has another; `find` runs on
+read-only connections, kissvdb/docreader.py); each is used from one dedicated thread and they
+share the file under SQLite's locking. Never used from two threads at once.
 """
 
 from __future__ import annotations
@@ -25,12 +28,15 @@ import time
 
 import apsw
 
-from kissvdb.docquery import CompiledFind, extract_sql, sql_literal
+from kissvdb.docquery import extract_sql, sql_literal
 from kissvdb.documents import DEL, PUT, DocItem, DocKey
 from kissvdb.errors import InvalidArgument
 
 BUSY_TIMEOUT_MS = 60_000
-PROGRESS_STEPS = 10_000  # VM instructions between deadline checks during a find
+RESET_BUSY_TIMEOUT_MS = 200
+PROGRESS_STEPS = 10_000  # VM instructions between deadline checks during an index build
+WAL_AUTOCHECKPOINT_PAGES = 1000  # SQLite's default, chosen explicitly
+JOURNAL_SIZE_LIMIT_BYTES = 64 << 20  # what the WAL file is cut back to when SQLite restarts it
 
 NAME = "docs"  # this materializer's row in `applied`
 
@@ -81,6 +87,8 @@ class DocStore:
         self.conn.execute("PRAGMA journal_mode=WAL").fetchall()
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
+        self.conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+        self.conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT_BYTES}").fetchall()
         with self.conn:
             self.conn.execute(SCHEMA)
         row = self.conn.execute("SELECT offset FROM applied WHERE name=?", (NAME,)).fetchone()
@@ -129,22 +137,54 @@ class DocStore:
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         return {NAME: offset}
 
-    def create_index(self, collection: str, field: str, now_ms: int) -> tuple[str, bool]:
-        """A partial expression index on `field` for `collection`; (name, created now)."""
+    def reset_wal(self) -> int:
+        """Copy state.sqlite's WAL into the database and truncate it (TRUNCATE checkpoint).
+
+        Only complete when no reader holds a snapshot, so the caller runs it between finds.
+        While it waits for readers it holds back every writer of state.sqlite, so it waits
+        at most RESET_BUSY_TIMEOUT_MS. Returns SQLite's busy flag (1: the WAL is still there)."""
+        conn = self.conn
+        conn.setbusytimeout(RESET_BUSY_TIMEOUT_MS)
+        try:
+            busy, _log, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            conn.setbusytimeout(BUSY_TIMEOUT_MS)
+        return busy
+
+    def create_index(self, collection: str, field: str, now_ms: int,
+                     time_limit_ms: int | None = None) -> tuple[str, bool]:
+        """A partial expression index on `field` for `collection`; (name, created now).
+
+        A build still running after `time_limit_ms` is interrupted and rolled back (400): it
+        holds the one thread that applies document writes while it runs."""
         name = index_name(collection, field)
         conn = self.conn
         row = conn.execute("SELECT name FROM doc_indexes WHERE collection=? AND field=?",
                            (collection, field)).fetchone()
         if row is not None:
             return row[0], False
+        if time_limit_ms is not None:
+            deadline = time.monotonic() + time_limit_ms / 1000.0
+            conn.set_progress_handler(lambda: time.monotonic() > deadline, PROGRESS_STEPS)
         conn.execute("PRAGMA synchronous=FULL")
         try:
-            with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
                 conn.execute(
                     f"CREATE INDEX IF NOT EXISTS {name} ON docs({extract_sql(field)}, id) "
                     f"WHERE collection = {sql_literal(collection)}")
                 conn.execute("INSERT INTO doc_indexes VALUES (?,?,?,?)", (collection, field, name, now_ms))
+                conn.execute("COMMIT")
+            except BaseException:
+                if not conn.get_autocommit():  # an interrupt has already rolled it back
+                    conn.execute("ROLLBACK")
+                raise
+        except apsw.InterruptError:
+            raise InvalidArgument(
+                f"building the index exceeded the time limit of {time_limit_ms} ms", field="field") from None
         finally:
+            if time_limit_ms is not None:
+                conn.set_progress_handler(None)
             conn.execute("PRAGMA synchronous=NORMAL")
         return name, True
 
@@ -163,34 +203,6 @@ class DocStore:
                 "WHERE collection=? AND id=?", key).fetchone()
             out[key] = _item(row) if row is not None else None
         return out
-
-    def find(self, q: CompiledFind, time_limit_ms: int | None = None) -> list[tuple]:
-        """Rows (id, doc bytes, revision, expires_at_ms, *sort values) of one page (+1 probe row).
-
-        With `time_limit_ms`, a find still running after it is interrupted (400): an unindexed
-        filter over a huge collection must not hold the docs thread (and so every document
-        write's apply) for longer than a request may last.
-        """
-        conn = self.conn
-        if time_limit_ms is not None:
-            deadline = time.monotonic() + time_limit_ms / 1000.0
-            conn.set_progress_handler(lambda: time.monotonic() > deadline, PROGRESS_STEPS)
-        try:
-            out = []
-            for row in conn.execute(q.sql, q.args):
-                out.append((row[0], row[1].encode("utf-8"), row[2], row[3], *row[4:]))
-            return out
-        except apsw.InterruptError:
-            raise InvalidArgument(
-                f"find exceeded the time limit of {time_limit_ms} ms: index the filtered field "
-                "(POST /v1/doc/{collection}/_index) or narrow the filter", field="filter") from None
-        finally:
-            if time_limit_ms is not None:
-                conn.set_progress_handler(None)
-
-    def explain(self, q: CompiledFind) -> list[str]:
-        """SQLite's plan for a find (tests check that indexes are used)."""
-        return [r[3] for r in self.conn.execute("EXPLAIN QUERY PLAN " + q.sql, q.args)]
 
     def due_expirations(self, now_ms: int, limit: int) -> list[tuple[str, str, int]]:
         return list(self.conn.execute(

@@ -60,6 +60,7 @@ class StateStore:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
         self.conn.execute("PRAGMA wal_autocheckpoint=4000")
+        self.conn.execute("PRAGMA journal_size_limit=67108864").fetchall()  # WAL file cut back to 64 MiB on restart
         with self.conn:
             self.conn.execute(SCHEMA)
         self._applied = {name: off for name, off in self.conn.execute("SELECT name, offset FROM applied")}
@@ -107,13 +108,22 @@ class StateStore:
         self._applied[name] = offset
 
     def checkpoint(self) -> dict[str, int]:
-        """Make every committed transaction durable; return the applied offsets now durable."""
+        """Make every committed transaction durable; return the applied offsets now durable.
+
+        Durable by one commit with synchronous=FULL, which fsyncs the SQLite WAL holding every
+        earlier commit (as the documents store does), then a PASSIVE checkpoint. Never a
+        FULL/RESTART/TRUNCATE checkpoint here: those wait for readers (a document find may
+        run for seconds) while holding back every writer of state.sqlite."""
         offsets = dict(self._applied)
         if self.durable:
-            busy, _log, _ckpt = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            if busy:
-                # A reader held the WAL; fall back to a FULL sync of what is there.
-                self.conn.execute("PRAGMA wal_checkpoint(FULL)").fetchall()
+            conn = self.conn
+            conn.execute("PRAGMA synchronous=FULL")
+            try:
+                with conn:  # a real write, so that the commit syncs the WAL up to here
+                    conn.execute("INSERT OR REPLACE INTO applied SELECT name, offset FROM applied WHERE name='kv'")
+            finally:
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         return offsets
 
     # -- reads -----------------------------------------------------------------------------

@@ -345,7 +345,7 @@ async def test_index_creation_is_idempotent_and_used(api):
     assert again["created"] is False and again["index"] == body["index"]
     from kissvdb.docquery import FindQuery
 
-    plan = await api.engine.docs.actor.explain(FindQuery("c", {"a.b": 3}), 0)
+    plan = await api.engine.docs.explain(FindQuery("c", {"a.b": 3}), 0)
     assert any(body["index"] in step for step in plan), plan
     ids = [d["id"] for d in (await find(api, filter={"a.b": 3}, limit=100))["documents"]]
     assert ids == [f"d{i:02d}" for i in range(50) if i % 5 == 3]

@@ -1,4 +1,4 @@
-"""`find` (kissvdb/docquery.py run by kissvdb/docstore.py) against a Python reference.
+"""`find` (kissvdb/docquery.py run by kissvdb/docreader.py) against a Python reference.
 
 Seeded random documents go into a real state.sqlite; random filters (operators, dotted paths,
 every JSON type), sorts and page sizes are run both in SQLite and by `reference_find` below,
@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from kissvdb.docquery import FindQuery, compile_find, encode_cursor
+from kissvdb.docreader import DocReader
 from kissvdb.docstore import DocStore
 from kissvdb.documents import PUT
 from kissvdb.errors import InvalidArgument
@@ -141,7 +142,8 @@ def reference_find(docs: dict[str, object], flt, sort) -> list[str]:
 
 # ---- data and random queries ---------------------------------------------------------------
 
-VALUES = [0, 1, 2, -3, 1.0, 2.5, -0.5, 10**12, "a", "b", "B", "é", "", True, False, None, [1], [1, 2], {"x": 1}]
+VALUES = [0, 1, 2, -3, 1.0, 2.5, -0.5, 10**12, 2**64 - 1, 1e100, "a", "b", "B", "é", "", True, False, None,
+          [1], [1, 2], [1.5, "a", None], {"x": 1}, {"y": {"b": 0.25, "a": [True]}}]
 FIELDS = ["n", "s", "v", "a.b", "a.c", "tag"]
 
 
@@ -206,16 +208,26 @@ def seeded(tmp_path_factory):
     other = [(PUT, "other", i, canonical({"n": 1, "s": "a"}), 1, None, 1) for i in docs]
     changes = [(PUT, "c", i, canonical(d), 1, None, 2) for i, d in docs.items()]
     store.apply_docs(changes + other, 2)
-    yield store, docs
+    reader = DocReader(store.path)
+    yield Seeded(store, reader), docs
+    reader.close()
     store.close()
 
 
-def run_all_pages(store, flt, sort, limit: int) -> list[str]:
+class Seeded:
+    """The writer (for indexes) and a reader (for finds) on one state.sqlite."""
+
+    def __init__(self, store: DocStore, reader: DocReader):
+        self.store = store
+        self.reader = reader
+
+
+def run_all_pages(db: Seeded, flt, sort, limit: int) -> list[str]:
     ids: list[str] = []
     cursor = None
     for _ in range(1000):
         q = compile_find(FindQuery("c", flt, sort, limit, cursor), now_ms=0)
-        rows = store.find(q)
+        rows = db.reader.find(q)
         page = rows[:limit]
         ids.extend(r[0] for r in page)
         if len(rows) <= limit:
@@ -226,14 +238,14 @@ def run_all_pages(store, flt, sort, limit: int) -> list[str]:
 
 
 def test_find_matches_the_reference_with_sort_and_paging(seeded):
-    store, docs = seeded
+    db, docs = seeded
     rng = random.Random(SEED + 1)
     for n in range(250):
         flt = random_filter(rng)
         sort = random_sort(rng)
         limit = rng.choice([1, 3, 7, 50, 1000])
         expected = reference_find(docs, flt, sort)
-        got = run_all_pages(store, flt, sort, limit)
+        got = run_all_pages(db, flt, sort, limit)
         assert got == expected, f"seed={SEED} case={n} filter={flt} sort={sort} limit={limit}"
 
 
@@ -250,8 +262,8 @@ def test_find_matches_the_reference_with_sort_and_paging(seeded):
     ],
 )
 def test_targeted_filters(seeded, flt, expected):
-    store, docs = seeded
-    got = run_all_pages(store, flt, (), 1000)
+    db, docs = seeded
+    got = run_all_pages(db, flt, (), 1000)
     want = sorted(i for i, d in docs.items() if expected(d))
     assert got == want
     assert want, "the seeded data should contain a match"
@@ -261,8 +273,10 @@ def test_expired_documents_are_not_found(tmp_path):
     store = DocStore(str(tmp_path / "state.sqlite"), durable=False)
     store.apply_docs([(PUT, "c", "live", b'{"a":1}', 1, None, 1), (PUT, "c", "old", b'{"a":1}', 1, 100, 2),
                       (PUT, "c", "later", b'{"a":1}', 1, 10_000, 3)], 3)
+    reader = DocReader(store.path)
     q = compile_find(FindQuery("c", {"a": 1}, (), 10), now_ms=5_000)
-    assert [r[0] for r in store.find(q)] == ["later", "live"]
+    assert [r[0] for r in reader.find(q)] == ["later", "live"]
+    reader.close()
     store.close()
 
 
@@ -270,22 +284,24 @@ def test_field_paths_are_escaped(tmp_path):
     store = DocStore(str(tmp_path / "state.sqlite"), durable=False)
     odd = {'we"ird': 1, "back\\slash": 2, "it's": 3}
     store.apply_docs([(PUT, "c", "d", canonical(odd), 1, None, 1)], 1)
+    reader = DocReader(store.path)
     for key, value in odd.items():
         q = compile_find(FindQuery("c", {key: value}, (), 10), now_ms=0)
-        assert [r[0] for r in store.find(q)] == ["d"], key
+        assert [r[0] for r in reader.find(q)] == ["d"], key
+    reader.close()
     store.close()
 
 
 def test_index_does_not_change_results(seeded):
-    store, docs = seeded
+    db, docs = seeded
     rng = random.Random(SEED + 2)
     cases = [({"a.b": random_condition(rng)}, random_sort(rng)) for _ in range(40)]
-    before = [run_all_pages(store, f, s, 7) for f, s in cases]
-    name, created = store.create_index("c", "a.b", 0)
+    before = [run_all_pages(db, f, s, 7) for f, s in cases]
+    name, created = db.store.create_index("c", "a.b", 0)
     assert created
-    plan = store.explain(compile_find(FindQuery("c", {"a.b": 1}, (), 10), 0))
+    plan = db.reader.explain(compile_find(FindQuery("c", {"a.b": 1}, (), 10), 0))
     assert any(name in step for step in plan), plan
-    after = [run_all_pages(store, f, s, 7) for f, s in cases]
+    after = [run_all_pages(db, f, s, 7) for f, s in cases]
     assert before == after
 
 
