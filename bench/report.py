@@ -69,6 +69,18 @@ def _loadavg() -> str:
         return "?"
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 def command_line() -> str:
     args = " ".join(sys.argv[1:])
     script = os.path.relpath(os.path.abspath(sys.argv[0]), REPO)
