@@ -32,6 +32,8 @@ Servers, all on 127.0.0.1, all started by this script on temp dirs and stopped a
 
 Load: wrk with one thread (bench/wrk.py), so the client needs a small share of one core; each row
 reports wrk's own CPU and the server's CPU (share of one core, and CPU microseconds per request).
+Before each run the server is let go idle (bounded wait), so work still in flight from the
+previous run is not counted in the next.
 Vector search is measured at recall parity: the same 500 query vectors and ground truth
 (`*.queries.f16.npy`, `*.gt10.npy`), recall@10 measured over HTTP with one Python loop for both
 servers (bench/vector_targets.py). ef: the smallest of EF_LADDER at which kissvdb reaches
@@ -60,9 +62,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
-import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,8 +190,6 @@ def recall_ladder(target, queries, truth, target_recall: float) -> tuple[int, fl
 
 
 def setup_vectors(workdir: Path, kissvdbs: dict, chroma, paths, target_recall: float) -> VectorSetup:
-    import time
-
     base, queries, truth = (np.load(p) for p in paths)
     base, queries = base.astype(np.float32), queries.astype(np.float32)
     dim = base.shape[1]
@@ -253,11 +254,25 @@ def run_rounds(workloads: list[Workload], rounds: int, duration: float) -> None:
             group = [w for w in workloads if w.figure == figure]
             shift = r % len(group)
             for w in group[shift:] + group[:shift]:
+                settle(w.service.pid)
                 out = wrk.run(w.service.base_url, w.script, w.connections, duration, watch_pids=(w.service.pid,))
                 w.runs.append(out)
                 progress(f"  {figure:7} {w.system:10} @{w.connections:<3} {w.value(out):>10,.1f} {FIGURES[figure][3]}"
                          f"  p50 {out.p50_ms:.2f} ms  p99 {out.p99_ms:.2f} ms  errors {out.errors}/{out.bad_status}"
                          f"  server CPU {out.server_cpu or 0:.0%}  wrk CPU {out.client_cpu:.0%}")
+
+
+def settle(pid: int, timeout_s: float = 15.0, window_s: float = 0.25, idle_share: float = 0.10) -> None:
+    """Wait (bounded) until a server is idle: requests still in flight when wrk stopped (Chroma's
+    concurrent upserts take seconds each) must not spend CPU inside the next measurement."""
+    from report import process_cpu_seconds
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        before = process_cpu_seconds(pid)
+        time.sleep(window_s)  # the measuring window of a bounded poll
+        if process_cpu_seconds(pid) - before < idle_share * window_s:
+            return
 
 
 def warm_up(workloads: list[Workload]) -> None:
@@ -311,7 +326,7 @@ def sse_figure(service, workdir: Path, rounds: int, subscribers: int, rate: floa
 BASELINE = {"health": "ceiling", "put64": "etcd", "get64": "etcd", "put1": "etcd", "search": "Chroma",
             "ingest": "Chroma"}
 LABEL = {"hypercorn": "kissvdb (hypercorn, old path)", "ours": "kissvdb (own server)",
-         "ceiling": "trio+httptools hello world"}
+         "ceiling": "trio+httptools hello world"}  # start_services adds etcd's and Chroma's, with versions
 
 
 def find(workloads: list[Workload], figure: str, system: str) -> Workload | None:
@@ -350,7 +365,8 @@ def summary_table(workloads, flavours, vec, sse: dict[str, SseResult], target_re
     rows = []
     for figure, (title, target, higher, unit) in FIGURES.items():
         base = round_values(workloads, figure, BASELINE[figure])
-        base_cell = "not run" if base is None else f"{median(base):,.{2 if figure == 'put1' else 0}f} {unit}"
+        base_cell = "not run" if base is None else (
+            f"{LABEL.get(BASELINE[figure], BASELINE[figure])}: {median(base):,.{2 if figure == 'put1' else 0}f} {unit}")
         if figure == "search" and base is not None and vec is not None:
             base_cell += f" (ef {vec.ef['Chroma']}, recall {vec.recall['Chroma']:.3f})"
         row = [title, f"{'>=' if higher else '<='} {target:.2f}x", base_cell]
@@ -407,7 +423,7 @@ def ceiling_line(workloads: list[Workload]) -> str:
 
 
 def vector_table(vec: VectorSetup) -> str:
-    return table(["server", "search ef", f"recall@{K} (500 queries)", "load 20k vectors (s)"],
+    return table(["server", "search ef", f"recall@{K} (500 queries)", "load 20k vectors, s (not a figure)"],
                  [[LABEL.get(name, name), vec.ef[name], f"{vec.recall[name]:.4f}",
                    f"{vec.load_s[name]:.0f}" if name in vec.load_s else "-"] for name in vec.ef])
 
@@ -480,6 +496,7 @@ def start_services(args, workdir: Path, notes: list[str]) -> tuple[dict, dict]:
         version = servers.etcd_version(etcd_bin)
         progress(f"starting etcd {version} ...")
         others["etcd"] = servers.etcd(workdir, etcd_bin).start()
+        LABEL["etcd"] = f"etcd {version}"
         notes.append(f"etcd {version} (`{etcd_bin}`), one member, default settings; range reads linearizable "
                      "(etcd's default).")
     else:
@@ -488,6 +505,7 @@ def start_services(args, workdir: Path, notes: list[str]) -> tuple[dict, dict]:
     if chroma_bin and not args.skip_vectors:
         progress("starting Chroma ...")
         others["Chroma"] = servers.chroma(workdir, chroma_bin).start()
+        LABEL["Chroma"] = f"Chroma (chromadb {servers.chroma_version()})"
         notes.append(f"Chroma: chromadb {servers.chroma_version()} (`{chroma_bin} run`).")
     elif not args.skip_vectors:
         notes.append("Chroma: no `chroma` binary (pip install -e '.[chroma]'), its figures were not run.")

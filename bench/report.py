@@ -22,8 +22,8 @@ BENCHMARKS_MD = REPO / "docs" / "BENCHMARKS.md"
 HEADER = """# kissvdb benchmarks
 
 Measured figures, each with the exact command that produced it and the machine it ran on.
-Every script in `bench/` rewrites its own section below; targets come from issue 2 and every
-figure is reported whether it meets its target or not.
+Every script in `bench/` rewrites its own section below; targets come from issue 2 unless a
+section names another issue, and every figure is reported whether it meets its target or not.
 """
 
 if str(REPO) not in sys.path:  # bench scripts reuse the e2e server harness
