@@ -61,6 +61,7 @@ Needs wrk (apt-get install -y wrk); etcd and Chroma are skipped, with a note, wh
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import shutil
 import sys
@@ -88,7 +89,7 @@ EF_LADDER = (16, 24, 32, 40, 48, 64, 96, 128, 192, 256)
 K = 10
 INGEST_ITEMS = 100  # vectors per upsert request (under MAX_BODY_BYTES as JSON)
 INGEST_TEMPLATES = 50  # distinct request bodies (5,000 distinct vectors), replayed with fresh ids
-ETCD_VALUE_B64 = __import__("base64").b64encode(b"v" * VALUE_BYTES).decode()
+ETCD_VALUE_B64 = base64.b64encode(b"v" * VALUE_BYTES).decode()
 
 # figure -> (title, target, higher is better, unit)
 FIGURES = {
@@ -121,7 +122,6 @@ class Workload:
 
 def preload_etcd(base_url: str) -> None:
     """The GET keys, 100-byte values, through /v3/kv/txn (etcd allows 128 operations per txn)."""
-    import base64
 
     def b64(text: str) -> str:
         return base64.b64encode(text.encode()).decode()
@@ -459,6 +459,8 @@ def render(args, workloads, flavours, vec, sse, notes, load_before, load_after) 
         f"thread, {args.duration:.0f} s per run, keep-alive; the systems of one figure run one after the other, "
         f"their order turned by one each round. Load average {load_before} before the run and {load_after} "
         f"after (1/5/15 min): the box is shared with other work, which shows up as spread between rounds.",
+        "Set-up: `apt-get install -y wrk etcd-server etcd-client`, `.venv/bin/pip install -e '.[bench,chroma]'`; "
+        "the dataset is ../shared/data/minilm-docstrings-20k (20,000 base vectors, 500 queries, dim 384).",
         "\n".join(f"- {n}" for n in notes),
         summary_table(workloads, flavours, vec, sse, args.target_recall),
         ceiling_line(workloads),
