@@ -508,7 +508,8 @@ def start_services(args, workdir: Path, notes: list[str]) -> tuple[dict, dict]:
         progress("starting Chroma ...")
         others["Chroma"] = servers.chroma(workdir, chroma_bin).start()
         LABEL["Chroma"] = f"Chroma (chromadb {servers.chroma_version()})"
-        notes.append(f"Chroma: chromadb {servers.chroma_version()} (`{chroma_bin} run`).")
+        shown = os.path.relpath(chroma_bin, BENCH.parent) if chroma_bin.startswith(str(BENCH.parent)) else chroma_bin
+        notes.append(f"Chroma: chromadb {servers.chroma_version()} (`{shown} run`).")
     elif not args.skip_vectors:
         notes.append("Chroma: no `chroma` binary (pip install -e '.[chroma]'), its figures were not run.")
     for flavour in wanted:
