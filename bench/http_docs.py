@@ -28,7 +28,6 @@ Needs `wrk` on PATH (apt-get install wrk).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import sys
@@ -39,8 +38,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from http_kv import DONE_LUA, SETUP_LUA, median, run_wrk  # noqa: E402
-from report import progress, table, verdict, write_section  # noqa: E402
+import wrk  # noqa: E402
+from report import median, progress, table, verdict, write_section  # noqa: E402
 
 from tests.e2e.server import ServerProcess  # noqa: E402
 
@@ -49,68 +48,24 @@ GROUP_SIZE = 10  # documents per value of the indexed field
 TARGETS = {"put": 0.60, "get": 0.80, "find": 0.50, "sql": 0.70}
 FIND_P50_TARGET_MS = 5.0
 
-PUT_LUA = SETUP_LUA + r"""
-wrk.method = "PUT"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer @API_KEY@"
-local body = '{"name":"bench","n":12345,"tags":["a","b"],"text":"' .. string.rep("v", 50) .. '"}'
-local counter = 0
-request = function()
-  counter = counter + 1
-  local id = string.format("%d-%08x", tid, (counter * 2654435761) % 4294967296)
-  return wrk.format("PUT", "/v1/doc/bench@RUN@/" .. id, nil, body)
-end
-""" + DONE_LUA
+DOC_JSON = '{"name":"bench","n":12345,"tags":["a","b"],"text":"' + "v" * 50 + '"}'
 
-ECHO_LUA = SETUP_LUA + r"""
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer @API_KEY@"
-wrk.body = '{"name":"bench","n":12345,"tags":["a","b"],"text":"' .. string.rep("v", 50) .. '"}'
-request = function()
-  return wrk.format("POST", "/v1/_bench/echo", nil, wrk.body)
-end
-""" + DONE_LUA
 
-GET_LUA = SETUP_LUA + r"""
-wrk.headers["Authorization"] = "Bearer @API_KEY@"
-local seeded = false
-request = function()
-  if not seeded then math.randomseed(tid * 7919) seeded = true end
-  return wrk.format("GET", string.format("/v1/doc/preload/d%06d", math.random(0, @GET_DOCS@ - 1)))
-end
-""" + DONE_LUA
-
-PING_LUA = SETUP_LUA + r"""
-wrk.headers["Authorization"] = "Bearer @API_KEY@"
-request = function()
-  return wrk.format("GET", "/v1/_bench/ping")
-end
-""" + DONE_LUA
-
-FIND_LUA = SETUP_LUA + r"""
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer @API_KEY@"
-local seeded = false
-request = function()
-  if not seeded then math.randomseed(tid * 104729) seeded = true end
-  local body = string.format('{"filter":{"user.group":"g%07d"},"limit":20}', math.random(0, @GROUPS@ - 1))
-  return wrk.format("POST", "/v1/doc/big/find", nil, body)
-end
-""" + DONE_LUA
-
-SQL_LUA = SETUP_LUA + r"""
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer @API_KEY@"
-local seeded = false
-request = function()
-  if not seeded then math.randomseed(tid * 15485863) seeded = true end
-  local body = string.format('{"sql":"SELECT * FROM items WHERE id = ?","params":[%d]}', math.random(1, @ROWS@))
-  return wrk.format("POST", "/v1/sql/query", nil, body)
-end
-""" + DONE_LUA
+def scripts_for(api_key: str, groups: int, rows: int) -> dict[str, str]:
+    """The wrk scripts of every workload, by name."""
+    json_auth = wrk.bearer(api_key, "application/json")
+    return {
+        "put": wrk.script('"/v1/doc/bench" .. run .. "/" .. tid .. "-" .. scattered()', method="PUT",
+                          body=wrk.lua_str(DOC_JSON), headers=json_auth),
+        "echo": wrk.script('"/v1/_bench/echo"', method="POST", body=wrk.lua_str(DOC_JSON), headers=json_auth),
+        "get": wrk.script(f'string.format("/v1/doc/preload/d%06d", rand(0, {GET_DOCS - 1}))',
+                          headers=wrk.bearer(api_key)),
+        "ping": wrk.script('"/v1/_bench/ping"', headers=wrk.bearer(api_key)),
+        "find": wrk.script('"/v1/doc/big/find"', method="POST", headers=json_auth,
+                           body=f"""string.format('{{"filter":{{"user.group":"g%07d"}},"limit":20}}', rand(0, {groups - 1}))"""),
+        "sql": wrk.script('"/v1/sql/query"', method="POST", headers=json_auth,
+                          body=f"""string.format('{{"sql":"SELECT * FROM items WHERE id = ?","params":[%d]}}', rand(1, {rows}))"""),
+    }
 
 
 def big_doc(i: int) -> bytes:
@@ -213,30 +168,22 @@ def main() -> int:
     parser.add_argument("--no-write-docs", action="store_true", help="do not update docs/BENCHMARKS.md")
     args = parser.parse_args()
     only = {w for w in args.only.split(",") if w}
-    if shutil.which("wrk") is None:
-        sys.exit("wrk not found: apt-get install -y wrk")
+    wrk.require_wrk()
 
     workdir = Path(tempfile.mkdtemp(prefix="kissvdb-bench-docs-"))
     data_dir = workdir / "data"
     data_dir.mkdir()
     api_key = "bench-key"
     groups = max(1, args.docs // GROUP_SIZE)
-    params = {"@API_KEY@": api_key, "@GET_DOCS@": str(GET_DOCS), "@GROUPS@": str(groups),
-              "@ROWS@": str(args.rows), "@RUN@": str(os.getpid())}
-    scripts = {}
-    for name, template in {"put": PUT_LUA, "echo": ECHO_LUA, "get": GET_LUA, "ping": PING_LUA,
-                           "find": FIND_LUA, "sql": SQL_LUA}.items():
-        for token, value in params.items():
-            template = template.replace(token, value)
-        scripts[name] = workdir / f"{name}.lua"
-        scripts[name].write_text(template)
+    scripts = {name: wrk.write_script(workdir, name, text)
+               for name, text in scripts_for(api_key, groups, args.rows).items()}
 
     try:
         progress(f"seeding {args.docs:,} documents into state.sqlite ...")
         docs_s = seed_docs(data_dir, args.docs)
         progress(f"seeding {args.rows:,} SQL rows into sqlite/user.db ...")
         sql_s = seed_sql(data_dir, args.rows)
-        server = ServerProcess(data_dir, api_key=api_key, log_path=workdir / "server.log")
+        server = ServerProcess(data_dir, api_key=api_key, log_path=workdir / "server.log", env={"BENCH_ROUTES": "1"})
         plan = [("put", 64), ("echo", 64), ("get", 64), ("ping", 64), ("find", 16), ("echo_f", 16),
                 ("ping_f", 16), ("sql", 16), ("echo_s", 16), ("ping_s", 16)]
         names = {"put": "PUT /v1/doc/{c}/{id}", "echo": "POST /v1/_bench/echo", "get": "GET /v1/doc/{c}/{id}",
@@ -264,16 +211,16 @@ def main() -> int:
                 client.get(f"/v1/doc/preload/d{i:06d}").raise_for_status()
             progress("warm-up (2 s each, not recorded)")
             for kind, conns in (("put", 16), ("find", 16), ("sql", 16)):
-                run_wrk(server, scripts[kind], conns, 2, args.wrk_threads)
+                wrk.run(server.base_url, scripts[kind], conns, 2, threads=args.wrk_threads)
             for round_ in range(args.rounds):
                 progress(f"round {round_ + 1}/{args.rounds}")
                 for kind, conns in plan:
                     progress(f"{names[kind]} @ {conns} for {args.duration}s ...")
-                    out = run_wrk(server, scripts[kind.split("_")[0]], conns, args.duration, args.wrk_threads)
-                    errors = sum(out[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
-                    rps = out["requests"] / (out["duration_us"] / 1e6)
-                    results[(kind, conns)].append((rps, out["p50_us"] / 1000, out["p99_us"] / 1000, errors))
-                    progress(f"  {rps:,.0f} req/s, p50 {out['p50_us'] / 1000:.2f} ms, {errors} errors")
+                    out = wrk.run(server.base_url, scripts[kind.split("_")[0]], conns, args.duration,
+                                  threads=args.wrk_threads)
+                    errors = out.errors + out.bad_status
+                    results[(kind, conns)].append((out.rps, out.p50_ms, out.p99_ms, errors))
+                    progress(f"  {out.rps:,.0f} req/s, p50 {out.p50_ms:.2f} ms, {errors} errors")
             server.stop()
         progress("in-process find p50 (DocStore.find, then Engine.doc_find) ...")
         store_p50, store_p99 = inprocess_find_p50(data_dir, groups)

@@ -21,11 +21,7 @@ Needs `wrk` on PATH (apt-get install wrk).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -34,7 +30,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import progress, table, verdict, write_section  # noqa: E402
+import wrk  # noqa: E402
+from report import median, progress, table, verdict, write_section  # noqa: E402
 
 from tests.e2e.server import ServerProcess, parse_metrics  # noqa: E402
 
@@ -45,65 +42,27 @@ GET_KEYS = 10_000
 PUT_TARGET = 0.60
 GET_TARGET = 0.80
 
-DONE_LUA = r"""
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    "WRKJSON {\"requests\":%d,\"duration_us\":%d,\"err_connect\":%d,\"err_read\":%d," ..
-    "\"err_write\":%d,\"err_status\":%d,\"err_timeout\":%d,\"p50_us\":%d,\"p99_us\":%d," ..
-    "\"max_us\":%d,\"mean_us\":%.1f}\n",
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(99), latency.max, latency.mean))
-end
-"""
+VALUE_JSON = '{"value":"' + "v" * (VALUE_BYTES - 2) + '"}'
 
-SETUP_LUA = r"""
-local threads_started = 0
-function setup(thread)
-  threads_started = threads_started + 1
-  thread:set("tid", threads_started)
-end
-"""
 
-PUT_LUA = SETUP_LUA + r"""
-wrk.method = "PUT"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer @API_KEY@"
-local body = '{"value":"' .. string.rep("v", @CHARS@) .. '"}'
-local counter = 0
-request = function()
-  counter = counter + 1
-  -- distinct keys, scattered over the key space (odd multiplier: a bijection mod 2^32)
-  local key = string.format("bench/@RUN@/%d/%08x", tid, (counter * 2654435761) % 4294967296)
-  return wrk.format("PUT", "/v1/state/" .. key, nil, body)
-end
-""" + DONE_LUA
+def put_script(api_key: str) -> str:
+    """PUT /v1/state/{key}: 100-byte values on distinct keys scattered over the key space."""
+    return wrk.script('"/v1/state/bench/" .. run .. "/" .. tid .. "/" .. scattered()', method="PUT",
+                      body=wrk.lua_str(VALUE_JSON), headers=wrk.bearer(api_key, "application/json"))
 
-ECHO_LUA = SETUP_LUA + r"""
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer @API_KEY@"
-wrk.body = '{"value":"' .. string.rep("v", @CHARS@) .. '"}'
-request = function()
-  return wrk.format("POST", "/v1/_bench/echo", nil, wrk.body)
-end
-""" + DONE_LUA
 
-GET_LUA = SETUP_LUA + r"""
-wrk.headers["Authorization"] = "Bearer @API_KEY@"
-local seeded = false
-request = function()
-  if not seeded then math.randomseed(tid * 7919) seeded = true end
-  return wrk.format("GET", string.format("/v1/state/bench/get/%06d", math.random(0, @KEYS@ - 1)))
-end
-""" + DONE_LUA
+def get_script(api_key: str) -> str:
+    """GET /v1/state/{key}, uniformly over the keys `preload` wrote."""
+    return wrk.script(f'string.format("/v1/state/bench/get/%06d", rand(0, {GET_KEYS - 1}))', headers=wrk.bearer(api_key))
 
-PING_LUA = SETUP_LUA + r"""
-wrk.headers["Authorization"] = "Bearer @API_KEY@"
-request = function()
-  return wrk.format("GET", "/v1/_bench/ping")
-end
-""" + DONE_LUA
+
+def echo_script(api_key: str) -> str:
+    return wrk.script('"/v1/_bench/echo"', method="POST", body=wrk.lua_str(VALUE_JSON),
+                      headers=wrk.bearer(api_key, "application/json"))
+
+
+def ping_script(api_key: str) -> str:
+    return wrk.script('"/v1/_bench/ping"', headers=wrk.bearer(api_key))
 
 
 @dataclass
@@ -133,17 +92,6 @@ class Result:
         return self.records / self.fsyncs
 
 
-def run_wrk(server: ServerProcess, script: Path, connections: int, duration_s: int, threads: int) -> dict:
-    threads = max(1, min(threads, connections))
-    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration_s}s",
-           "--timeout", "10s", "-s", str(script), server.base_url]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 60)
-    match = re.search(r"WRKJSON (\{.*\})", proc.stdout)
-    if proc.returncode != 0 or not match:
-        raise RuntimeError(f"wrk failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return json.loads(match.group(1))
-
-
 def metrics(client: httpx.Client) -> dict[str, float]:
     resp = client.get("/v1/metrics")
     resp.raise_for_status()
@@ -153,22 +101,22 @@ def metrics(client: httpx.Client) -> dict[str, float]:
 def measure(server, client, name, script, connections, duration_s, threads, wal=False) -> Result:
     progress(f"{name} @ {connections} connections for {duration_s}s ...")
     before = metrics(client) if wal else {}
-    out = run_wrk(server, script, connections, duration_s, threads)
+    out = wrk.run(server.base_url, script, connections, duration_s, threads=threads)
     after = metrics(client) if wal else {}
-    errors = out["err_connect"] + out["err_read"] + out["err_write"] + out["err_status"] + out["err_timeout"]
-    result = Result(name, connections, out["requests"], out["duration_us"] / 1e6, errors,
-                    out["p50_us"] / 1000, out["p99_us"] / 1000)
+    result = Result(name, connections, out.requests, out.duration_s, out.errors + out.bad_status,
+                    out.p50_ms, out.p99_ms)
     if wal and FSYNC_METRIC in after and RECORDS_METRIC in after:
         result.fsyncs = after[FSYNC_METRIC] - before.get(FSYNC_METRIC, 0.0)
         result.records = after[RECORDS_METRIC] - before.get(RECORDS_METRIC, 0.0)
     elif wal:
         progress(f"  /v1/metrics lacks {FSYNC_METRIC} / {RECORDS_METRIC}: fsync figures unavailable")
     progress(f"  {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
-             f"{errors} errors" + (f", {result.writes_per_fsync:.1f} writes/fsync" if result.writes_per_fsync else ""))
+             f"{result.errors} errors" + (f", {result.writes_per_fsync:.1f} writes/fsync" if result.writes_per_fsync else ""))
     return result
 
 
 def preload(client: httpx.Client) -> None:
+    """GET_KEYS keys `bench/get/NNNNNN` with 100-byte values, through batch_put."""
     progress(f"preloading {GET_KEYS:,} keys for GET ...")
     value = "v" * (VALUE_BYTES - 2)
     for start in range(0, GET_KEYS, 256):
@@ -180,12 +128,6 @@ def preload(client: httpx.Client) -> None:
 
 def fmt(value: float | None, spec: str = ",.0f") -> str:
     return "n/a" if value is None else format(value, spec)
-
-
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def loadavg() -> str:
@@ -204,26 +146,20 @@ def main() -> int:
     parser.add_argument("--data", help="data directory (default: a fresh temp dir, removed after)")
     parser.add_argument("--no-write-docs", action="store_true", help="do not update docs/BENCHMARKS.md")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk not found: apt-get install -y wrk")
+    wrk.require_wrk()
 
     workdir = Path(tempfile.mkdtemp(prefix="kissvdb-bench-http-"))
     data_dir = Path(args.data) if args.data else workdir / "data"
     api_key = "bench-key"
-    params = {"@API_KEY@": api_key, "@CHARS@": str(VALUE_BYTES - 2), "@KEYS@": str(GET_KEYS), "@RUN@": str(os.getpid())}
-    scripts = {}
-    for name, template in {"put": PUT_LUA, "echo": ECHO_LUA, "get": GET_LUA, "ping": PING_LUA}.items():
-        for token, value in params.items():
-            template = template.replace(token, value)
-        scripts[name] = workdir / f"{name}.lua"
-        scripts[name].write_text(template)
+    scripts = {name: wrk.write_script(workdir, name, build(api_key)) for name, build in
+               {"put": put_script, "echo": echo_script, "get": get_script, "ping": ping_script}.items()}
 
     plan = [("put", 1), ("echo", 1), ("put", 16), ("echo", 16), ("put", 64), ("echo", 64), ("get", 64), ("ping", 64)]
     names = {"put": "PUT /v1/state/{key}", "echo": "POST /v1/_bench/echo", "get": "GET /v1/state/{key}",
              "ping": "GET /v1/_bench/ping"}
     results: dict[tuple[str, int], list[Result]] = {step: [] for step in plan}
     load_before = loadavg()
-    server = ServerProcess(data_dir, api_key=api_key, log_path=workdir / "server.log")
+    server = ServerProcess(data_dir, api_key=api_key, log_path=workdir / "server.log", env={"BENCH_ROUTES": "1"})
     try:
         progress(f"starting kissvdb serve on {data_dir} ...")
         with server, httpx.Client(base_url=server.base_url, headers=server.headers, timeout=30) as client:
@@ -233,7 +169,7 @@ def main() -> int:
                     sys.exit(f"{probe} is not served; the trivial routes are needed as the ceiling")
             preload(client)
             progress("warm-up (3 s PUT @ 16, not recorded)")
-            run_wrk(server, scripts["put"], 16, 3, args.wrk_threads)
+            wrk.run(server.base_url, scripts["put"], 16, 3, threads=args.wrk_threads)
             for round_ in range(args.rounds):
                 progress(f"round {round_ + 1}/{args.rounds}")
                 for kind, conns in plan:

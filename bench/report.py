@@ -22,8 +22,8 @@ BENCHMARKS_MD = REPO / "docs" / "BENCHMARKS.md"
 HEADER = """# kissvdb benchmarks
 
 Measured figures, each with the exact command that produced it and the machine it ran on.
-Every script in `bench/` rewrites its own section below; targets come from issue 2 and every
-figure is reported whether it meets its target or not.
+Every script in `bench/` rewrites its own section below; targets come from issue 2 unless a
+section names another issue, and every figure is reported whether it meets its target or not.
 """
 
 if str(REPO) not in sys.path:  # bench scripts reuse the e2e server harness
@@ -67,6 +67,18 @@ def _loadavg() -> str:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
     except OSError:
         return "?"
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def command_line() -> str:

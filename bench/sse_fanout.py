@@ -22,7 +22,6 @@ the server process itself used in each step.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
@@ -34,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import progress, table, verdict, write_section  # noqa: E402
+from report import process_cpu_seconds, progress, table, verdict, write_section  # noqa: E402
 
 KEY_RE = re.compile(rb'"key":"fan/(\d+)"')
 STOP_MARK = b'"key":"fan/stop"'
@@ -175,9 +174,99 @@ def wait_until(predicate, timeout_s: float, what: str, procs=()) -> float:
     return time.monotonic() - t0
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+class Writer:
+    """Writes `fan/N` keys open loop: each write is sent at its due time by a pool of writer
+    threads, so a slow ack delays only its own write, not the schedule. Keeps the send and ack
+    time of every key (N counts up across steps)."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.seq = 0
+        self.acks: dict[int, float] = {}
+        self.sends: dict[int, float] = {}
+
+    def _write(self, keys: list[int], single_puts: bool, latencies: list[float]) -> None:
+        sent = time.monotonic()
+        if single_puts:
+            resp = self.client.put(f"/v1/state/fan/{keys[0]}", json={"value": {"n": keys[0]}})
+        else:
+            resp = self.client.post("/v1/state/batch_put",
+                                    json={"operations": [{"key": f"fan/{k}", "value": {"n": k}} for k in keys]})
+        resp.raise_for_status()
+        now = time.monotonic()
+        latencies.append(now - sent)
+        for k in keys:
+            self.acks[k] = now
+            self.sends[k] = sent
+
+    def run_step(self, rate: float, seconds: float, single_puts: bool, server_pid: int,
+                 procs: list[SubscriberProc] = ()) -> dict:
+        """`rate` events/s for `seconds`; then waits (bounded) for every subscriber to see the last."""
+        batch = 1 if single_puts else min(MAX_BATCH, max(1, int(rate // 100)))
+        interval = batch / rate
+        first_seq = self.seq + 1
+        latencies: list[float] = []
+        cpu0, t0 = process_cpu_seconds(server_pid), time.monotonic()
+        sub_cpu0 = sum(process_cpu_seconds(p.proc.pid) for p in procs)
+        futures = []
+        with ThreadPoolExecutor(max_workers=WRITER_THREADS) as pool:
+            for b in range(int(seconds / interval)):
+                delay = t0 + b * interval - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)  # pacing the writer (open loop), not waiting for a condition
+                keys = list(range(self.seq + 1, self.seq + 1 + batch))
+                self.seq += batch
+                futures.append(pool.submit(self._write, keys, single_puts, latencies))
+            for future in futures:
+                future.result()
+        t_end = time.monotonic()
+        last_seq = self.seq
+        caught_up = None
+        if procs:
+            try:
+                caught_up = wait_until(lambda: all(p.seen >= last_seq for p in procs), CATCH_UP_TIMEOUT_S,
+                                       f"subscribers to reach fan/{last_seq}", procs)
+            except TimeoutError:
+                pass
+        cpu1, t1 = process_cpu_seconds(server_pid), time.monotonic()
+        sub_cpu1 = sum(process_cpu_seconds(p.proc.pid) for p in procs)
+        write_ms = sorted(x * 1000 for x in latencies)
+        return {"rate": rate, "single": single_puts, "first": first_seq, "last": last_seq, "write_ms": write_ms,
+                "write_p50": write_ms[len(write_ms) // 2], "write_p99": write_ms[int(len(write_ms) * 0.99)],
+                "write_s": t_end - t0, "caught_up_s": caught_up,
+                "server_cpu": (cpu1 - cpu0) / (t1 - t0), "subs_cpu": (sub_cpu1 - sub_cpu0) / (t1 - t0)}
+
+
+def start_subscribers(server, client, count: int, processes: int, workdir: Path, tag: str = "") -> list[SubscriberProc]:
+    """`count` subscribers from the current durable offset, split over `processes`; returns once
+    every one has its stream open (bounded wait)."""
+    from tests.e2e.server import parse_metrics
+
+    since = int(parse_metrics(client.get("/v1/metrics").text).get("kissvdb_wal_durable_offset", 0))
+    per_proc = [count // processes + (1 if i < count % processes else 0) for i in range(processes)]
+    procs = [SubscriberProc(server.host, server.port, server.api_key, since, n, str(workdir / f"sub{tag}{i}.npz"))
+             for i, n in enumerate(per_proc)]
+    try:
+        wait_until(lambda: all(p.ready.is_set() for p in procs), 60, "subscribers connected", procs)
+    except BaseException:
+        kill_subscribers(procs)
+        raise
+    return procs
+
+
+def stop_subscribers(client, procs: list[SubscriberProc]) -> None:
+    """Write the stop key every subscriber ends on, and wait (bounded) for them to save results."""
+    client.put("/v1/state/fan/stop", json={"value": "stop"}).raise_for_status()
+    wait_until(lambda: all(p.done.is_set() for p in procs), 120, "subscribers to save results", procs)
+    for p in procs:
+        p.proc.wait(timeout=30)
+
+
+def kill_subscribers(procs: list[SubscriberProc]) -> None:
+    for p in procs:
+        if p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait(timeout=30)
 
 
 def main() -> int:
@@ -190,83 +279,27 @@ def main() -> int:
     import httpx
     import numpy as np
 
-    from tests.e2e.server import ServerProcess, parse_metrics
+    from tests.e2e.server import ServerProcess
 
     workdir = Path(tempfile.mkdtemp(prefix="kissvdb-bench-sse-"))
     api_key = "bench-key"
     server = ServerProcess(workdir / "data", api_key=api_key, log_path=workdir / "server.log",
                            env={"MAX_STATE_BATCH": str(MAX_BATCH)})
-    acks: dict[int, float] = {}
-    sends: dict[int, float] = {}
     steps: list[dict] = []
     procs: list[SubscriberProc] = []
     try:
         progress("starting kissvdb serve ...")
         limits = httpx.Limits(max_connections=WRITER_THREADS, max_keepalive_connections=WRITER_THREADS)
         with server, httpx.Client(base_url=server.base_url, headers=server.headers, timeout=30, limits=limits) as client:
-            since = int(parse_metrics(client.get("/v1/metrics").text).get("kissvdb_wal_durable_offset", 0))
-            per_proc = [args.subscribers // args.processes + (1 if i < args.subscribers % args.processes else 0)
-                        for i in range(args.processes)]
-            progress(f"starting {args.subscribers} subscribers in {args.processes} processes (since={since}) ...")
-            procs = [SubscriberProc(server.host, server.port, api_key, since, n, str(workdir / f"sub{i}.npz"))
-                     for i, n in enumerate(per_proc)]
-            wait_until(lambda: all(p.ready.is_set() for p in procs), 60, "subscribers connected", procs)
-            seq = 0
+            progress(f"starting {args.subscribers} subscribers in {args.processes} processes ...")
+            procs = start_subscribers(server, client, args.subscribers, args.processes, workdir)
+            writer = Writer(client)
 
             def run_step(rate: float, seconds: float, single_puts: bool) -> dict:
-                """Open loop: each write is sent at its due time by a pool of writer threads, so
-                a slow ack delays only its own write, not the schedule."""
-                nonlocal seq
-                batch = 1 if single_puts else min(MAX_BATCH, max(1, int(rate // 100)))
-                interval = batch / rate
-                first_seq = seq + 1
-                latencies: list[float] = []
-
-                def write(keys: list[int]) -> None:
-                    sent = time.monotonic()
-                    if single_puts:
-                        resp = client.put(f"/v1/state/fan/{keys[0]}", json={"value": {"n": keys[0]}})
-                    else:
-                        resp = client.post("/v1/state/batch_put",
-                                           json={"operations": [{"key": f"fan/{k}", "value": {"n": k}} for k in keys]})
-                    resp.raise_for_status()
-                    now = time.monotonic()
-                    latencies.append(now - sent)
-                    for k in keys:
-                        acks[k] = now
-                        sends[k] = sent
-
-                cpu0, t0 = cpu_seconds(server.proc.pid), time.monotonic()
-                sub_cpu0 = sum(cpu_seconds(p.proc.pid) for p in procs)
-                n_batches = int(seconds / interval)
-                futures = []
-                with ThreadPoolExecutor(max_workers=WRITER_THREADS) as pool:
-                    for b in range(n_batches):
-                        due = t0 + b * interval
-                        delay = due - time.monotonic()
-                        if delay > 0:
-                            time.sleep(delay)  # pacing the writer (open loop), not waiting for a condition
-                        keys = list(range(seq + 1, seq + 1 + batch))
-                        seq += batch
-                        futures.append(pool.submit(write, keys))
-                    for future in futures:
-                        future.result()
-                t_end = time.monotonic()
-                last_seq = seq
-                try:
-                    caught_up = wait_until(lambda: all(p.seen >= last_seq for p in procs), CATCH_UP_TIMEOUT_S,
-                                           f"subscribers to reach fan/{last_seq}", procs)
-                except TimeoutError:
-                    caught_up = None
-                cpu1, t1 = cpu_seconds(server.proc.pid), time.monotonic()
-                sub_cpu1 = sum(cpu_seconds(p.proc.pid) for p in procs)
-                write_ms = sorted(x * 1000 for x in latencies)
-                step = {"rate": rate, "single": single_puts, "first": first_seq, "last": last_seq,
-                        "write_p50": write_ms[len(write_ms) // 2], "write_p99": write_ms[int(len(write_ms) * 0.99)],
-                        "write_s": t_end - t0, "caught_up_s": caught_up,
-                        "server_cpu": (cpu1 - cpu0) / (t1 - t0), "subs_cpu": (sub_cpu1 - sub_cpu0) / (t1 - t0)}
-                progress(f"  offered {rate:,.0f} events/s x {args.subscribers}: wrote {last_seq - first_seq + 1} "
-                         f"events in {t_end - t0:.1f}s; subscribers caught up "
+                step = writer.run_step(rate, seconds, single_puts, server.proc.pid, procs)
+                caught_up = step["caught_up_s"]
+                progress(f"  offered {rate:,.0f} events/s x {args.subscribers}: wrote {step['last'] - step['first'] + 1} "
+                         f"events in {step['write_s']:.1f}s; subscribers caught up "
                          f"{'never' if caught_up is None else f'{caught_up:.2f}s'} after; server CPU {step['server_cpu']:.0%}")
                 return step
 
@@ -278,14 +311,10 @@ def main() -> int:
                 steps.append(step)
                 if step["caught_up_s"] is None:
                     break
-            resp = client.put("/v1/state/fan/stop", json={"value": "stop"})
-            resp.raise_for_status()
-            wait_until(lambda: all(p.done.is_set() for p in procs), 120, "subscribers to save results", procs)
+            stop_subscribers(client, procs)
             server.stop()
     finally:
-        for p in procs:
-            if p.proc.poll() is None:
-                p.proc.kill()
+        kill_subscribers(procs)
         if server.running():
             server.kill9()
 
@@ -294,11 +323,11 @@ def main() -> int:
     sub = np.concatenate([part["sub"] + sum(pp.count for pp in procs[:i]) for i, part in enumerate(parts)])
     seqs = np.concatenate([part["seq"] for part in parts])
     times = np.concatenate([part["t"] for part in parts])
-    ack = np.zeros(max(acks) + 1)
-    sent = np.zeros(max(acks) + 1)
-    for k, t in acks.items():
+    ack = np.zeros(max(writer.acks) + 1)
+    sent = np.zeros(max(writer.acks) + 1)
+    for k, t in writer.acks.items():
         ack[k] = t
-        sent[k] = sends[k]
+        sent[k] = writer.sends[k]
     n_subs = args.subscribers
     rows, best, peak = [], None, None
     first_p99 = first_send_p99 = None
@@ -339,7 +368,7 @@ def main() -> int:
     summary = table(["figure", "value", "target", "verdict"], [
         [f"p99 ack->delivery, 100 writes/s x {n_subs} subscribers", f"{first_p99:.1f} ms" if first_p99 is not None else "n/a",
          f"< {DELAY_TARGET_MS:.0f} ms", verdict(first_p99 is not None and first_p99 < DELAY_TARGET_MS)],
-        [f"p99 write sent->delivery, same step", f"{first_send_p99:.1f} ms" if first_send_p99 is not None else "n/a",
+        ["p99 write sent->delivery, same step", f"{first_send_p99:.1f} ms" if first_send_p99 is not None else "n/a",
          "(report)", "-"],
         ["highest sustained deliveries/s", f"{best:,.0f}" if best else "n/a", "(report)", "-"],
         ["peak delivered/s in any step (writes no longer at the offered rate)", f"{peak:,.0f}" if peak else "n/a",

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,51 +32,22 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+import wrk  # noqa: E402
+from report import progress  # noqa: E402
+from vector_targets import KissvdbVectors  # noqa: E402
+
 from tests.e2e.server import ServerProcess  # noqa: E402
 
-T0 = time.monotonic()
-
-DONE_LUA = r"""
-done = function(summary, latency, requests)
-  io.write(string.format("WRKJSON {\"requests\":%d,\"duration_us\":%d,\"errors\":%d,\"status\":%d," ..
-    "\"p50_us\":%d,\"p99_us\":%d}\n", summary.requests, summary.duration,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    summary.errors.status, latency:percentile(50), latency:percentile(99)))
-end
-"""
-
-POST_LUA = r"""
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "@CTYPE@"
-wrk.headers["Authorization"] = "Bearer @KEY@"
-local f = io.open("@BODY@", "rb")
-wrk.body = f:read("*a")
-f:close()
-request = function()
-  return wrk.format("POST", "@PATH@", nil, wrk.body)
-end
-"""
 
 
-def progress(msg: str) -> None:
-    sys.stderr.write(f"[{time.monotonic() - T0:7.1f}s] {msg}\n")
-    sys.stderr.flush()
-
-
-def wrk(server, path: str, body: bytes, ctype: str, connections: int, duration: int, tmp: Path) -> dict:
+def wrk_post(server, path: str, body: bytes, ctype: str, connections: int, duration: int, tmp: Path) -> wrk.WrkResult:
+    """wrk posting one fixed body (read from a file once per wrk thread)."""
     body_file = tmp / f"body-{abs(hash((path, len(body))))}.bin"
     body_file.write_bytes(body)
-    script = tmp / "post.lua"
-    script.write_text(POST_LUA.replace("@CTYPE@", ctype).replace("@KEY@", server.api_key)
-                      .replace("@BODY@", str(body_file)).replace("@PATH@", path) + DONE_LUA)
-    cmd = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{duration}s", "-s", str(script), server.base_url]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
-    line = [x for x in out.stdout.splitlines() if x.startswith("WRKJSON ")]
-    if not line:
-        raise RuntimeError(out.stdout + out.stderr)
-    r = json.loads(line[0][8:])
-    r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
-    return r
+    text = wrk.script(wrk.lua_str(path), method="POST", body="BODY", headers=wrk.bearer(server.api_key, ctype),
+                      prelude=f"BODY = read_file({wrk.lua_str(str(body_file))})")
+    return wrk.run(server.base_url, wrk.write_script(tmp, "post", text), connections, duration)
 
 
 def load_base(args) -> np.ndarray:
@@ -102,39 +72,36 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="kissvdb-vbench-") as tmpd:
         tmp = Path(tmpd)
-        server = ServerProcess(tmp / "data", env={"IVF_MIN_TRAIN_VECTORS": "1024"})
+        server = ServerProcess(tmp / "data", env={"IVF_MIN_TRAIN_VECTORS": "1024", "BENCH_ROUTES": "1"})
         with server:
             client = httpx.Client(base_url=server.base_url, headers=server.headers, timeout=120)
-            for name, kind in (("search", "HNSW"), ("ingest_ivf", "IVF_FLAT_Q8"), ("ingest_hnsw", "HNSW")):
+            for name, kind in (("ingest_ivf", "IVF_FLAT_Q8"), ("ingest_hnsw", "HNSW")):
                 r = client.post(f"/v1/vector/{name}", json={"dim": dim, "metric": "cosine", "index": kind})
                 assert r.status_code == 200, r.text
-            progress(f"preloading {len(base)} x {dim} into an HNSW collection (CBOR, 1 client)")
+            target = KissvdbVectors(server.base_url, server.api_key)
+            target.create("search", dim, args.ef)
+            progress(f"preloading {len(base)} x {dim} into an HNSW collection (CBOR, 1 client), then compacting")
             t = time.perf_counter()
-            for s in range(0, len(base), 256):
-                items = [{"id": str(s + i), "vector": base[s + i].tobytes()} for i in range(min(256, len(base) - s))]
-                r = client.post("/v1/vector/search/upsert_batch", content=cbor2.dumps({"items": items}),
-                                headers={"Content-Type": "application/cbor"})
-                assert r.status_code == 200, r.text
+            target.load("search", base)
             preload_s = time.perf_counter() - t
-            rows.append(("preload HNSW, CBOR x256, 1 Python client", f"{len(base) / preload_s:,.0f} vectors/s", ""))
-            progress("compacting (merging HNSW segments)")
-            client.post("/v1/vector/search/compact")
+            rows.append(("preload HNSW, CBOR x256, 1 Python client, and compaction",
+                         f"{len(base) / preload_s:,.0f} vectors/s", ""))
             rng_q = np.random.default_rng(5)
             q = base[123] + 0.01
             sbody = json.dumps({"vector": q.tolist(), "k": 10, "ef": args.ef}).encode()
             progress(f"wrk: search vs echo at {args.connections} connections, {args.rounds} interleaved rounds")
             pairs = []
             for _ in range(args.rounds):
-                rs = wrk(server, "/v1/vector/search/search", sbody, "application/json", args.connections,
+                rs = wrk_post(server, "/v1/vector/search/search", sbody, "application/json", args.connections,
                          args.duration, tmp)
-                re_ = wrk(server, "/v1/_bench/echo", sbody, "application/json", args.connections, args.duration, tmp)
+                re_ = wrk_post(server, "/v1/_bench/echo", sbody, "application/json", args.connections, args.duration, tmp)
                 pairs.append((rs, re_))
-            ratios = sorted(a["rps"] / b["rps"] for a, b in pairs)
-            rs, re_ = sorted(pairs, key=lambda p: p[0]["rps"] / p[1]["rps"])[len(pairs) // 2]
-            rows.append((f"HNSW search k=10 ef={args.ef}, {args.connections} conns (median round)", f"{rs['rps']:,.0f} req/s",
-                         f"p50 {rs['p50_us'] / 1000:.2f} ms p99 {rs['p99_us'] / 1000:.2f} ms errors {rs['errors']}/{rs['status']}"))
-            rows.append(("POST /v1/_bench/echo same body, same round", f"{re_['rps']:,.0f} req/s",
-                         f"p50 {re_['p50_us'] / 1000:.2f} ms p99 {re_['p99_us'] / 1000:.2f} ms"))
+            ratios = sorted(a.rps / b.rps for a, b in pairs)
+            rs, re_ = sorted(pairs, key=lambda p: p[0].rps / p[1].rps)[len(pairs) // 2]
+            rows.append((f"HNSW search k=10 ef={args.ef}, {args.connections} conns (median round)", f"{rs.rps:,.0f} req/s",
+                         f"p50 {rs.p50_ms:.2f} ms p99 {rs.p99_ms:.2f} ms errors {rs.errors}/{rs.bad_status}"))
+            rows.append(("POST /v1/_bench/echo same body, same round", f"{re_.rps:,.0f} req/s",
+                         f"p50 {re_.p50_ms:.2f} ms p99 {re_.p99_ms:.2f} ms"))
             rows.append(("search / echo per round", " / ".join(f"{r:.2f}" for r in ratios), "target >= 0.80"))
             # Bulk searching: 16 different queries per search_batch request (CBOR, float32 bytes),
             # 4 connections, against the single-search rounds above (queries/s).
@@ -142,10 +109,10 @@ def main(argv=None) -> int:
             bbody = cbor2.dumps({"queries": [{"vector": v.astype("<f4").tobytes(), "k": 10, "ef": args.ef}
                                              for v in qb]})
             progress("wrk: search_batch x16 (CBOR), 4 connections")
-            rb = wrk(server, "/v1/vector/search/search_batch", bbody, "application/cbor", 4, args.duration, tmp)
-            rows.append((f"HNSW search_batch x16 k=10 ef={args.ef}, CBOR, 4 conns", f"{rb['rps'] * 16:,.0f} queries/s",
-                         f"{rb['rps']:,.0f} req/s p50 {rb['p50_us'] / 1000:.2f} ms; "
-                         f"{rb['rps'] * 16 / rs['rps']:.1f}x the single-search median round"))
+            rb = wrk_post(server, "/v1/vector/search/search_batch", bbody, "application/cbor", 4, args.duration, tmp)
+            rows.append((f"HNSW search_batch x16 k=10 ef={args.ef}, CBOR, 4 conns", f"{rb.rps * 16:,.0f} queries/s",
+                         f"{rb.rps:,.0f} req/s p50 {rb.p50_ms:.2f} ms; "
+                         f"{rb.rps * 16 / rs.rps:.1f}x the single-search median round"))
             m = client.get("/v1/metrics").text
             batched = [l for l in m.splitlines() if l.startswith("kissvdb_vector_search_batch")]
             rows.append(("search batching", ", ".join(batched), ""))
@@ -160,11 +127,11 @@ def main(argv=None) -> int:
                 for label, body, ctype, n in (("CBOR", cbor_body, "application/cbor", 256),
                                               ("JSON", json_body, "application/json", json_items)):
                     progress(f"wrk: {name} {label} upsert_batch")
-                    r = wrk(server, f"/v1/vector/{name}/upsert_batch", body, ctype, 4, args.duration, tmp)
+                    r = wrk_post(server, f"/v1/vector/{name}/upsert_batch", body, ctype, 4, args.duration, tmp)
                     rows.append((f"{name} upsert_batch {label} x{n}, 4 conns",
-                                 f"{r['rps'] * n:,.0f} vectors/s",
-                                 f"{r['rps']:.0f} req/s p50 {r['p50_us'] / 1000:.1f} ms p99 {r['p99_us'] / 1000:.1f} ms "
-                                 f"errors {r['errors']}/{r['status']}"))
+                                 f"{r.rps * n:,.0f} vectors/s",
+                                 f"{r.rps:.0f} req/s p50 {r.p50_ms:.1f} ms p99 {r.p99_ms:.1f} ms "
+                                 f"errors {r.errors}/{r.bad_status}"))
             info = client.get("/v1/vector/ingest_ivf").json()
             rows.append(("ingest_ivf after the run", f"{info['count']} live", f"total_records {info['total_records']} "
                          f"runs {info.get('runs')} trained {info.get('ivf_trained')}"))
