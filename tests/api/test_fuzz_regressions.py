@@ -277,7 +277,7 @@ async def test_an_encoded_replacement_character_is_still_a_key(live):
     assert code == 200 and b'"key":"\xef\xbf\xbd"' in content
 
 
-# ---- OPTIONS on a static path that shadows a parameter ---------------------------------------
+# ---- OPTIONS on a static path that shadows a parameter --------------------------------------
 # Found by schemathesis (allow_header_conformance): OPTIONS /v1/state/batch_put listed
 # DELETE, GET, HEAD, PUT (the `{key}` route's methods) although each of them answers 405 there;
 # the same for /v1/doc/{c}/find and /_index. The 405 and the OPTIONS answer now agree.
@@ -338,7 +338,7 @@ async def test_a_body_that_never_arrives_is_408_within_the_request_timeout(tmp_p
     stop.set()
 
 
-# ---- a newline inside a key or id ------------------------------------------------------------
+# ---- a newline inside a key or id -----------------------------------------------------------
 # Found by schemathesis: PUT/GET/DELETE /v1/state/a%0Ab answered 404 "route not found"
 # (the path converter's regex `.+` does not match a newline), although batch_put could write
 # that key; the same for document ids.
@@ -365,3 +365,30 @@ async def test_doc_id_with_a_newline_is_reachable(api):
     assert reply.status_code == 200, reply.content
     assert (await api.get("/v1/doc/c/a%0Ab")).json()["id"] == "a\nb"
     assert (await api.delete("/v1/doc/c/a%0Ab")).json() == {"deleted": True}
+
+
+# ---- a 204 framed as a chunked body ---------------------------------------------------------
+# Found by schemathesis: every OPTIONS answer (204) carried `transfer-encoding: chunked` and no
+# body at all, so a keep-alive client that follows the framing (Python's http.client, requests)
+# waited for a last chunk that never came: each OPTIONS hung until the client's timeout.
+
+
+async def test_a_204_carries_no_body_framing_and_the_connection_goes_on(live):
+    import trio
+
+    from tests.api.conftest import API_KEY
+
+    auth = b"Authorization: Bearer " + API_KEY.encode() + b"\r\n"
+    options = b"OPTIONS /v1/state/k HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n"
+    get = b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream(*live)
+        async with stream:
+            await stream.send_all(options + get)  # both on one keep-alive connection
+            data = b""
+            while chunk := await stream.receive_some():
+                data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 204 "), data
+    assert b"transfer-encoding" not in head.lower() and b"content-length" not in head.lower(), head
+    assert rest.startswith(b"HTTP/1.1 200 ") and rest.endswith(b"\r\n\r\nok"), rest  # no bytes between the two
