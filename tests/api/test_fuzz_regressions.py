@@ -392,3 +392,92 @@ async def test_a_204_carries_no_body_framing_and_the_connection_goes_on(live):
     assert head.startswith(b"HTTP/1.1 204 "), data
     assert b"transfer-encoding" not in head.lower() and b"content-length" not in head.lower(), head
     assert rest.startswith(b"HTTP/1.1 200 ") and rest.endswith(b"\r\n\r\nok"), rest  # no bytes between the two
+
+
+# ---- CBOR values JSON cannot hold, on the vector routes -------------------------------------
+# Found by hand: a CBOR search body whose `filters` held a byte string, `undefined`, a map key
+# that is not a string, a set (tag 258) or an unknown tag was a 500 (the filters' JSON size could
+# not be measured), and so was a JSON `filters` nested 255..1024 levels deep; a vector holding a
+# CBOR bignum was a 500 (OverflowError converting it to float), on search and upsert_batch.
+
+CBOR_HEADERS = {"Content-Type": "application/cbor"}
+VECTORS = "/v1/vector/c"
+
+
+async def vector_collection(api) -> int:
+    """A dimension-2 collection holding one vector; returns the durable offset after it."""
+    assert (await api.post(VECTORS, json={"dim": 2, "metric": "cosine"})).status_code == 200
+    reply = await api.post(f"{VECTORS}/upsert", json={"id": "a", "vector": [1, 0], "meta": {"x": 1}})
+    assert reply.status_code == 200, reply.content
+    return api.engine.durable_offset
+
+
+def odd_filters() -> list:
+    """CBOR `filters` that JSON cannot hold, each as a pytest param."""
+    import cbor2
+
+    values = {"bytes": b"bytes", "undefined": cbor2.undefined, "set": cbor2.CBORTag(258, [1, 2]),
+              "unknown-tag": cbor2.CBORTag(9999, 1), "bignum": 1 << 70}
+    cases = [pytest.param({"x": v}, id=f"value-{k}") for k, v in values.items()]
+    cases += [pytest.param({"x": {"$in": [v]}}, id=f"operator-{k}") for k, v in values.items()]
+    return cases + [pytest.param({1: 1}, id="integer-key"), pytest.param({(1, 2): 1}, id="array-key")]
+
+
+@pytest.mark.parametrize("filters", odd_filters())
+async def test_cbor_filters_json_cannot_hold_are_422_naming_filters(api, filters):
+    import cbor2
+
+    await vector_collection(api)
+    body = {"vector": [1.0, 0.0], "k": 1, "filters": filters}
+    reply = await api.post(f"{VECTORS}/search", data=cbor2.dumps(body), headers=CBOR_HEADERS)
+    assert_error(reply, 422, "invalid_argument", field="filters")
+    queries = [{"vector": [1.0, 0.0], "k": 1}, body]
+    reply = await api.post(f"{VECTORS}/search_batch", data=cbor2.dumps({"queries": queries}), headers=CBOR_HEADERS)
+    assert_error(reply, 422, "invalid_argument", field="queries[1].filters")
+    hits = (await api.post(f"{VECTORS}/search", json={"vector": [1, 0], "k": 1})).json()["hits"]
+    assert [hit["id"] for hit in hits] == ["a"]
+
+
+async def test_search_filters_nested_too_deeply_are_400_naming_filters(api):
+    await vector_collection(api)
+    body = b'{"vector": [1, 0], "k": 1, "filters": {"x": ' + nested(DEPTH) + b"}}"
+    reply = await api.post(f"{VECTORS}/search", data=body, headers=JSON_HEADERS)
+    assert_error(reply, 400, "invalid_argument", field="filters")
+    reply = await api.post(f"{VECTORS}/search_batch", data=b'{"queries": [' + body + b"]}", headers=JSON_HEADERS)
+    assert_error(reply, 400, "invalid_argument", field="queries[0].filters")
+
+
+async def test_a_cbor_bignum_in_a_vector_is_400_and_writes_nothing(api):
+    import cbor2
+
+    before = await vector_collection(api)
+    body = cbor2.dumps({"vector": [1 << 1100, 0], "k": 1})
+    reply = await api.post(f"{VECTORS}/search", data=body, headers=CBOR_HEADERS)
+    assert_error(reply, 400, "invalid_argument", field="vector")
+    items = [{"id": "b", "vector": [1 << 1100, 0]}, {"id": "c", "vector": [0, 1]}]
+    reply = await api.post(f"{VECTORS}/upsert_batch", data=cbor2.dumps({"items": items}), headers=CBOR_HEADERS)
+    assert reply.status_code == 200, reply.content
+    first, second = reply.json()["results"]
+    assert first["status"] == "error" and first["error"]["error"] == "invalid_argument", first
+    assert second == {"status": "upserted", "id": "c"}
+    assert_error(await api.get(f"{VECTORS}/get?id=b"), 404)
+    assert (await api.get(f"{VECTORS}/get?id=c")).status_code == 200
+    assert api.engine.durable_offset == before + 1  # `c` alone was logged
+
+
+@pytest.mark.parametrize("raw, status", [
+    # {"vector": a list holding itself (shared-value tags 28 and 29), "k": 1}
+    (bytes([0xa2, 0x66]) + b"vector" + bytes([0xd8, 28, 0x81, 0xd8, 29, 0x00]) + b"\x61k\x01", 422),
+    (b"\x81" * 100_000 + b"\x01", 400),                            # nested past cbor2's depth limit
+    (b"\x5b" + (1 << 62).to_bytes(8, "big"), 400),                 # a byte string of 2**62 bytes, announced
+    (b"\x9b" + (1 << 62).to_bytes(8, "big"), 400),                 # an array of 2**62 items, announced
+    (b"\xa1\x66vector\x5f\x41a\x41a\xff", 422),                    # an indefinite-length byte string (2 bytes)
+    (b"", 400),
+    (b"\xff", 400),
+])
+@pytest.mark.parametrize("route", ["search", "upsert_batch"])
+async def test_malformed_cbor_bodies_are_4xx_and_write_nothing(api, raw, status, route):
+    before = await vector_collection(api)
+    reply = await api.post(f"{VECTORS}/{route}", data=raw, headers=CBOR_HEADERS)
+    assert_error(reply, status, "invalid_argument")
+    assert api.engine.durable_offset == before
