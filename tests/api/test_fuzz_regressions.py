@@ -481,3 +481,51 @@ async def test_malformed_cbor_bodies_are_4xx_and_write_nothing(api, raw, status,
     reply = await api.post(f"{VECTORS}/{route}", data=raw, headers=CBOR_HEADERS)
     assert_error(reply, status, "invalid_argument")
     assert api.engine.durable_offset == before
+
+
+# ---- numbers with more digits than Python converts ------------------------------------------
+# Found by hand: `GET /v1/state?limit=<5000 nines>` and `GET /v1/stream?since=<5000 nines>` were
+# 500s: int() refuses strings of more than 4300 digits (ValueError) before the u64 check ran.
+# `Last-Event-ID` went through the same parser.
+
+MANY_DIGITS = "9" * 5000
+
+
+@pytest.mark.parametrize("method, path, field", [
+    ("GET", f"/v1/state?limit={MANY_DIGITS}", "limit"),
+    ("GET", f"/v1/stream?since={MANY_DIGITS}", "since"),
+    ("GET", f"/v1/events?since={MANY_DIGITS}", "since"),
+    ("PUT", f"/v1/doc/c/d?ttl_ms={MANY_DIGITS}", "ttl_ms"),
+    ("PUT", f"/v1/doc/c/d?if_revision={MANY_DIGITS}", "if_revision"),
+    ("DELETE", f"/v1/doc/c/d?if_revision={MANY_DIGITS}", "if_revision"),
+])
+async def test_query_numbers_with_thousands_of_digits_are_400_naming_them(api, method, path, field):
+    before = api.engine.durable_offset
+    body = {"json": {"v": 1}} if method == "PUT" else {}
+    assert_error(await api.request(method, path, **body), 400, "invalid_argument", field=field)
+    assert api.engine.durable_offset == before
+
+
+async def test_zero_padded_query_numbers_still_parse(api):
+    assert (await api.put("/v1/state/k", json={"value": 1})).status_code == 200
+    reply = await api.get("/v1/state?limit=" + "0" * 40 + "1")
+    assert [item["key"] for item in reply.json()] == ["k"]
+
+
+async def test_a_last_event_id_with_thousands_of_digits_is_ignored(live):
+    import trio
+
+    from tests.api.conftest import API_KEY
+
+    head = (b"GET /v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + API_KEY.encode()
+            + b"\r\nLast-Event-ID: " + MANY_DIGITS.encode() + b"\r\n\r\n")
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream(*live)
+        async with stream:
+            await stream.send_all(head)
+            data = b""
+            while b"\r\n" not in data:
+                chunk = await stream.receive_some()
+                assert chunk, data
+                data += chunk
+    assert data.startswith(b"HTTP/1.1 200 "), data  # the stream starts, from `since` (0)
