@@ -132,17 +132,21 @@ def query_uint(args, name: str, default: int | None = None) -> int | None:
     text = args.get(name)
     if text is None:
         return default
-    if not text.isdigit() or not text.isascii():
-        raise InvalidArgument(f"`{name}` must be a non-negative integer", field=name)
-    value = int(text)
-    if value > U64_MAX:
+    value = parse_u64(text)
+    if value is None:
         raise InvalidArgument(f"`{name}` must be a non-negative integer", field=name)
     return value
+
+
+_U64_DIGITS_MAX = len(str(U64_MAX))
 
 
 def parse_u64(text: str | None) -> int | None:
     """`text` as an unsigned 64-bit integer, or None if it is not one."""
     if text is None or not text.isdigit() or not text.isascii():
+        return None
+    # Python refuses to convert more than 4300 digits (ValueError): too many is no u64 anyway.
+    if len(text.lstrip("0")) > _U64_DIGITS_MAX:
         return None
     value = int(text)
     return value if value <= U64_MAX else None

@@ -240,9 +240,12 @@ class Connection:
         header_lines, app_close = self._server.headers.encode(response.headers)
         keep = keep and not app_close
         http10 = request is not None and request.http_version == "1.0"
+        # A 1xx/204/304 has no body, so no framing either: `transfer-encoding: chunked` there
+        # would leave a client waiting for a last chunk that never comes (RFC 9112 6.3).
+        chunked = length is None and not http10 and response.status not in NO_BODY_STATUSES
         head = b"".join((
             status_line(response.status), self._server.date.line(), header_lines,
-            framing(length=length, chunked=length is None and not http10, keep_alive=keep, http10=http10),
+            framing(length=length, chunked=chunked, keep_alive=keep, http10=http10),
         ))
         return head, keep
 

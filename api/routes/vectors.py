@@ -86,8 +86,11 @@ def parse_vector(value, path: str) -> np.ndarray:
         raise UnprocessableEntity(f"`{path}` must be an array of numbers", field=path)
     if not set(map(type, value)) <= _NUMBER_TYPES:  # bool is not a number here (serde agrees)
         raise UnprocessableEntity(f"`{path}` must be an array of numbers", field=path)
-    with np.errstate(over="ignore"):
-        return np.asarray(value, dtype=np.float64).astype(np.float32)
+    try:
+        with np.errstate(over="ignore"):
+            return np.asarray(value, dtype=np.float64).astype(np.float32)
+    except OverflowError:  # a CBOR integer past float64's range (JSON parses those as floats)
+        raise InvalidArgument("vector has a non-finite component", field=path) from None
 
 
 def _search_args(body: dict, prefix: str) -> tuple:
@@ -95,7 +98,7 @@ def _search_args(body: dict, prefix: str) -> tuple:
     vector = parse_vector(require(body, "vector", prefix + "vector"), prefix + "vector")
     k = require_uint(body, "k", prefix + "k")
     filters = body.get("filters")
-    filters_size = len(orjson.dumps(filters)) if filters is not None else 0
+    filters_size = len(_json_bytes(filters, prefix + "filters")) if filters is not None else 0
     include_meta = body.get("include_meta", False)
     if include_meta is None:
         include_meta = False
@@ -122,12 +125,18 @@ def _hits_json(hits) -> list:
 def parse_meta(value, path: str) -> RawJson | None:
     if value is None:
         return None
+    return RawJson(_json_bytes(value, path, orjson.OPT_SORT_KEYS))
+
+
+def _json_bytes(value, path: str, option: int = 0) -> bytes:
+    """`value` as JSON; what cannot be written is a 4xx naming `path`, never a 500."""
     try:
-        return RawJson(orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
+        return orjson.dumps(value, option=option)
     except orjson.JSONEncodeError as exc:
         if "recursion" in str(exc).lower():
-            return canonical_json(value, path)  # raises the codec's "nested too deeply" 400
-        # A CBOR body can hold what JSON cannot (byte strings, tags): 422 naming the field.
+            canonical_json(value, path)  # raises the codec's "nested too deeply" 400
+        # A CBOR body can hold what JSON cannot (byte strings, tags, non-string map keys,
+        # integers past 64 bits): 422 naming the field.
         raise UnprocessableEntity(f"`{path}` must be JSON", field=path) from None
 
 

@@ -125,6 +125,7 @@ async def test_204_has_no_length_and_no_body(app):
         await connection.send(request("GET", "/empty") + request("GET", "/hello"))
         empty = await connection.response()
         assert empty.status == 204 and empty.header("content-length") is None
+        assert empty.header("transfer-encoding") is None
         assert (await connection.response()).body == b"hello"
 
 
