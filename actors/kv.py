@@ -30,7 +30,7 @@ class KvActor(StoreActor):
 
     def result(self, p: Pending):
         cmd = p.request.command
-        records = p.write.records
+        records = p.records
         if isinstance(cmd, BatchPut):
             out = list(p.slots)
             it = iter(zip(p.decisions, records))

@@ -72,11 +72,6 @@ async def send_or_overload(channel: trio.MemorySendChannel, item, wait_s: float)
     raise Overloaded("server overloaded, retry later")
 
 
-def fail_all(requests, error: KissError) -> None:
-    for r in requests:
-        r.fail(error)
-
-
 async def receive_batch(receive: trio.MemoryReceiveChannel, max_items: int) -> list | None:
     """One request (waiting for it), then whatever else is already queued, up to `max_items`.
     None once the inbox is closed and empty."""
@@ -107,45 +102,56 @@ async def settle_crashed(taken: list, receive: trio.MemoryReceiveChannel, pendin
     """After an actor crash: refuse the requests it had `taken` from its inbox but not queued
     and every request still in the inbox (none was decided), then report the WAL writer's
     verdict for each write it had queued."""
+    refuse_undecided(taken, receive, error)
+    await report_verdicts(pending, result)
+
+
+def refuse_undecided(taken: list, receive: trio.MemoryReceiveChannel, error: KissError) -> None:
+    """After an actor crash: fail the requests it had `taken` from its inbox but not queued,
+    and every request still in the inbox (none of them was decided)."""
     for req in taken:
         if req.state not in (QUEUED, DONE):
             req.fail(error)
     refuse_queued(receive, error)
-    await report_verdicts(pending, result)
 
 
 class PendingWrites:
     """An actor's writes sent to the WAL writer, oldest first, each awaiting its verdict
-    (`item.write.done`); its applier takes them in offset order. One event, renewed on every
-    change, wakes whoever waits for room in the queue, for the next write, or for it to drain."""
+    (`item.write.done`); its applier takes them in offset order. An item may carry several
+    requests (`push(item, requests)`): `requests` is what `room` bounds. One event, renewed on
+    every change, wakes whoever waits for room in the queue, for the next write, or for it to
+    drain."""
 
-    __slots__ = ("_q", "_changed")
+    __slots__ = ("_q", "_changed", "requests")
 
     def __init__(self):
-        self._q: deque = deque()
+        self._q: deque = deque()  # of (item, requests)
         self._changed = trio.Event()
+        self.requests = 0  # requests in the queued items
 
     def __len__(self) -> int:
         return len(self._q)
 
     def __iter__(self):
-        return iter(self._q)
+        return (item for item, _ in self._q)
 
     def clear(self) -> None:
         self._q.clear()
+        self.requests = 0
         self.changed()
 
     def changed(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
 
-    def push(self, item) -> None:
-        self._q.append(item)
+    def push(self, item, requests: int = 1) -> None:
+        self._q.append((item, requests))
+        self.requests += requests
         self.changed()
 
     async def room(self, limit: int) -> None:
-        """Wait until fewer than `limit` writes are in flight."""
-        while len(self._q) >= limit:
+        """Wait until fewer than `limit` requests are in flight."""
+        while self.requests >= limit:
             await self._changed.wait()
 
     async def drained(self) -> None:
@@ -159,16 +165,18 @@ class PendingWrites:
         while not self._q:
             await self._changed.wait()
         q = self._q
-        await q[0].write.done.wait()
+        await q[0][0].write.done.wait()
         n = 0
-        for item in q:
+        for item, _ in q:
             if not item.write.done.is_set():
                 break
             n += 1
         return n
 
     def pop(self):
-        return self._q.popleft()
+        item, requests = self._q.popleft()
+        self.requests -= requests
+        return item
 
 
 async def report_verdicts(pending, result) -> None:
