@@ -18,6 +18,7 @@ safe to insert: if any write touched the key meanwhile, the key is already cache
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from kissvdb.errors import InvalidArgument, PayloadTooLarge, RevisionMismatch
 from kissvdb.events import STATE_DELETED, STATE_UPDATED, EventRecord, RawJson
@@ -44,8 +45,13 @@ def expires_at_ms(now_ms: int, ttl_ms: int | None) -> int | None:
     return now_ms + ttl_ms
 
 
-@dataclass(frozen=True, slots=True)
-class StateItem:
+# StateItem and the commands are NamedTuples rather than frozen dataclasses: as immutable, but
+# built 4x faster (a frozen dataclass sets each field through object.__setattr__), and a tuple
+# of str/bytes/int/None is untracked by the cycle collector, so a large cache of items costs
+# nothing at each garbage collection. Every put builds several of them.
+
+
+class StateItem(NamedTuple):
     key: str
     value: bytes  # canonical JSON text; exact bytes, as orjson.Fragment/loads require
     revision: int
@@ -59,29 +65,25 @@ class StateItem:
 # Commands (imperative) -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Put:
+class Put(NamedTuple):
     key: str
     value: RawJson
     ttl_ms: int | None = None
     if_revision: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Delete:
+class Delete(NamedTuple):
     key: str
 
 
-@dataclass(frozen=True, slots=True)
-class Expire:
+class Expire(NamedTuple):
     """Delete `key` for TTL, but only if it is still exactly the version the sweeper saw."""
 
     key: str
     mod_offset: int
 
 
-@dataclass(frozen=True, slots=True)
-class BatchPut:
+class BatchPut(NamedTuple):
     ops: tuple[Put, ...]
 
 
