@@ -19,12 +19,16 @@ PENDING, QUEUED, CANCELLED, DONE = range(4)
 
 
 class Request:
-    __slots__ = ("command", "state", "_done", "_value", "_error")
+    """A command and its reply slot. The caller parks in `wait()` with no Event of its own:
+    `succeed`/`fail` reschedule its task directly (trio.lowlevel), one wake-up per request,
+    and cancellation follows the states above through the abort callback."""
+
+    __slots__ = ("command", "state", "_task", "_value", "_error")
 
     def __init__(self, command):
         self.command = command
         self.state = PENDING
-        self._done = trio.Event()
+        self._task = None  # the caller's task while it is parked in wait()
         self._value = None
         self._error: BaseException | None = None
 
@@ -32,31 +36,44 @@ class Request:
         if self.state != DONE:
             self.state = DONE
             self._value = value
-            self._done.set()
+            self._wake()
 
     def fail(self, error: BaseException) -> None:
         if self.state != DONE:
             self.state = DONE
             self._error = error
-            self._done.set()
+            self._wake()
+
+    def _wake(self) -> None:
+        task = self._task
+        if task is not None:
+            self._task = None
+            trio.lowlevel.reschedule(task)
 
     @property
     def done(self) -> bool:
-        return self._done.is_set()
+        return self.state == DONE
 
     async def wait(self):
-        try:
-            await self._done.wait()
-        except trio.Cancelled:
-            if self.state == PENDING:
-                self.state = CANCELLED
-                raise
-            # Queued to the WAL: the outcome is decided elsewhere and must reach the caller.
-            with trio.CancelScope(shield=True):
-                await self._done.wait()
+        if self.state == DONE:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        else:
+            self._task = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._abort)
         if self._error is not None:
             raise self._error
         return self._value
+
+    def _abort(self, raise_cancel) -> trio.lowlevel.Abort:
+        if self.state == PENDING:
+            # Still in the inbox: withdraw it (the actor skips it, nothing is written).
+            self.state = CANCELLED
+            self._task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+        # Queued to the WAL: the outcome is decided elsewhere and must reach the caller, so the
+        # caller stays parked until succeed/fail; the cancellation is delivered at its next
+        # checkpoint.
+        return trio.lowlevel.Abort.FAILED
 
 
 async def send_or_overload(channel: trio.MemorySendChannel, item, wait_s: float) -> None:

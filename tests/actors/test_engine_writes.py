@@ -11,6 +11,7 @@ import os
 import orjson
 import pytest
 import trio
+import trio.testing
 
 from kissvdb.config import Settings
 from kissvdb.errors import NotFound, Overloaded, PersistenceError, Unavailable
@@ -281,3 +282,28 @@ async def test_every_acknowledged_write_is_visible_to_store_reads_at_once(tmp_pa
                 for w in range(32):
                     nursery.start_soon(writer, w)
             assert sum([len(await engine.kv_list(f"w{w:02d}/", 1000)) for w in range(32)]) == 32 * 40
+
+
+async def test_a_caller_cancelled_after_queueing_still_hears_its_verdict(tmp_path):
+    """Once its write is queued to the WAL writer, a cancelled caller keeps waiting and gets
+    the acknowledgement (the write is durable); the cancellation lands at its next checkpoint."""
+    with trio.fail_after(30):
+        async with open_engine(settings(tmp_path), fsync_delay_s=0.2) as engine:
+            await engine.kv_put("queued", raw(0))  # cached: deciding the next put needs no thread
+            heard = []
+
+            async def put(scope_box, task_status=trio.TASK_STATUS_IGNORED):
+                with trio.CancelScope() as scope:
+                    task_status.started(scope)
+                    heard.append(await engine.kv_put("queued", raw(1)))
+                    await trio.lowlevel.checkpoint()
+                    heard.append("not cancelled")
+
+            async with trio.open_nursery() as nursery:
+                scope = await nursery.start(put, None)
+                # Every task blocked: the put is decided and queued (no load, the key is cached)
+                # and the WAL writer sleeps in its thread.
+                await trio.testing.wait_all_tasks_blocked()
+                scope.cancel()
+            assert len(heard) == 1 and heard[0].revision == 2
+            assert (await engine.kv_get("queued")).mod_offset == heard[0].mod_offset
