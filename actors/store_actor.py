@@ -25,6 +25,7 @@ applied change is counted, and which store method applies a batch of changes.
 from __future__ import annotations
 
 import threading
+from collections import deque
 
 import trio
 
@@ -44,13 +45,14 @@ class StoreFailed(Exception):
 class Pending:
     """One request's part of a queued write: its decisions and, once durable, their records."""
 
-    __slots__ = ("request", "decisions", "slots", "records")
+    __slots__ = ("request", "decisions", "slots", "records", "changes")
 
     def __init__(self, request, decisions, slots):
         self.request = request
         self.decisions = decisions
         self.slots = slots  # for a batch: per-op result or error, decisions fill the None slots
         self.records = None  # this request's EventRecords, in decision order, once durable
+        self.changes = None  # what state.apply returned for each record, once applied
 
 
 class _Queued:
@@ -109,11 +111,12 @@ class StoreActor:
         self.counters = counters
         self.epoch = wal_writer.epoch
         self._pending = PendingWrites()  # of _Queued, weighed by their requests
-        self._applying: list[_Queued] = []  # durable, popped, being applied (acked if that crashes)
+        self._applying: list = []  # (_Queued, apply results): durable, popped, being applied
         self._store_error: BaseException | None = None
         self._store_failed = trio.Event()
         self._submitted_applied = 0
         self._apply_job: _ApplyJob | None = None  # the last one submitted to the store thread
+        self._committed: deque = deque()  # touched lists of committed jobs (appended by the store thread)
         self._batch: list[Request] = []  # taken from the inbox, not yet decided
         self.closed = False
 
@@ -162,8 +165,8 @@ class StoreActor:
         replays it from the WAL), refuse what was never queued, and report the WAL writer's
         verdict for everything queued, shielded."""
         self.closed = True
-        for queued in self._applying:
-            self._reply(queued)
+        for queued, _ in self._applying:
+            self._reply(queued, None)
         self._applying = []
         refuse_undecided(self._batch, self._receive, Unavailable(self.UNAVAILABLE))
         with trio.CancelScope(shield=True):
@@ -173,7 +176,7 @@ class StoreActor:
                     for p in queued.pendings:
                         p.request.fail(queued.write.error)
                 else:
-                    self._reply(queued)
+                    self._reply(queued, None)
         self._pending.clear()
 
     # -- deciding ----------------------------------------------------------------------------
@@ -277,6 +280,7 @@ class StoreActor:
         state = self.state
         while True:
             settled = await pending.settled()
+            self._release_committed()
             changes = []
             touched = []
             for _ in range(settled):
@@ -285,9 +289,11 @@ class StoreActor:
                 if write.error is not None:
                     self._fail(queued, write.error)
                     continue
-                self._applying.append(queued)
+                results: list = []
+                self._applying.append((queued, results))
                 for record in write.records:
                     change = state.apply(record)
+                    results.append(change)
                     if change is not None:
                         changes.append(change)
                         touched.append((self.applied(record, change), record.offset))
@@ -295,20 +301,24 @@ class StoreActor:
                     for d in p.decisions:
                         state.finish(d.key, write)
             applying, self._applying = self._applying, []
-            for queued in applying:
-                self._reply(queued)
+            for queued, results in applying:
+                self._reply(queued, results)
             # Every event of this materializer up to the durable offset is applied now (a head
             # that is not done is not durable), so state.sqlite may record that offset even if
             # it was not ours.
             self._submit_apply(changes, touched, self.writer.durable_offset)
             pending.changed()
 
-    def _reply(self, queued: _Queued) -> None:
+    def _reply(self, queued: _Queued, results: list | None) -> None:
+        """Answer the requests of a durable write; `results` are the apply results of its
+        records (None when the actor crashed before applying them)."""
         records = queued.write.records
         i = 0
         for p in queued.pendings:
             n = len(p.decisions)
             p.records = records[i : i + n]
+            if results is not None:
+                p.changes = results[i : i + n]
             i += n
             p.request.succeed(self.result(p))
 
@@ -331,20 +341,25 @@ class StoreActor:
         if job is not None and job.join(changes, touched, applied_offset):
             return  # the store thread has not started it yet: one transaction for both
         job = self._apply_job = _ApplyJob(changes, touched, applied_offset)
-
-        def committed(ok: bool, result) -> None:
-            if ok:
-                self.state.committed(job.touched)
-            elif self._store_error is None:
-                self._store_error = result
-                self._store_failed.set()
-
-        self.thread.submit(self._run_apply, job, callback=committed)
+        self.thread.submit(self._run_apply, job, callback=self._apply_failed, errors_only=True)
 
     def _run_apply(self, job: _ApplyJob) -> None:
-        """On the store thread."""
+        """On the store thread. Success is reported through `_committed`, which the actor
+        reads at its next applier round, so a commit costs the event loop no wake-up."""
         job.start()
         self.apply_to_store(job.changes, job.offset)
+        self._committed.append(job.touched)
+
+    def _apply_failed(self, ok: bool, error: BaseException) -> None:
+        if self._store_error is None:
+            self._store_error = error
+            self._store_failed.set()
+
+    def _release_committed(self) -> None:
+        """Let the cache evict keys whose changes state.sqlite has committed."""
+        committed = self._committed
+        while committed:
+            self.state.committed(committed.popleft())
 
     # -- reads and maintenance ---------------------------------------------------------
 
@@ -373,4 +388,6 @@ class StoreActor:
         """Advance the applied offset if idle, then make the store durable up to it."""
         if not self._pending:
             self._submit_apply([], [], self.writer.durable_offset)
-        return await self.thread.run(self.store.checkpoint)
+        offsets = await self.thread.run(self.store.checkpoint)
+        self._release_committed()  # an idle actor's last commits
+        return offsets
