@@ -204,17 +204,24 @@ class StoreActor:
         pending = self._pending
         now = self.clock()
         write, queued = WalWrite([], self.epoch), []
-        for req in batch:
-            if req.state == CANCELLED:
-                continue
-            if pending.requests + len(queued) >= self.inflight_max:
-                await self._queue(write, queued)
-                await pending.room(self.inflight_max)
-                now = self.clock()
-                write, queued = WalWrite([], self.epoch), []
-            p = self._decide(req, now, write)
-            if p is not None:
-                queued.append(p)
+        try:
+            for req in batch:
+                if req.state == CANCELLED:
+                    continue
+                if pending.requests + len(queued) >= self.inflight_max:
+                    await self._queue(write, queued)
+                    await pending.room(self.inflight_max)
+                    now = self.clock()
+                    write, queued = WalWrite([], self.epoch), []
+                p = self._decide(req, now, write)
+                if p is not None:
+                    queued.append(p)
+        except BaseException:
+            # A decision raised (a bug: the actor crashes) or the actor was cancelled: the
+            # requests decided into `write` were never sent, so nothing of them was written.
+            for p in queued:
+                p.request.fail(Unavailable(self.UNAVAILABLE))
+            raise
         await self._queue(write, queued)
 
     def _decide(self, req: Request, now: int, write: WalWrite) -> Pending | None:
@@ -260,15 +267,13 @@ class StoreActor:
             return
         self._pending.push(_Queued(write, queued), len(queued))
         try:
-            self._wal.send_nowait(write)  # the common case: no task switch per batch
-            return
-        except trio.WouldBlock:
-            pass
-        try:
-            await self._wal.send(write)  # the WAL writer's inbox is full: backpressure
+            try:
+                self._wal.send_nowait(write)  # the common case: no task switch per batch
+            except trio.WouldBlock:
+                await self._wal.send(write)  # the WAL writer's inbox is full: backpressure
         except BaseException:
-            # Cancelled (the actor is stopping) before the WAL writer took it: nothing of it
-            # was written, and its callers, shielded since QUEUED, must hear that.
+            # Not delivered (the actor is cancelled, or the WAL writer is gone): nothing of it
+            # was written, and its callers, waiting shielded since QUEUED, must hear that.
             write.error = PersistenceError("failed to persist event: write abandoned, nothing was written", status=503)
             write.done.set()
             raise

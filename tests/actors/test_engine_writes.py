@@ -7,6 +7,7 @@ failures (write() failing with ENOSPC, fsync failing). Faults are injected only 
 
 import errno
 import os
+import types
 
 import orjson
 import pytest
@@ -16,8 +17,10 @@ import trio.testing
 from kissvdb.config import Settings
 from kissvdb.errors import NotFound, Overloaded, PersistenceError, Unavailable
 from kissvdb.events import RawJson
+from kissvdb.kv import Put
 
 from kissvdb.actors.engine import PutOp, open_engine
+from kissvdb.actors.mailbox import Request
 
 
 def raw(value) -> RawJson:
@@ -307,3 +310,30 @@ async def test_a_caller_cancelled_after_queueing_still_hears_its_verdict(tmp_pat
                 scope.cancel()
             assert len(heard) == 1 and heard[0].revision == 2
             assert (await engine.kv_get("queued")).mod_offset == heard[0].mod_offset
+
+
+async def test_a_decision_that_raises_answers_every_request_of_its_batch(tmp_path):
+    """A bug in decide() crashes the actor mid-batch: the requests decided before it in the
+    same wake-up were never sent to the WAL, so they hear 503 (nothing written) instead of
+    waiting forever, and the rebuilt actor serves again. The requests go straight into the
+    actor's inbox, in this order and in one wake-up, and nobody awaits them (a caller stuck in
+    its shielded wait would hang the test instead of failing it)."""
+    with trio.fail_after(30):
+        async with open_engine(settings(tmp_path)) as engine:
+            await engine.kv_put("warm", raw(0))  # cached: the batch is decided without a load
+            first = engine.kv_actor
+            # Names a key like a KV command, but is none: decide() raises TypeError.
+            bogus = types.SimpleNamespace(key="warm")
+            requests = [Request(Put("warm", raw(i))) for i in range(20)] + [Request(bogus)]
+            requests += [Request(Put("warm", raw(i))) for i in range(20, 40)]
+            for req in requests:
+                first.inbox.send_nowait(req)
+            while engine.kv_actor is None or engine.kv_actor is first:
+                await engine.wait_kv_changed()
+            # The supervisor settles every caller before it builds the new actor.
+            assert [i for i, req in enumerate(requests) if not req.done] == []
+            for req in requests:
+                with pytest.raises((Unavailable, TypeError)):
+                    await req.wait()
+            assert (await engine.kv_get("warm")).revision == 1
+            assert (await engine.kv_put("warm", raw("after"))).revision == 2
