@@ -162,14 +162,20 @@ class Engine(VectorEngineMethods):
         actor = self._kv()
         req = Request(command)
         try:
-            await send_or_overload(actor.inbox, req, OVERLOAD_WAIT_S)
+            try:
+                actor.inbox.send_nowait(req)  # the common case, without a coroutine
+            except trio.WouldBlock:
+                await send_or_overload(actor.inbox, req, OVERLOAD_WAIT_S)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise Unavailable("kv store unavailable, retry") from None
         return await req.wait()
 
     async def kv_get(self, key: str) -> StateItem:
         check_key(key, self.limits)
-        item = await self._kv().get(key)
+        actor = self._kv()
+        hit, item = actor.cached(key)
+        if not hit:
+            item = await actor.get(key)
         if item is None or not item.live(self.clock()):
             raise NotFound("key not found")
         return item
