@@ -178,7 +178,7 @@ def measure(args, python: str | None) -> dict:
             results[kind].append(r)
     out = {"delayed": _median_rows(results["delayed"]), "undelayed": _median_rows(results["undelayed"])}
     if args.instructions:
-        out.update(instructions(python or sys.executable, args.writers, 640, 3840, 3840))
+        out.update(instructions(python or sys.executable, args.writers, 640, 3840, 38400))
     return out
 
 
@@ -233,7 +233,7 @@ def compare(args, before: dict, after: dict) -> str:
                        ("get_instructions", "instructions per get (callgrind)")):
         if key in after:
             rows.append([label, f"{before[key]:,.0f}", f"{after[key]:,.0f}", f"{after[key] / before[key]:.2f}"])
-    before_is = args.baseline_label or f"`{args.baseline}`"
+    before_is = f"{args.baseline_label} (run with `{args.baseline}`)" if args.baseline_label else f"`{args.baseline}`"
     return "\n".join([
         f"Before = {before_is}, after = this checkout; each round runs both, one after the other, "
         f"in child processes; medians of {args.rounds} rounds; {args.writers} writers, {args.puts:,} puts "
@@ -254,7 +254,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--instructions", action="store_true", help="also count instructions under callgrind")
     ap.add_argument("--baseline", metavar="PYTHON", help="interpreter of another checkout to compare with")
-    ap.add_argument("--baseline-label", metavar="TEXT", help="what the baseline is (e.g. its commit), for the report")
+    ap.add_argument("--baseline-label", metavar="TEXT", help="what the baseline is (e.g. its commit hash), for the report")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--no-write", action="store_true", help="do not update docs/BENCHMARKS.md")
     args = ap.parse_args()
