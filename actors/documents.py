@@ -42,7 +42,7 @@ class DocActor(StoreActor):
     def result(self, p: Pending):
         if isinstance(p.request.command, DocPut):
             a = p.decisions[0].after
-            return DocItem(a.collection, a.id, a.doc, a.revision, a.expires_at_ms, p.write.records[0].offset)
+            return DocItem(a.collection, a.id, a.doc, a.revision, a.expires_at_ms, p.records[0].offset)
         return True
 
     def applied(self, record, change) -> tuple[str, str]:

@@ -29,30 +29,37 @@ class KvActor(StoreActor):
         return command.ops if isinstance(command, BatchPut) else None
 
     def result(self, p: Pending):
+        """A put answers its durable item: the one applied to the cache, or (after a crash,
+        before it was applied) one built from its decision and offset."""
         cmd = p.request.command
-        records = p.write.records
-        if isinstance(cmd, BatchPut):
-            out = list(p.slots)
-            it = iter(zip(p.decisions, records))
-            for i, slot in enumerate(out):
-                if slot is None:
-                    d, rec = next(it)
-                    out[i] = _item_from(d, rec.offset)
-            return out
         if isinstance(cmd, Put):
-            return _item_from(p.decisions[0], records[0].offset)
+            return p.changes[0] if p.changes is not None else _item_from(p.decisions[0], p.records[0].offset)
+        if isinstance(cmd, BatchPut):
+            if p.changes is not None:
+                items = iter(p.changes)
+            else:
+                items = (_item_from(d, rec.offset) for d, rec in zip(p.decisions, p.records))
+            return [next(items) if slot is None else slot for slot in p.slots]
         if isinstance(cmd, Delete):
             return True
         return None
 
     def applied(self, record, change) -> str:
-        self.counters["state_put_total" if record.type == STATE_UPDATED else "state_delete_total"] += 1
-        return change[1]
+        if record.type == STATE_UPDATED:
+            self.counters["state_put_total"] += 1
+            return change.key
+        self.counters["state_delete_total"] += 1
+        return change
 
     def apply_to_store(self, changes, applied_offset: int) -> None:
         self.store.apply_kv(changes, applied_offset)
 
     # -- reads ------------------------------------------------------------------------------
+
+    def cached(self, key: str) -> tuple[bool, StateItem | None]:
+        """(hit, durable item or None) from the cache alone: a GET's common case, answered
+        without a coroutine or a thread."""
+        return self.state.lookup(key)
 
     async def get(self, key: str) -> StateItem | None:
         return await self._get(key)
@@ -63,4 +70,4 @@ class KvActor(StoreActor):
 
 def _item_from(decision, offset: int) -> StateItem:
     a = decision.after
-    return StateItem(a.key, a.value, a.revision, a.expires_at_ms, offset)
+    return StateItem(a.key, bytes(a.value), a.revision, a.expires_at_ms, offset)

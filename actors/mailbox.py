@@ -19,12 +19,16 @@ PENDING, QUEUED, CANCELLED, DONE = range(4)
 
 
 class Request:
-    __slots__ = ("command", "state", "_done", "_value", "_error")
+    """A command and its reply slot. The caller parks in `wait()` with no Event of its own:
+    `succeed`/`fail` reschedule its task directly (trio.lowlevel), one wake-up per request,
+    and cancellation follows the states above through the abort callback."""
+
+    __slots__ = ("command", "state", "_task", "_value", "_error")
 
     def __init__(self, command):
         self.command = command
         self.state = PENDING
-        self._done = trio.Event()
+        self._task = None  # the caller's task while it is parked in wait()
         self._value = None
         self._error: BaseException | None = None
 
@@ -32,31 +36,44 @@ class Request:
         if self.state != DONE:
             self.state = DONE
             self._value = value
-            self._done.set()
+            self._wake()
 
     def fail(self, error: BaseException) -> None:
         if self.state != DONE:
             self.state = DONE
             self._error = error
-            self._done.set()
+            self._wake()
+
+    def _wake(self) -> None:
+        task = self._task
+        if task is not None:
+            self._task = None
+            trio.lowlevel.reschedule(task)
 
     @property
     def done(self) -> bool:
-        return self._done.is_set()
+        return self.state == DONE
 
     async def wait(self):
-        try:
-            await self._done.wait()
-        except trio.Cancelled:
-            if self.state == PENDING:
-                self.state = CANCELLED
-                raise
-            # Queued to the WAL: the outcome is decided elsewhere and must reach the caller.
-            with trio.CancelScope(shield=True):
-                await self._done.wait()
+        if self.state == DONE:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        else:
+            self._task = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._abort)
         if self._error is not None:
             raise self._error
         return self._value
+
+    def _abort(self, raise_cancel) -> trio.lowlevel.Abort:
+        if self.state == PENDING:
+            # Still in the inbox: withdraw it (the actor skips it, nothing is written).
+            self.state = CANCELLED
+            self._task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+        # Queued to the WAL: the outcome is decided elsewhere and must reach the caller, so the
+        # caller stays parked until succeed/fail; the cancellation is delivered at its next
+        # checkpoint.
+        return trio.lowlevel.Abort.FAILED
 
 
 async def send_or_overload(channel: trio.MemorySendChannel, item, wait_s: float) -> None:
@@ -70,11 +87,6 @@ async def send_or_overload(channel: trio.MemorySendChannel, item, wait_s: float)
         await channel.send(item)
         return
     raise Overloaded("server overloaded, retry later")
-
-
-def fail_all(requests, error: KissError) -> None:
-    for r in requests:
-        r.fail(error)
 
 
 async def receive_batch(receive: trio.MemoryReceiveChannel, max_items: int) -> list | None:
@@ -107,45 +119,56 @@ async def settle_crashed(taken: list, receive: trio.MemoryReceiveChannel, pendin
     """After an actor crash: refuse the requests it had `taken` from its inbox but not queued
     and every request still in the inbox (none was decided), then report the WAL writer's
     verdict for each write it had queued."""
+    refuse_undecided(taken, receive, error)
+    await report_verdicts(pending, result)
+
+
+def refuse_undecided(taken: list, receive: trio.MemoryReceiveChannel, error: KissError) -> None:
+    """After an actor crash: fail the requests it had `taken` from its inbox but not queued,
+    and every request still in the inbox (none of them was decided)."""
     for req in taken:
         if req.state not in (QUEUED, DONE):
             req.fail(error)
     refuse_queued(receive, error)
-    await report_verdicts(pending, result)
 
 
 class PendingWrites:
     """An actor's writes sent to the WAL writer, oldest first, each awaiting its verdict
-    (`item.write.done`); its applier takes them in offset order. One event, renewed on every
-    change, wakes whoever waits for room in the queue, for the next write, or for it to drain."""
+    (`item.write.done`); its applier takes them in offset order. An item may carry several
+    requests (`push(item, requests)`): `requests` is what `room` bounds. One event, renewed on
+    every change, wakes whoever waits for room in the queue, for the next write, or for it to
+    drain."""
 
-    __slots__ = ("_q", "_changed")
+    __slots__ = ("_q", "_changed", "requests")
 
     def __init__(self):
-        self._q: deque = deque()
+        self._q: deque = deque()  # of (item, requests)
         self._changed = trio.Event()
+        self.requests = 0  # requests in the queued items
 
     def __len__(self) -> int:
         return len(self._q)
 
     def __iter__(self):
-        return iter(self._q)
+        return (item for item, _ in self._q)
 
     def clear(self) -> None:
         self._q.clear()
+        self.requests = 0
         self.changed()
 
     def changed(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
 
-    def push(self, item) -> None:
-        self._q.append(item)
+    def push(self, item, requests: int = 1) -> None:
+        self._q.append((item, requests))
+        self.requests += requests
         self.changed()
 
     async def room(self, limit: int) -> None:
-        """Wait until fewer than `limit` writes are in flight."""
-        while len(self._q) >= limit:
+        """Wait until fewer than `limit` requests are in flight."""
+        while self.requests >= limit:
             await self._changed.wait()
 
     async def drained(self) -> None:
@@ -159,16 +182,18 @@ class PendingWrites:
         while not self._q:
             await self._changed.wait()
         q = self._q
-        await q[0].write.done.wait()
+        await q[0][0].write.done.wait()
         n = 0
-        for item in q:
+        for item, _ in q:
             if not item.write.done.is_set():
                 break
             n += 1
         return n
 
     def pop(self):
-        return self._q.popleft()
+        item, requests = self._q.popleft()
+        self.requests -= requests
+        return item
 
 
 async def report_verdicts(pending, result) -> None:

@@ -18,7 +18,7 @@ import os
 
 import apsw
 
-from kissvdb.kv import DEL, PUT, StateItem
+from kissvdb.kv import StateItem
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv(
@@ -75,16 +75,17 @@ class StateStore:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def apply_kv(self, changes: list[tuple], applied_offset: int) -> None:
-        """Apply KV changes and move the `kv` applied offset, in one transaction."""
+    def apply_kv(self, changes: list[StateItem | str], applied_offset: int) -> None:
+        """Apply KV changes (an item to store, or a key to delete) and move the `kv` applied
+        offset, in one transaction."""
         conn = self.conn
         with conn:
-            if any(c[0] == DEL for c in changes):
+            if any(type(c) is str for c in changes):
                 self._apply_in_order(changes)  # a delete and a put of one key must keep their order
             elif changes:
                 conn.executemany(
                     "INSERT OR REPLACE INTO kv VALUES (?,?,?,?,?)",
-                    [(c[1].encode("utf-8"), c[2], c[3], c[4], c[5]) for c in changes],
+                    [(c[0].encode("utf-8"), c[1], c[2], c[3], c[4]) for c in changes],
                 )
             if applied_offset > self._applied.get("kv", 0):
                 conn.execute("INSERT OR REPLACE INTO applied VALUES ('kv', ?)", (applied_offset,))
@@ -93,12 +94,12 @@ class StateStore:
 
     def _apply_in_order(self, changes) -> None:
         for c in changes:
-            if c[0] == PUT:
-                self.conn.execute(
-                    "INSERT OR REPLACE INTO kv VALUES (?,?,?,?,?)", (c[1].encode("utf-8"), c[2], c[3], c[4], c[5])
-                )
+            if type(c) is str:
+                self.conn.execute("DELETE FROM kv WHERE key=?", (c.encode("utf-8"),))
             else:
-                self.conn.execute("DELETE FROM kv WHERE key=?", (c[1].encode("utf-8"),))
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO kv VALUES (?,?,?,?,?)", (c[0].encode("utf-8"), c[1], c[2], c[3], c[4])
+                )
 
     def set_applied(self, name: str, offset: int) -> None:
         if offset <= self._applied.get(name, 0):
