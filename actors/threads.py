@@ -24,8 +24,8 @@ class DedicatedThread:
         self._token = trio.lowlevel.current_trio_token()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._closed = False
-        self.jobs_total = 0  # submitted
-        self.jobs_done = 0  # finished, as seen from the Trio thread
+        self.jobs_total = 0  # submitted (counted on the Trio thread)
+        self.jobs_finished = 0  # finished (counted on this thread, after the job returned)
         self._thread.start()
 
     def _loop(self) -> None:
@@ -36,9 +36,11 @@ class DedicatedThread:
             fn, args, callback, errors_only = job
             try:
                 result = (True, fn(*args))
+                self.jobs_finished += 1  # only this thread writes it
                 if errors_only:
                     continue
             except BaseException as exc:  # delivered to the caller, which decides
+                self.jobs_finished += 1
                 result = (False, exc)
             try:
                 self._token.run_sync_soon(self._finished, callback, *result)
@@ -49,7 +51,6 @@ class DedicatedThread:
             del job, fn, args, callback, result
 
     def _finished(self, callback: Callable[[bool, Any], None], ok: bool, value) -> None:
-        self.jobs_done += 1
         callback(ok, value)
 
     def submit(self, fn: Callable, *args, callback: Callable[[bool, Any], None], errors_only: bool = False) -> None:
@@ -81,8 +82,9 @@ class DedicatedThread:
         return value
 
     async def wait_caught_up(self) -> None:
-        """Return once every job submitted before this call has finished."""
-        if self.jobs_done < self.jobs_total:
+        """Return once every job submitted before this call has finished (at once if they have:
+        jobs that report only errors are counted too)."""
+        if self.jobs_finished < self.jobs_total:
             await self.run(_nothing)  # jobs run in order: when this one runs, the others are done
 
     async def aclose(self) -> None:

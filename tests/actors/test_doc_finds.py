@@ -110,7 +110,7 @@ async def test_a_find_sees_a_write_whose_apply_waits_behind_an_index_build(tmp_p
             await engine.doc_put("c", "x", raw({"v": 1}))  # cached: the next put needs no read
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(engine.doc_create_index, "big", f"f{HEAVY_FIELDS - 1:04d}")
-                await wait_until(lambda: engine.docs.thread.jobs_done < engine.docs.thread.jobs_total)
+                await wait_until(lambda: engine.docs.thread.jobs_finished < engine.docs.thread.jobs_total)
                 assert (await engine.doc_put("c", "x", raw({"v": 2}))).revision == 2
                 rows, _ = await engine.doc_find(FindQuery("c", {"v": 2}, (), 10))
                 assert [r[0] for r in rows] == ["x"]
