@@ -22,7 +22,7 @@ import trio
 
 from kissvdb.actors.engine import open_engine
 from kissvdb.api.app import create_app
-from kissvdb.api.server import bind_socket, start_http
+from kissvdb.api.server import bind_socket, start_http, tune_process
 from kissvdb.config import Settings
 
 API_KEY = "test-key-0123"
@@ -32,6 +32,7 @@ CONFORMANCE_MODULES = {"test_state_routes", "test_errors", "test_auth", "test_st
                        "test_web_security"}
 CLIENT_TIMEOUT_S = 30
 _NO_BODY = object()
+tune_process()  # the process as `kissvdb serve` runs it (switch interval, BLAS threads)
 
 
 class ApiClient:
