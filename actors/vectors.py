@@ -23,7 +23,7 @@ import logging
 
 import trio
 
-from kissvdb.errors import AlreadyExists, KissError, NotFound, PersistenceError, Unavailable
+from kissvdb.errors import AlreadyExists, InvalidArgument, KissError, NotFound, PersistenceError, Unavailable
 from kissvdb.events import EventRecord
 from kissvdb.vectors.hnsw import WouldBlock
 from kissvdb.vectors.state import (
@@ -297,7 +297,7 @@ class VectorActor:
         milliseconds. Anything larger, or one that meets a writer on the mutable HNSW segment,
         runs in a worker thread."""
         c = self.c
-        if c.cheap_search(kw.get("predicate"), kw.get("group_by")):
+        if c.cheap_search(kw.get("predicate"), kw.get("group_by"), k, kw.get("ef")):
             try:
                 return c.search(vector, k, blocking=False, **kw)
             except WouldBlock:
@@ -469,6 +469,11 @@ class VectorManager:
             if name in self.store.collections:
                 raise AlreadyExists("collection already exists", field="collection")
             self.check_not_quarantined(name)
+            held = len(self.store.collections) + len(self.store.quarantined)
+            if held >= self.limits.max_collections:
+                # Listing them and /v1/metrics walk every collection on the event loop.
+                raise InvalidArgument(f"too many collections (MAX_VECTOR_COLLECTIONS is "
+                                      f"{self.limits.max_collections}); drop one first", field="collection")
             await trio.to_thread.run_sync(self.store.prepare_create, name)
             write = WalWrite([(self.clock(), VECTOR_COLLECTION_CREATED,
                                {"collection": name, "dim": dim, "metric": metric, "index": kind})], self.writer.epoch)
@@ -561,7 +566,7 @@ class VectorEngineMethods:
 
         s = self.settings
         return VectorLimits(s.max_id_len, s.max_vector_dim, s.max_json_bytes, s.max_vector_batch,
-                            s.max_collection_len, s.max_k)
+                            s.max_collection_len, s.max_k, max_collections=s.max_vector_collections)
 
     def _check_name(self, name: str) -> None:
         from kissvdb.vectors.store import check_collection_name

@@ -83,7 +83,10 @@ class Searcher:
             want *= 4
 
     def _group_key(self, v, row: int, field: str):
-        meta = self.c.parsed_meta(v, row)
+        return self.c.group_key(v, row, field, lambda meta: self._group_key_of(meta, row, field))
+
+    @staticmethod
+    def _group_key_of(meta, row: int, field: str):
         if isinstance(meta, dict) and field in meta:
             val = meta[field]
             if isinstance(val, (str, int, float, bool)) or val is None:

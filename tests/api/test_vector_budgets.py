@@ -1,0 +1,107 @@
+"""The vector routes (`/v1/vector*`) at their largest legal inputs, against the worst legal stored
+data, keep the event loop free and `/v1/health` answering (issue 9, "Budgets";
+tests/loop_hold.py, tests/vector_workload.py).
+
+In turn: a search_batch of MAX_VECTOR_BATCH queries x MAX_K with metas and group_by, in JSON and
+in CBOR (4 GB of metas: refused, naming `queries`, past VECTOR_RESULT_BYTES_MAX; it used to be
+built, and CBOR spent seconds re-encoding metas on the loop), the same without metas, a single
+search answering MAX_K metas of MAX_JSON_BYTES in JSON and in CBOR, an upsert_batch of
+MAX_BODY_BYTES of JSON numbers, deletes, a compaction, get, info and list.
+"""
+
+from __future__ import annotations
+
+import cbor2
+import numpy as np
+import orjson
+import trio
+
+from tests.helpers import assert_error
+from tests.loop_hold import run_within_budget
+from tests.vector_workload import (BODY_BYTES_MAX, CBOR_HEADERS, COLLECTION, DEFAULTS, DIM, STORED,
+                                   largest_json_upsert, largest_search, search_batch, seed_bodies, worst_meta)
+
+C = f"/v1/vector/{COLLECTION}"
+CBOR_BOTH = {**CBOR_HEADERS, "Accept": "application/cbor"}
+
+
+def expected_meta(vid: str) -> dict:
+    return worst_meta(int(vid[1:])) if vid.startswith("v") else {"g": -1 - int(vid[4:])}
+
+
+async def largest_requests(api, batch_meta: bytes, batch_ids: bytes, one: bytes, upsert: bytes) -> dict:
+    """Each of the largest requests in turn (together, they would measure how the box shares
+    two cores between the loop and the search threads, not how long one request holds the loop)."""
+    json_ids = [item["id"] for item in orjson.loads(upsert)["items"]]
+    return {
+        "refused": await api.post(f"{C}/search_batch", data=batch_meta, headers=CBOR_HEADERS),
+        "refused_cbor": await api.post(f"{C}/search_batch", data=batch_meta, headers=CBOR_BOTH),
+        "batch": await api.pieces("POST", f"{C}/search_batch", data=batch_ids, headers=CBOR_HEADERS),
+        "search": await api.pieces("POST", f"{C}/search", data=one, headers=CBOR_HEADERS),
+        "search_cbor": await api.pieces("POST", f"{C}/search", data=one, headers=CBOR_BOTH),
+        "upsert": await api.post(f"{C}/upsert_batch", data=upsert, headers={"Content-Type": "application/json"}),
+        "delete": await api.post(f"{C}/delete_batch", json={"ids": json_ids}),
+        "compact": await api.post(f"{C}/compact"),
+        "get": await api.get(f"{C}/get?id=v0000", headers={"Accept": "application/cbor"}),
+        "info": await api.get(C),
+        "list": await api.get("/v1/vector"),
+    }
+
+
+async def test_vector_routes_largest_legal_requests_keep_the_loop_free(make_api):
+    async with make_api(max_body_bytes=BODY_BYTES_MAX) as api:
+        with trio.fail_after(300):
+            reply = await api.post(C, json={"dim": DIM, "metric": "cosine"})
+            assert reply.status_code == 200, reply.content
+            for body in seed_bodies():
+                reply = await api.post(f"{C}/upsert_batch", data=body, headers=CBOR_HEADERS)
+                assert reply.status_code == 200, reply.content[:300]
+            bodies = (search_batch(include_meta=True), search_batch(include_meta=False), largest_search(),
+                      largest_json_upsert())
+            replies = await run_within_budget(lambda: api.get("/v1/health", auth=False),
+                                              lambda: largest_requests(api, *bodies))
+
+        cap = DEFAULTS.vector_result_bytes_max
+        for name in ("refused", "refused_cbor"):
+            body = assert_error(replies[name], 400, "invalid_argument", field="queries")
+            assert f"larger than {cap} bytes (VECTOR_RESULT_BYTES_MAX)" in body["message"]
+
+        reply, pieces = replies["batch"]
+        assert reply.status_code == 200
+        results = orjson.loads(b"".join(pieces))["results"]
+        assert len(results) == DEFAULTS.max_vector_batch
+        assert all(len(r["hits"]) == DEFAULTS.max_k and all(h["meta"] is None for h in r["hits"]) for r in results)
+
+        reply, pieces = replies["search"]
+        assert reply.status_code == 200 and reply.headers["content-type"] == "application/json"
+        hits = orjson.loads(b"".join(pieces))["hits"]
+        assert len(hits) == DEFAULTS.max_k and all(h["meta"] == expected_meta(h["id"]) for h in hits)
+        assert DEFAULTS.max_k * DEFAULTS.max_json_bytes < len(b"".join(pieces)) <= cap
+        reply, pieces = replies["search_cbor"]
+        assert reply.status_code == 200 and reply.headers["content-type"] == "application/cbor"
+        cbor_hits = cbor2.loads(b"".join(pieces))["hits"]
+        assert [(h["id"], h["meta"]) for h in cbor_hits] == [(h["id"], h["meta"]) for h in hits]
+        assert [np.float32(h["score"]) for h in cbor_hits] == [np.float32(h["score"]) for h in hits]
+
+        assert all(r["status"] == "upserted" for r in replies["upsert"].json()["results"])
+        assert all(r["status"] == "deleted" for r in replies["delete"].json()["results"])
+        assert replies["compact"].status_code == 200 and replies["compact"].json()["ok"] is True
+        assert cbor2.loads(replies["get"].content)["meta"] == worst_meta(0)
+        assert replies["info"].json()["count"] == STORED
+        assert [c["collection"] for c in replies["list"].json()["collections"]] == [COLLECTION]
+
+
+async def test_collections_past_the_cap_are_refused_and_nothing_is_written(make_api):
+    async with make_api(max_vector_collections=3) as api:
+        for name in ("a", "b", "c"):
+            assert (await api.post(f"/v1/vector/{name}", json={"dim": 2, "metric": "dot"})).status_code == 200
+        offset = await api.metric("kissvdb_wal_durable_offset")
+        reply = await api.post("/v1/vector/d", json={"dim": 2, "metric": "dot"})
+        body = assert_error(reply, 400, "invalid_argument", field="collection")
+        assert "MAX_VECTOR_COLLECTIONS" in body["message"]
+        assert await api.metric("kissvdb_wal_durable_offset") == offset
+        assert (await api.get("/v1/vector/d")).status_code == 404
+        assert (await api.delete("/v1/vector/a")).status_code == 200
+        assert (await api.post("/v1/vector/d", json={"dim": 2, "metric": "dot"})).status_code == 200
+        listed = [c["collection"] for c in (await api.get("/v1/vector")).json()["collections"]]
+        assert listed == ["b", "c", "d"]
