@@ -110,6 +110,7 @@ SETTINGS: tuple[Setting, ...] = (
             "largest search / search_batch answer in bytes (400 naming `k` / `queries` past it)"),
     Setting("CORS_ALLOWED_ORIGINS", "cors_allowed_origins", "", _str, "comma list of origins (empty = any; only loopback ones while the key is 'dev')"),
     Setting("ALLOWED_HOSTS", "allowed_hosts", "", _str, "comma list of Host names accepted while the key is 'dev' (beside loopback names and BIND_ADDR)"),
+    Setting("MAX_API_KEYS", "max_api_keys", 1000, _int(1), "stored API keys (400 on create past it); GET /v1/auth/keys lists them all"),
     Setting("MAX_STREAMS_PER_KEY", "max_streams_per_key", 64, _int(1), "change streams one API key may hold open (429 past it)"),
     Setting("MAX_STREAM_REPLAYS", "max_stream_replays", 4, _int(1), "streams replaying from the log (not the in-memory ring) opened at once (503 past it)"),
     Setting("BENCH_ROUTES", "bench_routes", False, _bool, "serve /v1/_bench/ping and /v1/_bench/echo (benchmark ceilings; off by default)"),
@@ -190,6 +191,7 @@ class Settings:
     vector_result_bytes_max: int = 32 << 20
     cors_allowed_origins: str = ""
     allowed_hosts: str = ""
+    max_api_keys: int = 1000
     max_streams_per_key: int = 64
     max_stream_replays: int = 4
     bench_routes: bool = False
