@@ -1,5 +1,6 @@
 """The KV routes (`/v1/state*`) at their largest legal inputs, against the worst legal stored data,
-keep the event loop free and `/v1/health` answering (issue 9, "Budgets"; tests/loop_hold.py).
+keep the event loop free and `/v1/health` answering (issue 9, "Budgets"; tests/loop_hold.py,
+tests/kv_workload.py).
 
 Stored: 1,000 keys of MAX_KEY_LEN bytes, each holding a value of exactly MAX_JSON_BYTES. Then, at
 once: the largest list (limit 1000: every one of them, ~66 MB of JSON, which used to be encoded
@@ -13,53 +14,14 @@ from __future__ import annotations
 import orjson
 import trio
 
-from kissvdb.config import Settings
 from tests.helpers import assert_error
+from tests.kv_workload import DEFAULTS, STORED, key, largest_batch, largest_value, oversized_value_body, seed_batches
 from tests.loop_hold import run_within_budget
-
-DEFAULTS = Settings()
-STORED = 1000  # LIST_LIMIT_MAX: the most one list answers
-PER_BATCH = 15  # values of MAX_JSON_BYTES per batch_put body of MAX_BODY_BYTES
-
-
-def key(i: int) -> str:
-    """A key of MAX_KEY_LEN bytes, in list order."""
-    head = f"budget/{i:04d}/"
-    return head + "k" * (DEFAULTS.max_key_len - len(head))
-
-
-def largest_value(i: int) -> dict:
-    """A value whose canonical JSON is exactly MAX_JSON_BYTES."""
-    value = {"i": i, "pad": ""}
-    value["pad"] = "p" * (DEFAULTS.max_json_bytes - len(orjson.dumps(value)))
-    assert len(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)) == DEFAULTS.max_json_bytes
-    return value
-
-
-def largest_batch() -> bytes:
-    """MAX_STATE_BATCH operations in a body of about MAX_BODY_BYTES, each value an object with
-    as many keys as fit (reversed, so storing them sorts every one)."""
-    per_op = DEFAULTS.max_body_bytes // DEFAULTS.max_state_batch - 64
-    fields = per_op // len('"f0000":0,')
-    value = {f"f{j:04d}": 0 for j in reversed(range(fields))}
-    ops = [{"key": f"batch/{i:03d}", "value": value} for i in range(DEFAULTS.max_state_batch)]
-    body = orjson.dumps({"operations": ops})
-    assert DEFAULTS.max_body_bytes * 0.9 < len(body) <= DEFAULTS.max_body_bytes
-    return body
-
-
-def oversized_value_body() -> bytes:
-    """MAX_BODY_BYTES of small numbers: parsed and made canonical, then refused (413 `value`)."""
-    n = (DEFAULTS.max_body_bytes - len('{"value":[]}')) // 2
-    body = b'{"value":[' + b",".join([b"0"] * n) + b"]}"
-    assert len(body) <= DEFAULTS.max_body_bytes
-    return body
 
 
 async def seed(api) -> None:
-    for start in range(0, STORED, PER_BATCH):
-        ops = [{"key": key(i), "value": largest_value(i)} for i in range(start, min(start + PER_BATCH, STORED))]
-        reply = await api.post("/v1/state/batch_put", json={"operations": ops})
+    for body in seed_batches():
+        reply = await api.post("/v1/state/batch_put", data=body, headers={"Content-Type": "application/json"})
         assert reply.status_code == 200, reply.content[:300]
         assert all(r["status"] == "ok" for r in reply.json()["results"])
 
