@@ -302,7 +302,10 @@ class VectorActor:
                 return c.search(vector, k, blocking=False, **kw)
             except WouldBlock:
                 pass
-        return await trio.to_thread.run_sync(lambda: c.search(vector, k, **kw), limiter=self.search_limiter)
+        # Abandoned if the request's deadline passes: a search writes nothing, so the request is
+        # answered 408 on time while the thread finishes (its limiter slot held until then).
+        return await trio.to_thread.run_sync(lambda: c.search(vector, k, **kw), limiter=self.search_limiter,
+                                             abandon_on_cancel=True)
 
     def get(self, vid: str):
         return self.c.get(vid)

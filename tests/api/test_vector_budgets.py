@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 import trio
 
-from tests.helpers import assert_error
+from tests.helpers import assert_error, wait_until
 from tests.loop_hold import run_within_budget
 from tests.vector_workload import (BODY_BYTES_MAX, CBOR_HEADERS, COLLECTION, DEFAULTS, DIM, STORED,
                                    largest_json_upsert, largest_search, search_batch, seed_bodies, worst_meta)
@@ -105,3 +105,30 @@ async def test_collections_past_the_cap_are_refused_and_nothing_is_written(make_
         assert (await api.post("/v1/vector/d", json={"dim": 2, "metric": "dot"})).status_code == 200
         listed = [c["collection"] for c in (await api.get("/v1/vector")).json()["collections"]]
         assert listed == ["b", "c", "d"]
+
+
+async def test_a_search_past_the_request_deadline_is_answered_408_on_time(make_api):
+    """A search grouping every row (unique groups, group_limit > 1) over 300,000 vectors runs in
+    a worker thread for seconds. At REQUEST_TIMEOUT_SECS the request is answered 408 while that
+    thread is still at it (it holds the search limiter's slot): a read is not waited for. It
+    used to be: the answer came only once the thread was done."""
+    rows, per_body = 300_000, 20_000
+    async with make_api(request_timeout_secs=1, max_vector_batch=per_body) as api:
+        with trio.fail_after(120):
+            assert (await api.post("/v1/vector/g", json={"dim": 2, "metric": "cosine", "index": "FLAT"})).status_code == 200
+            vectors = np.random.default_rng(7).standard_normal((rows, 2)).astype("<f4")
+            for start in range(0, rows, per_body):
+                items = [{"id": f"v{i:06d}", "vector": vectors[i].tobytes(), "meta": {"g": i}}
+                         for i in range(start, start + per_body)]
+                reply = await api.post("/v1/vector/g/upsert_batch", data=cbor2.dumps({"items": items}),
+                                       headers=CBOR_HEADERS)
+                assert reply.status_code == 200, reply.content[:200]
+            limiter = api.engine.vectors.search_limiter
+            assert limiter.borrowed_tokens == 0
+            reply = await api.post("/v1/vector/g/search", json={"vector": [1, 0], "k": DEFAULTS.max_k,
+                                                                 "group_by": "g", "group_limit": 2})
+            assert_error(reply, 408, "timeout")
+            assert limiter.borrowed_tokens == 1  # the search is still running
+            await wait_until(lambda: limiter.borrowed_tokens == 0, timeout=60)
+            reply = await api.post("/v1/vector/g/search", json={"vector": [1, 0], "k": 3})
+            assert reply.status_code == 200 and len(reply.json()["hits"]) == 3
