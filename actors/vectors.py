@@ -50,6 +50,17 @@ class _Pending:
         self.slots = slots
 
 
+class _CompactionJob:
+    """One requested compaction: what it ran (or its error), and when it was done."""
+
+    __slots__ = ("done", "result", "error")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.result: dict | None = None
+        self.error: BaseException | None = None
+
+
 class VectorActor:
     def __init__(self, collection, limits, wal_writer, *, inbox_size: int, inflight_max: int, counters,
                  apply_limiter: trio.CapacityLimiter, search_limiter: trio.CapacityLimiter,
@@ -81,12 +92,16 @@ class VectorActor:
         self.search_threads = 1
         self._batch: list[Request] = []
         self.maintenance_runs = 0
+        self._nursery: trio.Nursery | None = None
+        self._compaction_lock = trio.Lock()
+        self._compaction_next: _CompactionJob | None = None  # requested, not started yet
         self.closed = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             nursery.start_soon(self._applier)
             nursery.start_soon(self._maintainer)
             self._batcher_running = True
@@ -324,6 +339,37 @@ class VectorActor:
             await self._maintenance_wanted.wait()
             self._maintenance_wanted = trio.Event()
             await self.maintain()
+
+    async def compact(self) -> dict:
+        """Compact now (every dead record dropped, every HNSW segment merged), then checkpoint;
+        returns what ran. The work runs in the actor's own nursery: a caller that stops waiting
+        (its request deadline) gets 408 while the compaction carries on, instead of cutting a
+        merge or a pass short and throwing its work away. Requests that arrive while one runs
+        share the next one: at most one runs and one waits."""
+        if self._nursery is None or self.closed:
+            raise Unavailable("vector collection restarting, retry")
+        job = self._compaction_next
+        if job is None:
+            job = self._compaction_next = _CompactionJob()
+            self._nursery.start_soon(self._run_compaction, job)
+        await job.done.wait()
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    async def _run_compaction(self, job: _CompactionJob) -> None:
+        try:
+            async with self._compaction_lock:
+                if self._compaction_next is job:
+                    self._compaction_next = None  # from here on, a new request needs a new run
+                job.result = await self.maintain(force_compaction=True, optimize=True)
+                await self.checkpoint()
+        except Exception as exc:  # the waiting requests answer it; the actor carries on
+            job.error = exc
+        finally:
+            if job.result is None and job.error is None:
+                job.error = Unavailable("vector collection restarting, retry")  # cancelled: shutdown
+            job.done.set()
 
     async def maintain(self, *, force_compaction: bool = False, optimize: bool = False) -> dict:
         """Run whatever is due: IVF (re)training, HNSW merges, run compaction. Returns what ran."""
@@ -795,8 +841,7 @@ class VectorEngineMethods:
     async def vector_compact(self, name: str) -> dict:
         self._check_name(name)
         actor = self._vm().actor(name)
-        ran = await actor.maintain(force_compaction=True, optimize=True)
-        await actor.checkpoint()
+        ran = await actor.compact()
         return {"ok": True, **ran, **actor.c.info()}
 
     def vector_metrics(self) -> list[tuple[str, str, float]]:

@@ -132,3 +132,31 @@ async def test_a_search_past_the_request_deadline_is_answered_408_on_time(make_a
             await wait_until(lambda: limiter.borrowed_tokens == 0, timeout=60)
             reply = await api.post("/v1/vector/g/search", json={"vector": [1, 0], "k": 3})
             assert reply.status_code == 200 and len(reply.json()["hits"]) == 3
+
+
+async def test_a_compaction_past_the_request_deadline_is_answered_408_and_carries_on(make_api):
+    """Merging the HNSW segments of 20,480 vectors takes seconds in a worker thread. The request
+    is answered 408 at REQUEST_TIMEOUT_SECS and the merge completes in the background: the
+    collection ends with one segment. It used to be answered when the merge was built, past the
+    deadline, and the merge was then thrown away (the cancellation hit before it was installed)."""
+    rows, dim = 20_480, 64  # a multiple of MAX_VECTOR_BATCH
+    async with make_api(request_timeout_secs=1, hnsw_segment_vectors=256) as api:
+        with trio.fail_after(120):
+            reply = await api.post("/v1/vector/h", json={"dim": dim, "metric": "cosine", "index": "HNSW"})
+            assert reply.status_code == 200
+            vectors = np.random.default_rng(8).standard_normal((rows, dim)).astype("<f4")
+            for start in range(0, rows, DEFAULTS.max_vector_batch):
+                items = [{"id": f"v{i:05d}", "vector": vectors[i].tobytes()}
+                         for i in range(start, start + DEFAULTS.max_vector_batch)]
+                reply = await api.post("/v1/vector/h/upsert_batch", data=cbor2.dumps({"items": items}),
+                                       headers=CBOR_HEADERS)
+                assert reply.status_code == 200, reply.content[:200]
+            assert (await api.get("/v1/vector/h")).json()["segments"] > 1
+            assert_error(await api.post("/v1/vector/h/compact"), 408, "timeout")
+
+            async def merged() -> bool:
+                return (await api.get("/v1/vector/h")).json()["segments"] == 1
+
+            await wait_until(merged, timeout=60)
+            reply = await api.post("/v1/vector/h/search", json={"vector": vectors[7].tolist(), "k": 1})
+            assert reply.json()["hits"][0]["id"] == "v00007"
