@@ -20,6 +20,8 @@ The manager serializes creations and drops (rare) with a lock; a creation is ack
 from __future__ import annotations
 
 import logging
+import math
+import time
 
 import trio
 
@@ -318,9 +320,12 @@ class VectorActor:
             except WouldBlock:
                 pass
         # Abandoned if the request's deadline passes: a search writes nothing, so the request is
-        # answered 408 on time while the thread finishes (its limiter slot held until then).
-        return await trio.to_thread.run_sync(lambda: c.search(vector, k, **kw), limiter=self.search_limiter,
-                                             abandon_on_cancel=True)
+        # answered 408 on time. The thread stops at its next look at the same deadline (Searcher)
+        # and holds its limiter slot until then.
+        deadline = trio.current_effective_deadline()
+        until = None if math.isinf(deadline) else time.monotonic() + (deadline - trio.current_time())
+        return await trio.to_thread.run_sync(lambda: c.search(vector, k, deadline=until, **kw),
+                                             limiter=self.search_limiter, abandon_on_cancel=True)
 
     def get(self, vid: str):
         return self.c.get(vid)

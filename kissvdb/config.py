@@ -106,7 +106,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_DOC_FIND", "max_doc_find", 100, _int(1), "cap on find limit"),
     Setting("MAX_VECTOR_COLLECTIONS", "max_vector_collections", 1000, _int(1),
             "vector collections that may exist (400 `collection` past it); list and metrics walk them all"),
-    Setting("VECTOR_RESULT_BYTES_MAX", "vector_result_bytes_max", 32 << 20, _int(1 << 20),
+    Setting("VECTOR_RESULT_BYTES_MAX", "vector_result_bytes_max", 32 << 20, _int(2 << 20),
             "largest search / search_batch answer in bytes (400 naming `k` / `queries` past it)"),
     Setting("CORS_ALLOWED_ORIGINS", "cors_allowed_origins", "", _str, "comma list of origins (empty = any; only loopback ones while the key is 'dev')"),
     Setting("ALLOWED_HOSTS", "allowed_hosts", "", _str, "comma list of Host names accepted while the key is 'dev' (beside loopback names and BIND_ADDR)"),

@@ -211,7 +211,8 @@ async def _search_answer(request, hit_lists: list, weights: list[int], *, batch:
     hits_n = sum(map(len, hit_lists))
     weight = sum(weights)
     cbor = _wants_cbor(request)
-    # A small answer fits any cap (at least 1 MiB; escaping makes an id at most 6x longer).
+    # A small answer fits any cap: escaping makes it at most 6x its weight (an id of control
+    # characters), CBOR less, and the cap is at least 2 MiB (kissvdb/config.py).
     if weight <= (CBOR_PIECE_BYTES if cbor else PIECE_BYTES):
         if batch:
             return _respond(request, {"results": [{"hits": _hits_json(hits)} for hits in hit_lists]})

@@ -615,8 +615,9 @@ class Collection:
 
     def search(self, vector, k: int, *, predicate=None, group_by: str | None = None, group_limit: int = 1,
                include_meta: bool = False, nprobe: int | None = None, ef: int | None = None,
-               blocking: bool = True) -> list[Hit]:
-        """Best hits (score desc, id asc); see search.py for the plan and its guarantee."""
+               blocking: bool = True, deadline: float | None = None) -> list[Hit]:
+        """Best hits (score desc, id asc); see search.py for the plan and its guarantee.
+        `deadline` (time.monotonic()): past it the search stops with RequestTimeout (Searcher)."""
         live_fast = True
         if predicate is None and group_by is None and self.kind == "HNSW" and k > 0:
             v = self.view
@@ -625,7 +626,8 @@ class Collection:
                 if hits is not None:
                     return hits
                 live_fast = False  # the graph holds labels of compacted rows: the general path
-        v, pairs = Searcher(self, blocking=blocking).search(vector, k, predicate=predicate, group_by=group_by,
+        v, pairs = Searcher(self, blocking=blocking, deadline=deadline).search(
+                                         vector, k, predicate=predicate, group_by=group_by,
                                          group_limit=group_limit, nprobe=nprobe, ef=ef,
                                          live_fast=live_fast)
         ids = v.table.ids
