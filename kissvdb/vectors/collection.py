@@ -182,6 +182,7 @@ class Collection:
         self.parsed: list = []
         self._meta_index: MetaIndex | None = None
         self._group_keys: dict[tuple[int, str], dict] = {}
+        self._group_keys_lock = threading.Lock()
         self.applied_offset = 0
         self.checkpointed_offset = 0
         self.next_vno = 0
@@ -540,7 +541,10 @@ class Collection:
             self._group_keys = caches
         key = keys.get(row)
         if key is None:
-            key = keys[row] = key_of(self.parsed_meta(v, row))
+            with self._group_keys_lock:  # two searches of a batch would parse the same metas
+                key = keys.get(row)
+                if key is None:
+                    key = keys[row] = key_of(self.parsed_meta(v, row))
         return key
 
     def meta_index(self, v: View) -> MetaIndex | None:

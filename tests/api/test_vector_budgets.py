@@ -5,8 +5,9 @@ tests/loop_hold.py, tests/vector_workload.py).
 In turn: a search_batch of MAX_VECTOR_BATCH queries x MAX_K with metas and group_by, in JSON and
 in CBOR (4 GB of metas: refused, naming `queries`, past VECTOR_RESULT_BYTES_MAX; it used to be
 built, and CBOR spent seconds re-encoding metas on the loop), the same without metas, a single
-search answering MAX_K metas of MAX_JSON_BYTES in JSON and in CBOR, an upsert_batch of
-MAX_BODY_BYTES of JSON numbers, deletes, a compaction, get, info and list.
+search answering MAX_K metas of MAX_JSON_BYTES in JSON and in CBOR, an upsert_batch of the
+default MAX_BODY_BYTES of JSON numbers (parsing grows with the setting, which is raised here for
+the search_batch alone), deletes, a compaction, get, info and list.
 """
 
 from __future__ import annotations
