@@ -8,10 +8,12 @@ A collection's actor mirrors the KV actor (actors/kv.py):
   head, apply them in ONE Collection.apply call in a worker thread (run files, index add), then
   reply. Replies come in offset order and only after the change is visible to searches.
 - searches and gets do not go through the inbox: they run in worker threads (a shared limiter),
-  concurrently with each other and with ingestion; they only ever see durable state.
+  concurrently with each other and with ingestion; they only ever see durable state. A search
+  in a thread stops at its request's deadline (it writes nothing: the request is answered 408).
 - maintenance (IVF training, HNSW segment merges, run compaction) runs in a worker thread under
-  the engine-wide index-build limiter when an apply leaves it due; only its short install step
-  takes the collection's write lock.
+  the engine-wide index-build limiter when an apply leaves it due, or when a request asks for a
+  compaction (run in the actor's nursery, so the request may time out and the work carries on);
+  only its short install step takes the collection's write lock.
 
 The manager serializes creations and drops (rare) with a lock; a creation is acknowledged once its
 `vector_collection_created` event is durable and the directory exists.

@@ -19,7 +19,9 @@ Shape is checked here (422 naming the field, 415/400 for the body) before the en
 meaning (lengths, sizes, dimension, existence) is checked by the engine before anything is
 logged. A 4xx never writes. `application/cbor` bodies are accepted by upsert_batch, search and
 search_batch, with vectors as little-endian float32 byte strings (or CBOR arrays of numbers); a request with
-`Accept: application/cbor` gets a CBOR answer.
+`Accept: application/cbor` gets a CBOR answer. A search or search_batch answer is held to
+VECTOR_RESULT_BYTES_MAX (400 naming `k` / `queries`) and, when large, built in pieces with
+yields to the loop (`_search_answer`, api/pieces.py).
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ from ..codec import (
     require_uint,
 )
 from ..http.messages import Response
-from ..pieces import CBOR_PIECE_BYTES, PIECE_BYTES, PieceWriter, add_cbor_items, add_json_items, cbor_array_head, cbor_map_head
+from ..pieces import (CBOR_PIECE_BYTES, PIECE_BYTES, PieceWriter, add_cbor_items, add_json_items,
+                      cbor_array_head, cbor_map_head)
 from ..routing import Route
 
 CBOR = "application/cbor"
@@ -129,7 +132,8 @@ def _hits_json(hits) -> list:
 
 
 def _hit_cbor(h) -> dict:
-    return {"id": h.id, "score": float(np.float32(h.score)), "meta": None if h.meta is None else orjson.loads(h.meta)}
+    meta = None if h.meta is None else orjson.loads(h.meta)
+    return {"id": h.id, "score": float(np.float32(h.score)), "meta": meta}
 
 
 def _hit_weight(h) -> int:
@@ -197,7 +201,8 @@ def _meta_json(meta: bytes | None):
     return _Meta(meta) if meta is not None else None
 
 
-async def _search_answer(request, hit_lists: list, weights: list[int], *, batch: bool, bytes_max: int) -> Response:
+async def _search_answer(request, hit_lists: list, weights: list[int], *, batch: bool,
+                         bytes_max: int) -> Response:
     """`{"hits": [...]}` of one search (batch: `{"results": [{"hits": [...]}, ...]}`), in JSON or
     CBOR.
 
@@ -336,7 +341,8 @@ def routes(app) -> list[Route]:
         body = await read_body(request)
         vector, k, kw = _search_args(body, "")
         hits = await engine.vector_search(collection, vector, k, **kw)
-        return await _search_answer(request, [hits], [_hits_weight(hits)], batch=False, bytes_max=result_bytes_max)
+        return await _search_answer(request, [hits], [_hits_weight(hits)], batch=False,
+                                    bytes_max=result_bytes_max)
 
     async def vector_search_batch(request, collection: str):
         body = await read_body(request)

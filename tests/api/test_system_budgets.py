@@ -4,8 +4,9 @@ tests/loop_hold.py).
 
 What these walk on the loop grows with the number of vector collections (each one's counts, runs
 and segments), which MAX_VECTOR_COLLECTIONS now bounds: the test holds that many, of every index
-kind. Measured on the 2-core box: ~7 ms for /v1/metrics or the list of 1,000. The server runs with `memory` on only to create them quickly (a durable creation fsyncs a
-directory, its files and two WAL events); what list and metrics do is the same.
+kind. Measured on the 2-core box: ~7 ms for /v1/metrics or the list of 1,000. The server runs
+with `memory` on only to create them quickly (a durable creation fsyncs a directory, its files
+and two WAL events); what list and metrics do is the same.
 """
 
 from __future__ import annotations

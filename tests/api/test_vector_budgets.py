@@ -117,10 +117,13 @@ async def test_a_search_past_the_request_deadline_is_answered_408_and_stops(make
     rows = 20_000
     async with make_api(request_timeout_secs=1, max_vector_batch=rows) as api:
         with trio.fail_after(120):
-            assert (await api.post("/v1/vector/f", json={"dim": 2, "metric": "cosine", "index": "FLAT"})).status_code == 200
+            reply = await api.post("/v1/vector/f", json={"dim": 2, "metric": "cosine", "index": "FLAT"})
+            assert reply.status_code == 200
             vectors = np.random.default_rng(7).standard_normal((rows, 2)).astype("<f4")
-            items = [{"id": f"v{i:05d}", "vector": vectors[i].tobytes(), "meta": {"o": {"i": i}}} for i in range(rows)]
-            reply = await api.post("/v1/vector/f/upsert_batch", data=cbor2.dumps({"items": items}), headers=CBOR_HEADERS)
+            items = [{"id": f"v{i:05d}", "vector": vectors[i].tobytes(), "meta": {"o": {"i": i}}}
+                     for i in range(rows)]
+            reply = await api.post("/v1/vector/f/upsert_batch", data=cbor2.dumps({"items": items}),
+                                   headers=CBOR_HEADERS)
             assert reply.status_code == 200, reply.content[:200]
             limiter = api.engine.vectors.search_limiter
             slow = {"vector": [1, 0], "k": 3, "filters": {"o": {"$in": [{"i": -j} for j in range(1, 1001)]}}}
