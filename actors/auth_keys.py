@@ -14,8 +14,8 @@ import os
 
 import trio
 
-from kissvdb.errors import InvalidArgument, NotFound
-from kissvdb.keystore import ROLES, ApiKey, KeyStore
+from kissvdb.errors import InvalidArgument, NotFound, PayloadTooLarge
+from kissvdb.keystore import KEY_NAME_BYTES_MAX, KEY_PERMISSIONS_BYTES_MAX, ROLES, ApiKey, KeyStore
 from kissvdb.layout import BOOTSTRAP_KEY_FILE
 
 from kissvdb.actors.threads import DedicatedThread
@@ -27,9 +27,10 @@ class KeyService:
     """Owns the key store; `on_revoke(key_id)` is called once a deleted key is refused (the
     engine ends the change streams opened with it, before the delete is answered)."""
 
-    def __init__(self, path: str, *, clock, on_revoke=None, durable: bool = True):
+    def __init__(self, path: str, *, clock, on_revoke=None, durable: bool = True, keys_max: int = 1000):
         self.path = path
         self.clock = clock
+        self.keys_max = keys_max  # MAX_API_KEYS: stored keys, the bootstrap key included
         self.on_revoke = on_revoke
         self.durable = durable
         self.thread: DedicatedThread | None = None
@@ -56,7 +57,14 @@ class KeyService:
     async def create(self, name: str, role: str, permissions: bytes) -> tuple[ApiKey, str]:
         if role not in ROLES:
             raise InvalidArgument(f"role must be one of {', '.join(ROLES)}", field="role")
+        if len(name.encode("utf-8", "surrogatepass")) > KEY_NAME_BYTES_MAX:
+            raise InvalidArgument(f"name too long (at most {KEY_NAME_BYTES_MAX} bytes)", field="name")
+        if len(permissions) > KEY_PERMISSIONS_BYTES_MAX:
+            raise PayloadTooLarge(f"permissions too large (at most {KEY_PERMISSIONS_BYTES_MAX} bytes of JSON)",
+                                  field="permissions")
         async with self._lock:
+            if len(self._by_hash) >= self.keys_max:
+                raise InvalidArgument(f"too many API keys (MAX_API_KEYS is {self.keys_max}); delete one first")
             with trio.CancelScope(shield=True):  # once committed, the map must learn it
                 item, key = await self.thread.run(self.store.create, name, role, permissions, self.clock())
                 self._by_hash = await self.thread.run(self.store.hashes)

@@ -361,7 +361,8 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
                 engine.docs = DocService(settings, writer, wal_log, store_path, docs_thread, clock=clock)
                 await nursery.start(engine.docs.run)
                 engine.keys = KeyService(os.path.join(settings.data_dir, layout.KEYS_DB), clock=clock,
-                                         on_revoke=broadcaster.revoke, durable=not settings.memory)
+                                         on_revoke=broadcaster.revoke, durable=not settings.memory,
+                                         keys_max=settings.max_api_keys)
                 await engine.keys.open()
                 if settings.sqlite_enabled:
                     engine.sql = SqlService(settings, writer, clock=clock)

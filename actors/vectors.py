@@ -8,10 +8,12 @@ A collection's actor mirrors the KV actor (actors/kv.py):
   head, apply them in ONE Collection.apply call in a worker thread (run files, index add), then
   reply. Replies come in offset order and only after the change is visible to searches.
 - searches and gets do not go through the inbox: they run in worker threads (a shared limiter),
-  concurrently with each other and with ingestion; they only ever see durable state.
+  concurrently with each other and with ingestion; they only ever see durable state. A search
+  in a thread stops at its request's deadline (it writes nothing: the request is answered 408).
 - maintenance (IVF training, HNSW segment merges, run compaction) runs in a worker thread under
-  the engine-wide index-build limiter when an apply leaves it due; only its short install step
-  takes the collection's write lock.
+  the engine-wide index-build limiter when an apply leaves it due, or when a request asks for a
+  compaction (run in the actor's nursery, so the request may time out and the work carries on);
+  only its short install step takes the collection's write lock.
 
 The manager serializes creations and drops (rare) with a lock; a creation is acknowledged once its
 `vector_collection_created` event is durable and the directory exists.
@@ -20,10 +22,12 @@ The manager serializes creations and drops (rare) with a lock; a creation is ack
 from __future__ import annotations
 
 import logging
+import math
+import time
 
 import trio
 
-from kissvdb.errors import AlreadyExists, KissError, NotFound, PersistenceError, Unavailable
+from kissvdb.errors import AlreadyExists, InvalidArgument, KissError, NotFound, PersistenceError, Unavailable
 from kissvdb.events import EventRecord
 from kissvdb.vectors.hnsw import WouldBlock
 from kissvdb.vectors.state import (
@@ -48,6 +52,17 @@ class _Pending:
         self.decisions = decisions
         self.write = write
         self.slots = slots
+
+
+class _CompactionJob:
+    """One requested compaction: what it ran (or its error), and when it was done."""
+
+    __slots__ = ("done", "result", "error")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.result: dict | None = None
+        self.error: BaseException | None = None
 
 
 class VectorActor:
@@ -81,12 +96,16 @@ class VectorActor:
         self.search_threads = 1
         self._batch: list[Request] = []
         self.maintenance_runs = 0
+        self._nursery: trio.Nursery | None = None
+        self._compaction_lock = trio.Lock()
+        self._compaction_next: _CompactionJob | None = None  # requested, not started yet
         self.closed = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             nursery.start_soon(self._applier)
             nursery.start_soon(self._maintainer)
             self._batcher_running = True
@@ -297,12 +316,18 @@ class VectorActor:
         milliseconds. Anything larger, or one that meets a writer on the mutable HNSW segment,
         runs in a worker thread."""
         c = self.c
-        if c.cheap_search(kw.get("predicate"), kw.get("group_by")):
+        if c.cheap_search(kw.get("predicate"), kw.get("group_by"), k, kw.get("ef")):
             try:
                 return c.search(vector, k, blocking=False, **kw)
             except WouldBlock:
                 pass
-        return await trio.to_thread.run_sync(lambda: c.search(vector, k, **kw), limiter=self.search_limiter)
+        # Abandoned if the request's deadline passes: a search writes nothing, so the request is
+        # answered 408 on time. The thread stops at its next look at the same deadline (Searcher)
+        # and holds its limiter slot until then.
+        deadline = trio.current_effective_deadline()
+        until = None if math.isinf(deadline) else time.monotonic() + (deadline - trio.current_time())
+        return await trio.to_thread.run_sync(lambda: c.search(vector, k, deadline=until, **kw),
+                                             limiter=self.search_limiter, abandon_on_cancel=True)
 
     def get(self, vid: str):
         return self.c.get(vid)
@@ -321,6 +346,37 @@ class VectorActor:
             await self._maintenance_wanted.wait()
             self._maintenance_wanted = trio.Event()
             await self.maintain()
+
+    async def compact(self) -> dict:
+        """Compact now (every dead record dropped, every HNSW segment merged), then checkpoint;
+        returns what ran. The work runs in the actor's own nursery: a caller that stops waiting
+        (its request deadline) gets 408 while the compaction carries on, instead of cutting a
+        merge or a pass short and throwing its work away. Requests that arrive while one runs
+        share the next one: at most one runs and one waits."""
+        if self._nursery is None or self.closed:
+            raise Unavailable("vector collection restarting, retry")
+        job = self._compaction_next
+        if job is None:
+            job = self._compaction_next = _CompactionJob()
+            self._nursery.start_soon(self._run_compaction, job)
+        await job.done.wait()
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    async def _run_compaction(self, job: _CompactionJob) -> None:
+        try:
+            async with self._compaction_lock:
+                if self._compaction_next is job:
+                    self._compaction_next = None  # from here on, a new request needs a new run
+                job.result = await self.maintain(force_compaction=True, optimize=True)
+                await self.checkpoint()
+        except Exception as exc:  # the waiting requests answer it; the actor carries on
+            job.error = exc
+        finally:
+            if job.result is None and job.error is None:
+                job.error = Unavailable("vector collection restarting, retry")  # cancelled: shutdown
+            job.done.set()
 
     async def maintain(self, *, force_compaction: bool = False, optimize: bool = False) -> dict:
         """Run whatever is due: IVF (re)training, HNSW merges, run compaction. Returns what ran."""
@@ -469,6 +525,11 @@ class VectorManager:
             if name in self.store.collections:
                 raise AlreadyExists("collection already exists", field="collection")
             self.check_not_quarantined(name)
+            held = len(self.store.collections) + len(self.store.quarantined)
+            if held >= self.limits.max_collections:
+                # Listing them and /v1/metrics walk every collection on the event loop.
+                raise InvalidArgument(f"too many collections (MAX_VECTOR_COLLECTIONS is "
+                                      f"{self.limits.max_collections}); drop one first", field="collection")
             await trio.to_thread.run_sync(self.store.prepare_create, name)
             write = WalWrite([(self.clock(), VECTOR_COLLECTION_CREATED,
                                {"collection": name, "dim": dim, "metric": metric, "index": kind})], self.writer.epoch)
@@ -561,7 +622,7 @@ class VectorEngineMethods:
 
         s = self.settings
         return VectorLimits(s.max_id_len, s.max_vector_dim, s.max_json_bytes, s.max_vector_batch,
-                            s.max_collection_len, s.max_k)
+                            s.max_collection_len, s.max_k, max_collections=s.max_vector_collections)
 
     def _check_name(self, name: str) -> None:
         from kissvdb.vectors.store import check_collection_name
@@ -787,8 +848,7 @@ class VectorEngineMethods:
     async def vector_compact(self, name: str) -> dict:
         self._check_name(name)
         actor = self._vm().actor(name)
-        ran = await actor.maintain(force_compaction=True, optimize=True)
-        await actor.checkpoint()
+        ran = await actor.compact()
         return {"ok": True, **ran, **actor.c.info()}
 
     def vector_metrics(self) -> list[tuple[str, str, float]]:

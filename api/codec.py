@@ -184,21 +184,22 @@ def json_response(obj: Any, status: int = 200) -> Response:
     return Response(_dumps(obj), status, [("Content-Type", JSON)])
 
 
-def raw_json_response(body: bytes, status: int = 200) -> Response:
-    """A response whose body is already JSON bytes."""
+def raw_json_response(body: bytes | list[bytes], status: int = 200) -> Response:
+    """A response whose body is already JSON bytes (or pieces of them, sent in order)."""
     return Response(body, status, [("Content-Type", JSON)])
 
 
 JOIN_BYTES_MAX = 256 << 10  # a body in pieces up to this size is joined: cheaper than sending pieces
 
 
-def json_chunks_response(body, status: int = 200) -> Response:
-    """A response whose body is JSON already encoded in pieces (`kissvdb.sqlresult.JsonChunks`).
+def json_chunks_response(body, status: int = 200, content_type: str = JSON) -> Response:
+    """A response whose body is JSON (or `content_type`) already encoded in pieces
+    (`kissvdb.sqlresult.JsonChunks`).
 
     A large body is sent piece by piece under its Content-Length and never joined: joining
     megabytes is one copy that holds the GIL (and so the event loop) for tens of milliseconds,
     and doubles the memory. The server releases each piece once it has been written.
     """
     if body.length <= JOIN_BYTES_MAX:
-        return raw_json_response(body.join(), status)
-    return Response(body.chunks, status, [("Content-Type", JSON)])
+        return Response(body.join(), status, [("Content-Type", content_type)])
+    return Response(body.chunks, status, [("Content-Type", content_type)])

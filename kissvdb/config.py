@@ -104,8 +104,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_STATE_BATCH", "max_state_batch", 256, _int(1), "operations per batch_put"),
     Setting("MAX_VECTOR_BATCH", "max_vector_batch", 256, _int(1), "items per upsert_batch / delete_batch"),
     Setting("MAX_DOC_FIND", "max_doc_find", 100, _int(1), "cap on find limit"),
+    Setting("MAX_VECTOR_COLLECTIONS", "max_vector_collections", 1000, _int(1),
+            "vector collections that may exist (400 `collection` past it); list and metrics walk them all"),
+    Setting("VECTOR_RESULT_BYTES_MAX", "vector_result_bytes_max", 32 << 20, _int(2 << 20),
+            "largest search / search_batch answer in bytes (400 naming `k` / `queries` past it)"),
     Setting("CORS_ALLOWED_ORIGINS", "cors_allowed_origins", "", _str, "comma list of origins (empty = any; only loopback ones while the key is 'dev')"),
     Setting("ALLOWED_HOSTS", "allowed_hosts", "", _str, "comma list of Host names accepted while the key is 'dev' (beside loopback names and BIND_ADDR)"),
+    Setting("MAX_API_KEYS", "max_api_keys", 1000, _int(1), "stored API keys (400 on create past it); GET /v1/auth/keys lists them all"),
     Setting("MAX_STREAMS_PER_KEY", "max_streams_per_key", 64, _int(1), "change streams one API key may hold open (429 past it)"),
     Setting("MAX_STREAM_REPLAYS", "max_stream_replays", 4, _int(1), "streams replaying from the log (not the in-memory ring) opened at once (503 past it)"),
     Setting("BENCH_ROUTES", "bench_routes", False, _bool, "serve /v1/_bench/ping and /v1/_bench/echo (benchmark ceilings; off by default)"),
@@ -182,8 +187,11 @@ class Settings:
     max_state_batch: int = 256
     max_vector_batch: int = 256
     max_doc_find: int = 100
+    max_vector_collections: int = 1000
+    vector_result_bytes_max: int = 32 << 20
     cors_allowed_origins: str = ""
     allowed_hosts: str = ""
+    max_api_keys: int = 1000
     max_streams_per_key: int = 64
     max_stream_replays: int = 4
     bench_routes: bool = False

@@ -37,6 +37,10 @@ import apsw
 from kissvdb.fsutil import atomic_write
 
 ROLES = ("admin", "write", "user", "read")
+# A key's name and permissions are listed whole by GET /v1/auth/keys: with MAX_API_KEYS keys at
+# these sizes the list is under 5 MB.
+KEY_NAME_BYTES_MAX = 256
+KEY_PERMISSIONS_BYTES_MAX = 4096
 ROLE_LEVEL = {"read": 1, "write": 2, "user": 2, "admin": 3}
 KEY_PREFIX = "rk_live_"
 

@@ -44,6 +44,8 @@ log = logging.getLogger("kissvdb.http")
 
 # The app's stream iterator gets this long to run its `finally` when the stream ends.
 ITERATOR_CLOSE_TIMEOUT_S = 5.0
+# What a client that went away raises on its connection: closed quietly, never logged.
+_GONE = (ClientDisconnected, trio.BrokenResourceError, trio.ClosedResourceError)
 PROBE_INTERVAL_S = 0.5  # between the two heartbeats that tell a gone stream client from a half-close
 
 
@@ -88,7 +90,14 @@ class Connection:
     async def run(self) -> None:
         try:
             await self._serve()
-        except (ClientDisconnected, trio.BrokenResourceError, trio.ClosedResourceError):
+        except _GONE:
+            self._linger = False
+        except ExceptionGroup as group:
+            # A stream's pump and peer watcher share a nursery: a client that left mid-stream
+            # arrives wrapped. That is not a failure; anything else in the group is.
+            _, failed = group.split(_GONE)
+            if failed is not None:
+                log.error("connection from %s failed", self.reader._client, exc_info=failed)
             self._linger = False
         except Exception:
             log.exception("connection from %s failed", self.reader._client)

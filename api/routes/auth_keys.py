@@ -11,7 +11,9 @@ POST body: `{"name": string (required), "role": "admin"|"write"|"user"|"read" ["
 is refused with 400) and keys live in our own store (DATA_DIR/keys.sqlite, hashed), not in the
 user's SQL database, so these routes work whether or not SQLITE_ENABLED is on (the original
 answered 501 "auth store not enabled" without SQLite). The static API_KEY is an admin key that
-is not listed and cannot be deleted here.
+is not listed and cannot be deleted here. Caps (kissvdb/keystore.py, MAX_API_KEYS), so the list
+stays a few MB: a name of at most 256 bytes (400 `name`), permissions of at most 4 KiB of JSON
+(413 `permissions`), at most MAX_API_KEYS stored keys (400).
 """
 
 from __future__ import annotations
@@ -22,16 +24,28 @@ from kissvdb.errors import UnprocessableEntity
 
 from ..codec import JSON, canonical_json, read_json_object, require_str
 from ..http.messages import Response
+from ..pieces import json_array_body
 from ..routing import Route
 
 # A key list or a freshly minted key must not linger in a browser or proxy cache.
 NO_STORE = ("Cache-Control", "no-store")
 
 
-def _private_json(body: bytes) -> Response:
+def _private_json(body: bytes | list[bytes]) -> Response:
     return Response(body, 200, [("Content-Type", JSON), NO_STORE])
 
+
 _dumps = orjson.dumps
+KEY_JSON_BYTES = 128  # a listed key's JSON beside its name and permissions
+
+
+def _key_json(k) -> dict:
+    return {"id": k.id, "name": k.name, "role": k.role, "permissions": orjson.Fragment(k.permissions),
+            "created_at_ms": k.created_at_ms}
+
+
+def _key_weight(k) -> int:
+    return len(k.name) + len(k.permissions) + KEY_JSON_BYTES
 
 
 def routes(app) -> list[Route]:
@@ -39,9 +53,8 @@ def routes(app) -> list[Route]:
 
     async def auth_keys_list(request):
         keys = await engine.auth_key_list()
-        return _private_json(_dumps([
-            {"id": k.id, "name": k.name, "role": k.role, "permissions": orjson.Fragment(k.permissions),
-             "created_at_ms": k.created_at_ms} for k in keys]))
+        # MAX_API_KEYS keys (older data directories may hold more): in pieces when large.
+        return _private_json(await json_array_body(keys, _key_json, _key_weight))
 
     async def auth_keys_create(request):
         body = await read_json_object(request)

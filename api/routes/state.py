@@ -37,10 +37,12 @@ from ..codec import (
     require_list,
     require_str,
 )
+from ..pieces import json_array_body
 from ..routing import Route
 
 LIST_LIMIT_DEFAULT = 100
 LIST_LIMIT_MAX = 1000  # silently capped, as the original
+ITEM_JSON_BYTES = 96  # a StateItem's JSON beyond its key and value (names, numbers, braces)
 
 _dumps = orjson.dumps
 _Fragment = orjson.Fragment
@@ -55,6 +57,11 @@ def item_json(item) -> dict:
         "expires_at_ms": item.expires_at_ms,
         "mod_offset": item.mod_offset,
     }
+
+
+def item_weight(item) -> int:
+    """About the bytes of an item's JSON: what a list answer is cut into pieces by."""
+    return len(item.value) + len(item.key) + ITEM_JSON_BYTES
 
 
 def _put_op(op: object, index: int) -> PutOp:
@@ -77,7 +84,8 @@ def routes(app) -> list[Route]:
         limit = min(query_uint(args, "limit", LIST_LIMIT_DEFAULT), LIST_LIMIT_MAX)
         # The engine checks the prefix length ("prefix too long") and answers [] for limit 0.
         items = await engine.kv_list(args.get("prefix", ""), limit)
-        return raw_json_response(_dumps([item_json(item) for item in items]))
+        # Up to LIST_LIMIT_MAX values of MAX_JSON_BYTES (64 MB): encoded in pieces, yielding.
+        return raw_json_response(await json_array_body(items, item_json, item_weight))
 
     async def state_get(request, key: str):
         item = await engine.kv_get(key)

@@ -19,7 +19,9 @@ Shape is checked here (422 naming the field, 415/400 for the body) before the en
 meaning (lengths, sizes, dimension, existence) is checked by the engine before anything is
 logged. A 4xx never writes. `application/cbor` bodies are accepted by upsert_batch, search and
 search_batch, with vectors as little-endian float32 byte strings (or CBOR arrays of numbers); a request with
-`Accept: application/cbor` gets a CBOR answer.
+`Accept: application/cbor` gets a CBOR answer. A search or search_batch answer is held to
+VECTOR_RESULT_BYTES_MAX (400 naming `k` / `queries`) and, when large, built in pieces with
+yields to the loop (`_search_answer`, api/pieces.py).
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from kissvdb.events import RawJson
 from kissvdb.vectors.state import KEEP, Item, ItemError
 
 from ..codec import (
+    JSON,
     canonical_json,
+    json_chunks_response,
     optional_uint,
     raw_json_response,
     read_json_object,
@@ -44,6 +48,8 @@ from ..codec import (
     require_uint,
 )
 from ..http.messages import Response
+from ..pieces import (CBOR_PIECE_BYTES, PIECE_BYTES, PieceWriter, add_cbor_items, add_json_items,
+                      cbor_array_head, cbor_map_head)
 from ..routing import Route
 
 CBOR = "application/cbor"
@@ -52,6 +58,8 @@ INDEXES = ("HNSW", "IVF_FLAT_Q8", "FLAT")
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 _NUMBER_TYPES = frozenset((int, float))
 _Fragment = orjson.Fragment
+HIT_JSON_MIN_BYTES = len('{"id":"","score":0,"meta":}')  # a hit's JSON beside its id and meta
+HIT_WEIGHT_EXTRA = 48  # ... about, with a float score and a comma
 
 
 def _is_cbor(request) -> bool:
@@ -118,8 +126,26 @@ def _search_args(body: dict, prefix: str) -> tuple:
 _SEARCH_FIELDS = frozenset(("vector", "k", "filters", "include_meta", "group_by", "group_limit", "nprobe", "ef"))
 
 
+def _hit_json(h) -> dict:
+    return {"id": h.id, "score": np.float32(h.score), "meta": _meta_json(h.meta)}
+
+
 def _hits_json(hits) -> list:
-    return [{"id": h.id, "score": np.float32(h.score), "meta": _meta_json(h.meta)} for h in hits]
+    return [_hit_json(h) for h in hits]
+
+
+def _hit_cbor(h) -> dict:
+    meta = None if h.meta is None else orjson.loads(h.meta)
+    return {"id": h.id, "score": float(np.float32(h.score)), "meta": meta}
+
+
+def _hit_weight(h) -> int:
+    """About the bytes of a hit's JSON: what a large answer is cut into pieces by."""
+    return len(h.id) + HIT_WEIGHT_EXTRA + (4 if h.meta is None else len(h.meta))
+
+
+def _hits_weight(hits) -> int:
+    return sum(map(_hit_weight, hits))
 
 
 def parse_meta(value, path: str) -> RawJson | None:
@@ -184,8 +210,56 @@ def _meta_json(meta: bytes | None):
     return _Meta(meta) if meta is not None else None
 
 
+async def _search_answer(request, hit_lists: list, weights: list[int], *, batch: bool,
+                         bytes_max: int) -> Response:
+    """`{"hits": [...]}` of one search (batch: `{"results": [{"hits": [...]}, ...]}`), in JSON or
+    CBOR.
+
+    A small answer is one encoder call. A large one (up to MAX_VECTOR_BATCH x MAX_K metas of
+    MAX_JSON_BYTES: 4 GB) is built in pieces, yielding to the loop (api/pieces.py), and refused
+    with 400 naming `k` (a batch: `queries`) once it passes `bytes_max` (VECTOR_RESULT_BYTES_MAX):
+    at once for JSON, from a lower bound of its size; for CBOR, which re-encodes every meta and
+    may come out smaller or larger, as the bytes are produced. `weights[i]` is
+    `_hits_weight(hit_lists[i])`, summed by each search's own task (65,536 hits take 15 ms).
+    """
+    hits_n = sum(map(len, hit_lists))
+    weight = sum(weights)
+    cbor = _wants_cbor(request)
+    # A small answer fits any cap: escaping makes it at most 6x its weight (an id of control
+    # characters), CBOR less, and the cap is at least 2 MiB (kissvdb/config.py).
+    if weight <= (CBOR_PIECE_BYTES if cbor else PIECE_BYTES):
+        if batch:
+            return _respond(request, {"results": [{"hits": _hits_json(hits)} for hits in hit_lists]})
+        return _respond(request, {"hits": _hits_json(hit_lists[0])})
+
+    def too_large(cap: int) -> InvalidArgument:
+        fewer = "fewer hits (k) or queries" if batch else "fewer hits (k)"
+        return InvalidArgument(f"search answer larger than {cap} bytes (VECTOR_RESULT_BYTES_MAX); "
+                               f"ask for {fewer}, or leave include_meta off", field="queries" if batch else "k")
+
+    out = PieceWriter(bytes_max, too_large)
+    if cbor:
+        if batch:
+            out.add(cbor_map_head(1) + cbor2.dumps("results") + cbor_array_head(len(hit_lists)))
+        for hits in hit_lists:
+            out.add(cbor_map_head(1) + cbor2.dumps("hits") + cbor_array_head(len(hits)))
+            await add_cbor_items(out, hits, _hit_cbor, _hit_weight)
+        return json_chunks_response(out.finish(), content_type=CBOR)
+    out.reserve(weight - hits_n * (HIT_WEIGHT_EXTRA - HIT_JSON_MIN_BYTES))
+    if batch:
+        out.add(b'{"results":[')
+    for i, hits in enumerate(hit_lists):
+        out.add(b',{"hits":[' if i else b'{"hits":[')
+        await add_json_items(out, hits, _hit_json, _hit_weight, option=_NUMPY, default=_default)
+        out.add(b"]}")
+    if batch:
+        out.add(b"]}")
+    return json_chunks_response(out.finish(), content_type=JSON)
+
+
 def routes(app) -> list[Route]:
     engine = app.engine
+    result_bytes_max = app.settings.vector_result_bytes_max
 
     async def vector_list(request):
         return _respond(request, {"collections": await engine.vector_list()})
@@ -276,7 +350,8 @@ def routes(app) -> list[Route]:
         body = await read_body(request)
         vector, k, kw = _search_args(body, "")
         hits = await engine.vector_search(collection, vector, k, **kw)
-        return _respond(request, {"hits": _hits_json(hits)})
+        return await _search_answer(request, [hits], [_hits_weight(hits)], batch=False,
+                                    bytes_max=result_bytes_max)
 
     async def vector_search_batch(request, collection: str):
         body = await read_body(request)
@@ -291,13 +366,16 @@ def routes(app) -> list[Route]:
                 raise UnprocessableEntity("query must be an object", field=f"queries[{i}]")
             args.append(_search_args(q, f"queries[{i}]."))
         results: list = [None] * len(args)
+        weights = [0] * len(args)
         errors: dict[int, KissError] = {}
 
         async def one(i: int, vector, k: int, kw: dict) -> None:
             try:
-                results[i] = {"hits": _hits_json(await engine.vector_search(collection, vector, k, **kw))}
+                results[i] = hits = await engine.vector_search(collection, vector, k, **kw)
             except KissError as exc:
                 errors[i] = exc
+                return
+            weights[i] = _hits_weight(hits)
 
         # Concurrently: unfiltered HNSW queries join one graph walk batch (actors/vectors.py).
         async with trio.open_nursery() as nursery:
@@ -309,7 +387,7 @@ def routes(app) -> list[Route]:
             if exc.field is not None and exc.field.split(".")[0] in _SEARCH_FIELDS:
                 exc.field = f"queries[{i}].{exc.field}"
             raise exc
-        return _respond(request, {"results": results})
+        return await _search_answer(request, results, weights, batch=True, bytes_max=result_bytes_max)
 
     async def vector_compact(request, collection: str):
         return _respond(request, await engine.vector_compact(collection))

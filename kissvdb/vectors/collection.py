@@ -152,6 +152,16 @@ class Hit(NamedTuple):
 
 
 _UNPARSED = object()
+# Metas up to this many bytes are kept parsed after a filter or group_by read them. A larger one
+# is parsed again each time: kept, its objects would stay on the heap for good, and every
+# garbage collection that reaches them walks them all (600 metas of 64 KB: a 200 ms pause,
+# holding the interpreter lock, and so the event loop).
+PARSED_META_KEEP_BYTES = 4096
+# The most a search may cost on the event loop's thread (cheap_search), in HNSW segments x
+# breadth x dimension: 2 segments x 256 x 4096 took 17 ms on the 2-core box (8 ns a unit), so
+# this is about 2 ms. A larger one (an `ef` of 10^6 walks whole graphs) runs in a worker thread.
+CHEAP_SEARCH_UNITS_MAX = 1 << 18
+GROUP_KEY_FIELDS_MAX = 4  # group_by fields whose keys of large metas are kept (see group_keys)
 
 
 class Collection:
@@ -171,6 +181,8 @@ class Collection:
         self.slot: dict[str, int] = {}
         self.parsed: list = []
         self._meta_index: MetaIndex | None = None
+        self._group_keys: dict[tuple[int, str], dict] = {}
+        self._group_keys_lock = threading.Lock()
         self.applied_offset = 0
         self.checkpointed_offset = 0
         self.next_vno = 0
@@ -498,14 +510,42 @@ class Collection:
 
     def parsed_meta(self, v: View, row: int, *, keep: bool = True):
         """A row's parsed meta, kept for the next call unless `keep` is False (the metadata
-        columns read every row once and keep only what they need)."""
+        columns read every row once and keep only what they need) or the meta is larger than
+        PARSED_META_KEEP_BYTES."""
         p = v.parsed[row]
         if p is _UNPARSED:
             raw = v.table.metas[row]
-            p = orjson.loads(raw) if raw is not None else None
+            if raw is None:
+                p = None
+            else:
+                p = orjson.loads(raw)
+                keep = keep and len(raw) <= PARSED_META_KEEP_BYTES
             if keep:
                 v.parsed[row] = p
         return p
+
+    def group_key(self, v: View, row: int, field: str, key_of):
+        """`key_of(parsed meta)` of `row` for a group_by on `field`. A large meta's key is kept
+        (per field, for GROUP_KEY_FIELDS_MAX fields of the current generation): a group_by reads
+        one top-level field of hundreds of metas per search, and parsing 64 KB metas again for
+        each one costs a search 100 ms of the interpreter lock. Small metas are kept parsed."""
+        raw = v.table.metas[row]
+        if raw is None or len(raw) <= PARSED_META_KEEP_BYTES:
+            return key_of(self.parsed_meta(v, row))
+        keys = self._group_keys.get((v.gen, field))
+        if keys is None:
+            caches = {gf: c for gf, c in self._group_keys.items() if gf[0] == v.gen}
+            while len(caches) >= GROUP_KEY_FIELDS_MAX:
+                del caches[next(iter(caches))]
+            keys = caches[(v.gen, field)] = {}
+            self._group_keys = caches
+        key = keys.get(row)
+        if key is None:
+            with self._group_keys_lock:  # two searches of a batch would parse the same metas
+                key = keys.get(row)
+                if key is None:
+                    key = keys[row] = key_of(self.parsed_meta(v, row))
+        return key
 
     def meta_index(self, v: View) -> MetaIndex | None:
         """The metadata columns of `v`'s rows; None for a view a compaction has since replaced
@@ -559,23 +599,29 @@ class Collection:
             out.append([new(Hit, (ids[r], sc, None)) for r, sc in pairs])
         return out
 
-    def cheap_search(self, predicate, group_by) -> bool:
+    def cheap_search(self, predicate, group_by, k: int = 10, ef: int | None = None) -> bool:
         """Whether a search is small enough for the caller's own thread (no scan of many rows).
 
-        True for unfiltered, ungrouped searches answered by the HNSW graph or a small exact scan;
-        such a search may still raise hnsw.WouldBlock, then it belongs in a worker thread.
+        True for unfiltered, ungrouped searches answered by a small exact scan, or by HNSW
+        graphs whose walk is small: segments x breadth (max(k, ef)) x dimension at most
+        CHEAP_SEARCH_UNITS_MAX. Such a search may still raise hnsw.WouldBlock, then it belongs
+        in a worker thread.
         """
         if predicate is not None or group_by is not None:
             return False
         v = self.view
         if v.n <= self.p.exact_max_rows:
             return True
-        return self.kind == "HNSW"
+        if self.kind != "HNSW":
+            return False
+        breadth = max(k, self.p.hnsw.ef_search if ef is None else ef)
+        return self.segment_count() * breadth * self.dim <= CHEAP_SEARCH_UNITS_MAX
 
     def search(self, vector, k: int, *, predicate=None, group_by: str | None = None, group_limit: int = 1,
                include_meta: bool = False, nprobe: int | None = None, ef: int | None = None,
-               blocking: bool = True) -> list[Hit]:
-        """Best hits (score desc, id asc); see search.py for the plan and its guarantee."""
+               blocking: bool = True, deadline: float | None = None) -> list[Hit]:
+        """Best hits (score desc, id asc); see search.py for the plan and its guarantee.
+        `deadline` (time.monotonic()): past it the search stops with RequestTimeout (Searcher)."""
         live_fast = True
         if predicate is None and group_by is None and self.kind == "HNSW" and k > 0:
             v = self.view
@@ -584,7 +630,8 @@ class Collection:
                 if hits is not None:
                     return hits
                 live_fast = False  # the graph holds labels of compacted rows: the general path
-        v, pairs = Searcher(self, blocking=blocking).search(vector, k, predicate=predicate, group_by=group_by,
+        v, pairs = Searcher(self, blocking=blocking, deadline=deadline).search(
+                                         vector, k, predicate=predicate, group_by=group_by,
                                          group_limit=group_limit, nprobe=nprobe, ef=ef,
                                          live_fast=live_fast)
         ids = v.table.ids

@@ -12,6 +12,9 @@ MongoDB; `$exists: false` matches only a missing field.
 
 Never raises on a meta value: user data cannot make a search fail. A malformed filter (unknown
 operator, `$in` not a list) raises InvalidArgument naming `filters.<field>`.
+Limits, as for documents (kissvdb/docquery.py; 400 naming the field): FILTER_TERMS_MAX
+conditions, IN_VALUES_MAX values per `$in`/`$nin`. A row's test may compare each value with
+the row's (objects and arrays cannot be looked up), so these bound a search's work per row.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import operator
 from typing import Any, Callable
 
+from kissvdb.docquery import FILTER_TERMS_MAX, IN_VALUES_MAX
 from kissvdb.errors import InvalidArgument
 
 OPS = ("$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$exists")
@@ -72,6 +76,8 @@ def _op_test(field: str, op: str, arg) -> Callable[[Any], bool]:
     if op in ("$in", "$nin"):
         if not isinstance(arg, list):
             raise InvalidArgument(f"{op} needs a list", field=where)
+        if len(arg) > IN_VALUES_MAX:
+            raise InvalidArgument(f"{op} takes at most {IN_VALUES_MAX} values", field=where)
         if op == "$in":
             return lambda v: v is not _MISSING and any(json_equal(v, x) for x in arg)
         return lambda v: v is _MISSING or not any(json_equal(v, x) for x in arg)
@@ -122,4 +128,6 @@ def compile_filter(filters) -> Filter | None:
                 clauses.append((field, op, arg, _op_test(field, op, arg)))
         else:
             clauses.append((field, "$eq", value, _op_test(field, "$eq", value)))
+        if len(clauses) > FILTER_TERMS_MAX:
+            raise InvalidArgument(f"a filter takes at most {FILTER_TERMS_MAX} conditions", field="filters")
     return Filter(clauses)

@@ -18,9 +18,12 @@ fetched in growing ranked batches until the first groups covering k items are co
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import orjson
 
+from kissvdb.errors import RequestTimeout
 from kissvdb.vectors.filters import Filter
 from kissvdb.vectors.distance import F32, exact_scores, q8_dots, q8_query, top_rows, unit
 
@@ -29,6 +32,9 @@ SELECTIVE_FRACTION = 0.02  # matching fraction below which a filtered search sca
 # graph search until it has k hits among 2% of the rows (~8 ms on 100,000 x 384).
 FILTERED_EXACT_ROWS = 4096
 NEG = np.float32(-np.inf)
+# Rows (or ranked candidates) between two looks at the deadline in the Python loops. A row's
+# filter test compares at most IN_VALUES_MAX values: ~1 ms, so a look every ~16 ms at worst.
+CHECK_EVERY_ROWS = 16
 
 
 class Searcher:
@@ -36,9 +42,31 @@ class Searcher:
 
     # -- entry point -------------------------------------------------------------------------
 
-    def __init__(self, coll, *, blocking: bool = True):
+    def __init__(self, coll, *, blocking: bool = True, deadline: float | None = None):
         self.c = coll
         self.blocking = blocking
+        self.deadline = deadline
+
+    def check(self) -> None:
+        """Stop a search past its request's deadline. Its caller has answered 408 and left it
+        running in a worker thread: without this, a filter or group over many rows would hold
+        that thread (and a search slot) for as long as the data makes it take."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise RequestTimeout("search ran past its request's deadline")
+
+    def _checked(self, fn):
+        """`fn`, looking at the deadline every CHECK_EVERY_ROWS calls."""
+        if self.deadline is None:
+            return fn
+        calls = [0]
+
+        def checked(row):
+            calls[0] += 1
+            if not calls[0] % CHECK_EVERY_ROWS:
+                self.check()
+            return fn(row)
+
+        return checked
 
     def search(self, vector, k: int, *, predicate=None, group_by: str | None = None, group_limit: int = 1,
                nprobe: int | None = None, ef: int | None = None, live_fast: bool = True):
@@ -73,17 +101,22 @@ class Searcher:
         if group_limit <= 0:
             return v, []
         want = max(k * group_limit, k) * 2
+        key_of = self._checked(lambda r: self._group_key(v, r, group_by))
         while True:
+            self.check()
             want = min(want, matches)
             pairs = self._ranked(v, q, want, mask, matches, nprobe, ef)
             exhausted = want >= matches or len(pairs) < want
-            out = group(pairs, k, group_limit, lambda r: self._group_key(v, r, group_by), exhausted)
+            out = group(pairs, k, group_limit, key_of, exhausted)
             if out is not None:
                 return v, out
             want *= 4
 
     def _group_key(self, v, row: int, field: str):
-        meta = self.c.parsed_meta(v, row)
+        return self.c.group_key(v, row, field, lambda meta: self._group_key_of(meta, row, field))
+
+    @staticmethod
+    def _group_key_of(meta, row: int, field: str):
         if isinstance(meta, dict) and field in meta:
             val = meta[field]
             if isinstance(val, (str, int, float, bool)) or val is None:
@@ -107,7 +140,7 @@ class Searcher:
         if mi is not None:
             # Columns answer what they can in numpy; the filter's own tests check the rest,
             # on the rows that are left only.
-            mask, rest = mi.evaluate(clauses, v.n, lambda r: pm(v, r, keep=False))
+            mask, rest = mi.evaluate(clauses, v.n, self._checked(lambda r: pm(v, r, keep=False)))
             mask &= live
             if not rest:
                 return mask, int(np.count_nonzero(mask))
@@ -116,7 +149,9 @@ class Searcher:
         else:
             rows = np.flatnonzero(live)
         mask = np.zeros(v.n, dtype=bool)
-        hits = [r for r in rows.tolist() if v.table.metas[r] is not None and predicate(pm(v, r))]
+        metas = v.table.metas
+        passes = self._checked(lambda r: metas[r] is not None and predicate(pm(v, r)))
+        hits = [r for r in rows.tolist() if passes(r)]
         if hits:
             mask[np.asarray(hits, dtype=np.int64)] = True
         return mask, len(hits)

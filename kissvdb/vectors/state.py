@@ -44,6 +44,7 @@ class VectorLimits:
     max_vector_batch: int = 256
     max_collection_len: int = 64
     max_k: int = 256
+    max_collections: int = 1000
 
 
 # Commands ------------------------------------------------------------------------------------

@@ -5,8 +5,9 @@
 test's own Trio loop, and an httpx client talking to it. The modules in CONFORMANCE_MODULES run
 on both servers in every run (the hypercorn path serves the same handlers: it must answer alike). Requests carry the test key unless
 `auth=False`; every answer is read completely into an httpx Response (status_code, headers,
-content, json()), so `tests.helpers.assert_error` works on it. `open_api(**settings)` builds
-another app when a test needs different settings (timeouts, limits, CORS).
+content, json()), so `tests.helpers.assert_error` works on it; `pieces()` keeps a large answer as
+the pieces read instead. `open_api(**settings)` builds another app when a test needs different
+settings (timeouts, limits, CORS).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import trio
 
 from kissvdb.actors.engine import open_engine
 from kissvdb.api.app import create_app
-from kissvdb.api.server import bind_socket, start_http
+from kissvdb.api.server import bind_socket, start_http, tune_process
 from kissvdb.config import Settings
 
 API_KEY = "test-key-0123"
@@ -32,6 +33,7 @@ CONFORMANCE_MODULES = {"test_state_routes", "test_errors", "test_auth", "test_st
                        "test_web_security"}
 CLIENT_TIMEOUT_S = 30
 _NO_BODY = object()
+tune_process()  # the process as `kissvdb serve` runs it (switch interval, BLAS threads)
 
 
 class ApiClient:
@@ -61,6 +63,22 @@ class ApiClient:
             sent["Content-Type"] = "application/json"
         sent.update(headers or {})
         return await self.client.request(method, path, content=data, headers=sent)
+
+    async def pieces(self, method: str, path: str, *, json: Any = _NO_BODY, data: bytes | None = None,
+                     headers: dict | None = None) -> tuple[httpx.Response, list[bytes]]:
+        """One request whose body is kept as the pieces read from the socket, never joined: a
+        budget test reads a 64 MB answer without a 64 MB copy of its own on the loop it measures."""
+        sent = {"Authorization": f"Bearer {API_KEY}"}
+        if json is not _NO_BODY:
+            data = orjson.dumps(json)
+            sent["Content-Type"] = "application/json"
+        sent.update(headers or {})
+        request = self.client.build_request(method, path, content=data, headers=sent)
+        reply = await self.client.send(request, stream=True)
+        try:
+            return reply, [piece async for piece in reply.aiter_raw()]
+        finally:
+            await reply.aclose()
 
     async def get(self, path: str, **kw) -> httpx.Response:
         return await self.request("GET", path, **kw)

@@ -6,6 +6,10 @@ where ours treats an EOF as a possible half-close and checks before ending it.
 
 from __future__ import annotations
 
+import logging
+import socket
+import struct
+
 import trio
 
 from tests.api.conftest import API_KEY
@@ -45,3 +49,21 @@ async def test_a_half_closed_stream_client_still_gets_events(api):
             got += await stream.receive_some(4096)
         assert await api.metric("sse_clients") == 1
         await stream.aclose()
+
+
+async def test_a_client_reset_while_its_stream_is_written_is_not_logged_as_a_failure(api, caplog):
+    """A reader that dies with unread data resets the connection; the write that meets the reset
+    ends the stream quietly (it used to be logged as a failed connection, with a traceback)."""
+    with trio.fail_after(STREAM_TIMEOUT_S):
+        stream = await _raw_stream(api)
+        await wait_until(lambda: _gauge(api, "sse_clients", 1))
+        value = "v" * 60_000
+        ops = [{"key": f"reset/{i}", "value": value} for i in range(15)]
+        for _ in range(20):  # ~18 MB of events: more than the socket buffers hold
+            assert (await api.post("/v1/state/batch_put", json={"operations": ops})).status_code == 200
+        sock = stream.socket
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = reset
+        await stream.aclose()
+        await wait_until(lambda: _gauge(api, "sse_clients", 0))
+    failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not failures, [r.getMessage() for r in failures]

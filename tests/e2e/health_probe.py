@@ -1,5 +1,6 @@
 """`python -m tests.e2e.health_probe URL SERVER_PID`: time GET /v1/health, one request after another
-on one keep-alive connection, until stdin closes; then print one JSON line per probe.
+on one keep-alive connection, until stdin closes; then print one JSON line per probe. `Prober`
+runs it from a test; `run_threads` runs a test's client threads.
 
 A process of its own, so that the test's client threads (which parse multi-megabyte answers)
 never hold its GIL: a slow probe is the server's doing or the machine's, not the prober's.
@@ -13,15 +14,19 @@ kernel's run queue waiting for a CPU, which is load from other processes on a sh
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 
 from tests.loop_hold import RunQueueWait
 
 TIMEOUT_S = 30.0
+CLIENT_TIMEOUT_S = 60.0
+REPO = Path(__file__).resolve().parents[2]
 
 
 def main(argv: list[str]) -> int:
@@ -45,6 +50,42 @@ def main(argv: list[str]) -> int:
     for probe in probes:
         print(json.dumps(probe))
     return 0
+
+
+class Prober:
+    """This module in its own process, on its own connection to `server` (a ServerProcess)."""
+
+    def __init__(self, server):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.e2e.health_probe", server.url("/v1/health"), str(server.proc.pid)],
+            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        assert line.strip() == "ready", line
+
+    def finish(self) -> list[dict]:
+        out, _ = self.proc.communicate(input="", timeout=CLIENT_TIMEOUT_S)
+        assert self.proc.returncode == 0
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def run_threads(*targets) -> None:
+    """Run each target in a thread of its own; re-raise the first failure in the caller's."""
+    errors: list[BaseException] = []
+
+    def guarded(fn):
+        try:
+            fn()
+        except BaseException as exc:  # re-raised below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(t,)) for t in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads), "a client thread did not finish"
+    if errors:
+        raise errors[0]
 
 
 if __name__ == "__main__":

@@ -12,12 +12,7 @@ or the prober off the CPU for other processes of this shared machine.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 
 import httpx
 import orjson
@@ -26,12 +21,11 @@ from tests.doc_workload import (COLLECTION, largest_answer_find, largest_body_fi
                                 oversized_put_body, slowest_find, worst_doc)
 from tests.loop_hold import LOOP_HOLD_MAX_S
 
+from .health_probe import CLIENT_TIMEOUT_S, Prober, run_threads
 from .server import ServerProcess
 
 STORED = 400
 TIME_LIMIT_MS = 2000
-CLIENT_TIMEOUT_S = 60.0
-REPO = Path(__file__).resolve().parents[2]
 
 
 def put_docs(server: ServerProcess, ids: range, docs: list[bytes]) -> None:
@@ -40,41 +34,6 @@ def put_docs(server: ServerProcess, ids: range, docs: list[bytes]) -> None:
         for i in ids:
             reply = client.put(server.url(f"/v1/doc/{COLLECTION}/d{i:04d}"), content=docs[i])
             assert reply.status_code == 200, reply.text
-
-
-def run_threads(*targets) -> None:
-    errors: list[BaseException] = []
-
-    def guarded(fn):
-        try:
-            fn()
-        except BaseException as exc:  # re-raised below, in the test's thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(t,)) for t in targets]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert not any(t.is_alive() for t in threads), "a client thread did not finish"
-    if errors:
-        raise errors[0]
-
-
-class Prober:
-    """tests/e2e/health_probe.py in its own process, on its own connection."""
-
-    def __init__(self, server: ServerProcess):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.e2e.health_probe", server.url("/v1/health"), str(server.proc.pid)],
-            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        assert line.strip() == "ready", line
-
-    def finish(self) -> list[dict]:
-        out, _ = self.proc.communicate(input="", timeout=CLIENT_TIMEOUT_S)
-        assert self.proc.returncode == 0
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
 def test_health_answers_in_budget_while_the_worst_document_requests_run(tmp_path):
