@@ -40,13 +40,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
+import report  # noqa: E402
 from diskann_candidates import CANDIDATES, build_dir, fresh_dir, load_base  # noqa: E402
 
 DATA = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "data"))
 STEM = "minilm-docstrings-20k"
 K = 10
 TARGETS = (0.95, 0.98)
-NOISE = 0.03  # per-dimension sigma of the perturbation in make_rows (noise norm ~0.59)
+NEIGHBOURS = 20  # make_rows interpolates between a real row and two of its this many nearest
 T0 = time.monotonic()
 
 
@@ -73,10 +74,23 @@ def loadavg() -> str:
 # ---- data ------------------------------------------------------------------------------------
 
 
+def real_neighbours(real: np.ndarray, k: int = NEIGHBOURS, chunk: int = 2_000) -> np.ndarray:
+    """Each real row's k nearest other real rows by inner product (exact)."""
+    out = np.empty((len(real), k), np.int64)
+    for lo in range(0, len(real), chunk):
+        s = real[lo:lo + chunk] @ real.T
+        s[np.arange(len(s)), np.arange(lo, lo + len(s))] = -np.inf
+        out[lo:lo + chunk] = np.argpartition(-s, k - 1, axis=1)[:, :k]
+    return out
+
+
 def make_rows(real: np.ndarray, n: int, seed: int = 11):
-    """Yield `n` unit rows in chunks: the real rows first, then copy c = 1, 2, ... of them, each row
-    normalised after adding Gaussian noise (sigma NOISE per dimension, seed + c): a copy keeps its
-    source's cluster (cosine ~0.86 to it) without duplicating it."""
+    """Yield `n` unit rows in chunks: the real rows first, then copy c = 1, 2, ... of them. Row i of
+    a copy lies between real row i and two of its NEIGHBOURS nearest real rows j, l (drawn with
+    seed + c): normalise(x_i + b1 (x_j - x_i) + b2 (x_l - x_i)), b1, b2 uniform in [0, 0.5). New
+    rows stay on the data's own manifold, as more real text would; isotropic noise would not (it
+    is full-rank, as hard for a graph as random data: see docs/BENCHMARKS.md)."""
+    nbrs = real_neighbours(real) if n > len(real) else None
     done = 0
     copy = 0
     while done < n:
@@ -84,7 +98,9 @@ def make_rows(real: np.ndarray, n: int, seed: int = 11):
         rows = real[:take]
         if copy:
             rng = np.random.default_rng(seed + copy)
-            rows = rows + np.float32(NOISE) * rng.standard_normal(rows.shape, dtype=np.float32)
+            pick = nbrs[np.arange(take)[:, None], rng.integers(0, NEIGHBOURS, (take, 2))]
+            b = rng.uniform(0, 0.5, (take, 2)).astype(np.float32)
+            rows = rows + b[:, :1] * (real[pick[:, 0]] - rows) + b[:, 1:] * (real[pick[:, 1]] - rows)
             rows /= np.linalg.norm(rows, axis=1, keepdims=True)
         yield rows.astype(np.float32, copy=False)
         done += take
@@ -109,6 +125,12 @@ def prepare(work: str, rows: int) -> None:
     """Write base.f32.npy, queries.npy, gt.npy and meta.json into `work` unless already there."""
     meta_path = os.path.join(work, "meta.json")
     if os.path.exists(meta_path):
+        with open(meta_path) as f:
+            meta = json.load(f)
+        if "gt_real_share" not in meta:  # written by an earlier version of this script
+            meta["gt_real_share"] = float(np.mean(np.load(os.path.join(work, "gt.npy")) < 20_000))
+            with open(meta_path, "w") as f:
+                json.dump(meta, f)
         return
     real = np.load(os.path.join(DATA, f"{STEM}.base.f16.npy")).astype(np.float32)
     queries = np.load(os.path.join(DATA, f"{STEM}.queries.f16.npy")).astype(np.float32)
@@ -126,7 +148,8 @@ def prepare(work: str, rows: int) -> None:
     np.save(os.path.join(work, "queries.npy"), queries)
     np.save(os.path.join(work, "gt.npy"), gt)
     with open(meta_path, "w") as f:
-        json.dump({"rows": rows, "dim": real.shape[1], "noise": NOISE}, f)
+        json.dump({"rows": rows, "dim": real.shape[1], "made_by": "make_rows: neighbour interpolation",
+                   "gt_real_share": float(np.mean(gt < len(real)))}, f)
 
 
 # ---- workers (each in a fresh subprocess) -----------------------------------------------------
@@ -244,15 +267,22 @@ class WorkerFailed(Exception):
 
 
 def run_worker(args: list[str], timeout: float) -> dict:
-    """Run one worker; its last stdout line is its JSON answer. A failure carries the last line
-    the worker wrote to stderr (a library's own refusal, say)."""
+    """Run one worker, passing its stderr (progress) through; its last stdout line is its JSON
+    answer. A failure carries the last line the worker wrote to stderr (a library's refusal)."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", *args]
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
-    sys.stderr.write(p.stderr)
-    if p.returncode:
-        last = (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]
-        raise WorkerFailed(last)
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+        killed = []
+        timer = threading.Timer(timeout, lambda: (killed.append(1), p.kill()))
+        timer.start()
+        last = ""
+        for line in p.stderr:
+            sys.stderr.write(line)
+            last = line.strip() or last
+        out = p.stdout.read()
+        timer.cancel()
+        if p.wait():
+            raise WorkerFailed(f"given up after {timeout:.0f} s" if killed else (last or f"exit {p.returncode}"))
+    return json.loads(out.strip().splitlines()[-1])
 
 
 # ---- the report -----------------------------------------------------------------------------
@@ -284,7 +314,7 @@ def mib(b: int) -> str:
     return f"{b / 2**20:.1f}"
 
 
-def report(libs, builds, rounds, gil) -> str:
+def tables(libs, builds, rounds, gil) -> str:
     lines = ["| library | breadth | recall@10 | q/s (CPU) | q/s (wall) |", "|---|---:|---:|---:|---:|"]
     for name in libs:
         for i, b in enumerate(rounds[0][name]["sweep"]):
@@ -315,6 +345,14 @@ def report(libs, builds, rounds, gil) -> str:
     return "\n".join(lines)
 
 
+LEGEND = """q/s: queries per second of the search thread's CPU time (wall: per wall second), one query per
+call, warm. Ratios: q/s at the recall named, interpolated along the sweep, over hnswlib's in the same
+round (median of the per-round ratios). RssAnon / RssFile: /proc/self/status of the process that
+opened the index, after the queries (delta: RssAnon growth from just before opening). GIL: rate of a
+trivial Python loop in the main thread while the library builds (1 thread) or searches in another
+thread, over the rate while a GIL-releasing control runs (1.0 = released, 0 = held)."""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=20_000)
@@ -326,6 +364,7 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="keep builds already in --work")
     ap.add_argument("--gil", action="store_true", help="also measure whether build and search hold the GIL")
     ap.add_argument("--gil-rows", type=int, default=20_000)
+    ap.add_argument("--no-docs", action="store_true", help="do not rewrite this run's section of docs/BENCHMARKS.md")
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -357,7 +396,7 @@ def run(args) -> None:
         progress(f"build {name} ({args.build_threads} threads)")
         try:
             builds[name] = run_worker(["build", name, work, str(args.build_threads)], args.build_timeout)
-        except (WorkerFailed, subprocess.TimeoutExpired) as e:
+        except WorkerFailed as e:
             failed[name] = str(e)
             progress(f"build {name} failed: {e}")
             continue
@@ -376,14 +415,26 @@ def run(args) -> None:
             progress(f"gil {name}")
             runs = [run_worker(["gil", name, work, str(min(args.gil_rows, args.rows))], 3600) for _ in range(3)]
             gil[name] = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-    table = report(libs, builds, rounds, gil)
-    head = (f"rows {args.rows:,}, queries 500 (real), k={K}, 1 search thread, rounds {args.rounds}, "
-            f"{os.cpu_count()} cores; load average before {load_before}, after {loadavg()}")
+    table = tables(libs, builds, rounds, gil)
+    with open(os.path.join(work, "meta.json")) as f:
+        meta = json.load(f)
+    head = (f"rows {args.rows:,} x {meta['dim']}, 500 real queries, k={K}, 1 search thread, {args.rounds} rounds "
+            f"(medians), build threads {args.build_threads}; load average before {load_before}, after {loadavg()}")
+    if args.rows != 20_000:
+        head += (f"\n\nThe rows: the 20,000 real rows, then seeded copies of them (`make_rows`: copy c's row i "
+                 f"is real row i moved towards two of its {NEIGHBOURS} nearest real rows by uniform weights in "
+                 f"[0, 0.5), seed 11 + c, renormalised). Ground truth: "
+                 f"exact top-10 by inner product over all rows for the 500 real queries; "
+                 f"{meta['gt_real_share']:.1%} of those neighbours are real rows.")
     notes = "".join(f"\n- {n}: not measured: {why}" for n, why in failed.items())
     print(head + "\n\n" + table + "\n" + notes)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", f"diskann_libs-{args.rows}.json"), "w") as f:
         json.dump({"head": head, "builds": builds, "failed": failed, "rounds": rounds, "gil": gil}, f)
+    if not args.no_docs:
+        name, title = (("diskann_libs", "DiskANN: library choice (issue 11)") if args.rows == 20_000 else
+                       (f"diskann_libs_{args.rows}", f"DiskANN at {args.rows:,} rows (issue 11)"))
+        report.write_section(name, title, head + "\n\n" + LEGEND + "\n\n" + table + "\n" + notes)
     if not args.work and args.rows == 20_000:
         shutil.rmtree(work)
 
