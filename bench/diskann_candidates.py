@@ -39,7 +39,7 @@ def load_base(work: str, rows: int | None = None) -> np.ndarray:
 
 class Hnswlib:
     """In-memory reference: hnswlib M16, ef_construction 200 (kissvdb's HNSW)."""
-    breadths = (10, 16, 24, 32, 48, 64, 96, 128)
+    breadths = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256)
     file = "hnsw.bin"
 
     def build(self, base: np.ndarray, out: str, threads: int, progress=None) -> None:
@@ -128,7 +128,7 @@ class SvsLvq4x8(SvsLvq8):
 
 class Usearch:
     """usearch HNSW (connectivity 16), searched through a memory-mapped view of the saved file."""
-    breadths = (16, 24, 32, 48, 64, 96, 128, 192)
+    breadths = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384)
     dtype = "f32"
     file = "usearch.bin"
 
@@ -156,6 +156,11 @@ class Usearch:
 
 class UsearchI8(Usearch):
     dtype = "i8"
+
+
+class UsearchBf16(Usearch):
+    """bfloat16 rows: half the file of float32; usearch runs its AVX-512 BF16 kernels here."""
+    dtype = "bf16"
 
 
 class UsearchI8Rerank(UsearchI8):
@@ -277,6 +282,7 @@ CANDIDATES = {
     "svs_lvq8": SvsLvq8,
     "svs_lvq4x8": SvsLvq4x8,
     "usearch_f32": Usearch,
+    "usearch_bf16": UsearchBf16,
     "usearch_i8": UsearchI8,
     "usearch_i8_rerank": UsearchI8Rerank,
     "own_numkong": OwnBeam,

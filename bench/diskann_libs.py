@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -189,12 +190,14 @@ def worker_search(name: str, work: str) -> dict:
     sweep = []
     for b in cand.breadths:
         cand.set(b)
-        w, c = time.perf_counter(), time.thread_time()
+        w, c, f = time.perf_counter(), time.thread_time(), resource.getrusage(resource.RUSAGE_THREAD)
         res = [cand.search(q, K) for q in queries]
         cpu, wall = time.thread_time() - c, time.perf_counter() - w
+        faults = resource.getrusage(resource.RUSAGE_THREAD)
+        faults = (faults.ru_minflt - f.ru_minflt) + (faults.ru_majflt - f.ru_majflt)
         hits = sum(len(set(r) & set(g.tolist())) for r, g in zip(res, gt))
         sweep.append({"breadth": b, "qps": len(queries) / cpu, "qps_wall": len(queries) / wall,
-                      "recall": hits / (K * len(queries))})
+                      "recall": hits / (K * len(queries)), "page_faults": faults})
     return {"open_s": open_s, "rss_before": before, "rss_opened": opened, "rss_warm": rss(), "sweep": sweep}
 
 
