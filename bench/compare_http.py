@@ -84,7 +84,8 @@ from vector_targets import ChromaVectors, KissvdbVectors, recall_at_k  # noqa: E
 API_KEY = "bench-key"
 # The one-off compaction after the 20k-vector preload may outlast the default 30 s request deadline
 # on a busy box (408); no measured request comes near this one.
-KISSVDB_ENV = {"REQUEST_TIMEOUT_SECS": "600"}
+# MAX_STREAMS_PER_KEY: the SSE figure opens 100 streams with one key (the default allows 64).
+KISSVDB_ENV = {"REQUEST_TIMEOUT_SECS": "600", "MAX_STREAMS_PER_KEY": "256"}
 EF_LADDER = (16, 24, 32, 40, 48, 64, 96, 128, 192, 256)
 K = 10
 INGEST_ITEMS = 100  # vectors per upsert request (under MAX_BODY_BYTES as JSON)
@@ -516,9 +517,10 @@ def start_services(args, workdir: Path, notes: list[str]) -> tuple[dict, dict]:
         progress(f"starting kissvdb serve ({flavour}) ...")
         kissvdbs[flavour] = servers.kissvdb(flavour, workdir, flags[flavour], API_KEY, env=KISSVDB_ENV).start()
         answer = httpx.get(kissvdbs[flavour].base_url + "/v1/health")
-        notes.append(f"{LABEL[flavour]}: `REQUEST_TIMEOUT_SECS=600 kissvdb serve"
+        notes.append(f"{LABEL[flavour]}: `REQUEST_TIMEOUT_SECS=600 MAX_STREAMS_PER_KEY=256 kissvdb serve"
                      f"{' --server ' + flags[flavour] if flags[flavour] else ''}` (the long deadline only for the "
-                     "compaction after the vector preload), otherwise default settings; "
+                     "compaction after the vector preload; the stream cap for the 100 SSE subscribers of one key), otherwise "
+                     "default settings; "
                      f"/v1/health answered with `Server: {answer.headers.get('server', '(none)')}`.")
     return kissvdbs, others
 

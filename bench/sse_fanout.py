@@ -284,7 +284,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="kissvdb-bench-sse-"))
     api_key = "bench-key"
     server = ServerProcess(workdir / "data", api_key=api_key, log_path=workdir / "server.log",
-                           env={"MAX_STATE_BATCH": str(MAX_BATCH)})
+                           env={"MAX_STATE_BATCH": str(MAX_BATCH),
+                                "MAX_STREAMS_PER_KEY": str(max(64, args.subscribers + 8))})
     steps: list[dict] = []
     procs: list[SubscriberProc] = []
     try:
