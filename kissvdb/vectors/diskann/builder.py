@@ -21,6 +21,7 @@ import numpy as np
 from usearch.index import Index
 
 from kissvdb.vectors.diskann import files
+from kissvdb.vectors.distance import unit_rows
 from kissvdb.vectors.diskann.params import DiskAnnParams
 
 F32 = np.float32
@@ -29,16 +30,6 @@ CHUNK_MIN, CHUNK_MAX = 1024, 16384
 
 class BuildStopped(Exception):
     """`should_stop()` answered true: the temp directory is gone, nothing changed."""
-
-
-def unit_rows(rows: np.ndarray) -> np.ndarray:
-    """Float32 unit copies of `rows` (a zero row stays zero and scores 0)."""
-    rows = np.array(rows, dtype=F32, copy=True)
-    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
-    ok = norms > 0
-    rows[ok] /= norms[ok, None]
-    rows[~ok] = 0
-    return rows
 
 
 def chunk_size(n: int) -> int:

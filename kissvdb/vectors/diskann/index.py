@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kissvdb.vectors import distance
 from kissvdb.vectors.diskann import builder, files
 from kissvdb.vectors.diskann.graph import Graph
 from kissvdb.vectors.diskann.params import DiskAnnParams
@@ -138,7 +139,7 @@ class DiskAnnIndex:
 
     def upsert(self, row_id: int, vector) -> None:
         """A row written after the build: searched exactly from the segment at once."""
-        unit = builder.unit_rows(np.asarray(vector, F32).reshape(1, -1))[0]
+        unit = distance.unit(np.asarray(vector, F32).reshape(-1))
         if len(unit) != self.dim:
             raise ValueError(f"vector of {len(unit)} dims, index has {self.dim}")
         with self._lock:
@@ -208,7 +209,7 @@ class DiskAnnIndex:
     def search(self, query, k: int, *, accept=None, allowed=None) -> tuple[np.ndarray, np.ndarray]:
         """(row ids int64, scores float32) of the best min(k, matches) rows, score descending,
         ties by id. `accept(ids) -> bool mask` and `allowed` (row ids) both filter when given."""
-        q = builder.unit_rows(np.asarray(query, F32).reshape(1, -1))[0]
+        q = distance.unit(np.asarray(query, F32).reshape(-1))
         if len(q) != self.dim:
             raise ValueError(f"query of {len(q)} dims, index has {self.dim}")
         if allowed is not None:
