@@ -148,6 +148,22 @@ class DiskAnnIndex:
             if self._journal is not None:
                 self._journal.upserted.add(int(row_id))
 
+    def upsert_many(self, row_ids: np.ndarray, vectors: np.ndarray) -> None:
+        """`upsert` for a batch (one lock hold): the collection's apply of one WAL batch."""
+        units = distance.unit_rows(np.asarray(vectors, F32).reshape(len(row_ids), -1))
+        if units.shape[1] != self.dim:
+            raise ValueError(f"vectors of {units.shape[1]} dims, index has {self.dim}")
+        with self._lock:
+            for row_id, unit in zip(np.asarray(row_ids, np.int64).tolist(), units):
+                self._mask(row_id)
+                self.segment.upsert(row_id, unit)
+                if self._journal is not None:
+                    self._journal.upserted.add(row_id)
+
+    def delete_many(self, row_ids: np.ndarray) -> int:
+        """`delete` for a batch; returns how many rows the index held."""
+        return sum(self.delete(r) for r in np.asarray(row_ids, np.int64).tolist())
+
     def delete(self, row_id: int) -> bool:
         """Hide a row; returns whether the index held it."""
         with self._lock:
@@ -222,6 +238,8 @@ class DiskAnnIndex:
         if graph is None:
             return seg_ids, seg_scores
         g_ids, g_scores = search_graph(graph, masked, q, k, accept, allowed)
+        if len(seg_ids) == 0:
+            return g_ids, g_scores
         return top_k(np.concatenate([g_ids, seg_ids]), np.concatenate([g_scores, seg_scores]), k)
 
     # ---- build ----------------------------------------------------------------------------

@@ -186,3 +186,15 @@ def test_search_results_match_exact_when_breadth_covers_the_graph(tmp_path):
     for q in clustered(10, seed=18):
         assert idx.search(q, 10)[0].tolist() == exact(np.arange(400), rows, q, 10)
     assert np.allclose(idx.search(rows[1], 1)[1], unit(rows[1]) @ unit(rows[1]), atol=1e-5)
+
+
+def test_batched_writes_match_single_ones(built, tmp_path):
+    idx, ids, rows = built
+    new = clustered(20, seed=19)
+    idx.upsert_many(np.arange(30_000, 30_020), new)
+    assert idx.delete_many(np.array([1, 2, 30_001, 99_999])) == 3
+    assert idx.search(new[5], 1)[0].tolist() == [30_005]
+    assert 30_001 not in idx.search(new[1], 10)[0].tolist()
+    assert idx.status()["unindexed_rows"] == 19 and idx.status()["masked_rows"] == 2
+    with pytest.raises(ValueError):
+        idx.upsert_many(np.arange(2), np.ones((2, DIM + 1)))
