@@ -281,7 +281,7 @@ class DiskAnnIndex:
                 files.write_manifest(tmp, manifest)
             name = f"{files.BUILD_PREFIX}{manifest['built_at_ms']}-{os.getpid()}-{time.monotonic_ns()}"
             old_graph = self.graph
-            graph = Graph(files.publish(self.root, tmp, name), manifest, job.params.expansion_search)
+            graph = Graph(files.publish(self.root, tmp, name), manifest, self.params().expansion_search)
             self._replay(graph, j)
             self._journal = None
         if old_graph is not None:

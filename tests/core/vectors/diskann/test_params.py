@@ -48,3 +48,11 @@ def test_tune_reaches_a_serving_graph_and_build_stores_its_params(tmp_path):
     idx.tune({"search_list_size": 40})
     assert idx.graph.index.expansion_search == 40
     assert open_index(tmp_path / "d").graph.index.expansion_search == 40
+
+
+def test_tune_during_a_build_reaches_the_installed_graph(tmp_path):
+    idx = open_index(tmp_path / "d")
+    job = idx.begin_build(np.arange(50), np.random.default_rng(0).standard_normal((50, 32)), {"search_list_size": 20})
+    idx.tune({"search_list_size": 77})
+    job.run()
+    assert idx.graph.index.expansion_search == 77 and idx.status()["params"]["search_list_size"] == 77
