@@ -3,7 +3,8 @@ unit float32 rows and the position -> row id map as memory-mapped files.
 
 Owns: turning a query into re-ranked graph positions. Resident anonymous memory stays small:
 the graph and the rows live in the page cache (RssFile), which the kernel may drop and re-read;
-only the id order (when remap left the ids unsorted) and the caller's delete mask are in RAM.
+only the id order (when remap left the ids unsorted: 16 bytes a row) and the caller's delete mask
+(a byte a row) are in RAM.
 
 Graph keys are positions 0..rows-1; row i of rows.f32 is key i's unit vector, and the id map
 gives the caller's row id. Never written after open except by `remap` (a new id file).
@@ -43,14 +44,14 @@ class Graph:
         self.ids = ids
         ascending = self.rows_n < 2 or bool(np.all(ids[1:] > ids[:-1]))
         self.order = None if ascending else np.argsort(ids, kind="stable")
+        self.sorted_ids = ids if ascending else np.asarray(ids)[self.order]
 
     def positions_of(self, ids: np.ndarray) -> np.ndarray:
         """Graph position of each id, -1 where the graph does not hold it."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if self.rows_n == 0 or len(ids) == 0:
             return np.full(len(ids), -1, np.int64)
-        sorted_ids = self.ids if self.order is None else self.ids[self.order]
-        at = np.minimum(np.searchsorted(sorted_ids, ids), self.rows_n - 1)
+        at = np.minimum(np.searchsorted(self.sorted_ids, ids), self.rows_n - 1)
         pos = at if self.order is None else self.order[at]
         return np.where(np.asarray(self.ids[pos]) == ids, pos, -1).astype(np.int64)
 
