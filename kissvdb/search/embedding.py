@@ -37,7 +37,7 @@ _CHACHA_CONST = (0x61707865, 0x3320646E, 0x79622D32, 0x6B206574)  # "expand 32-b
 _CHACHA_ROUNDS = 12  # StdRng in rand 0.8 is ChaCha12Rng
 
 
-def test_vec(text: str) -> np.ndarray | None:
+def parse_test_vec(text: str) -> np.ndarray | None:
     """The floats of a `TEST_VEC:` query, or None when the text is not one (or does not parse)."""
     if not text.startswith(TEST_VEC_PREFIX):
         return None
@@ -101,5 +101,5 @@ def pseudo_embedding(text: str, dim: int = PSEUDO_DIM) -> np.ndarray:
 
 def query_vector(text: str) -> np.ndarray:
     """The vector the original searches with for the query `text`."""
-    vec = test_vec(text)
+    vec = parse_test_vec(text)
     return vec if vec is not None else pseudo_embedding(text)

@@ -21,7 +21,7 @@ import numpy as np
 
 from kissvdb.errors import InvalidArgument, PayloadTooLarge, UnprocessableEntity
 
-from .embedding import TEST_VEC_PREFIX, query_vector, test_vec
+from .embedding import TEST_VEC_PREFIX, parse_test_vec, query_vector
 from .fusion import DEFAULT_WEIGHTS
 from .keywords import query_words
 
@@ -282,7 +282,7 @@ def _check_query(query: str, mode: str, has_vector: bool, limits: SearchLimits) 
     """A TEST_VEC query must hold finite values within the dimension cap; keyword ranking reads
     at most `query_words_max` distinct words."""
     if not has_vector and query.startswith(TEST_VEC_PREFIX):
-        vec = test_vec(query)
+        vec = parse_test_vec(query)
         if vec is not None and len(vec) > limits.dim_max:
             raise InvalidArgument(f"`query` TEST_VEC has more than {limits.dim_max} values", field="query")
         if vec is not None and not np.isfinite(vec).all():
@@ -302,7 +302,9 @@ def parse_search(body, limits: SearchLimits = DEFAULT_LIMITS) -> SearchRequest:
     mode = obj.get("mode")
     if mode is None:
         mode = "vector"
-    elif _str(mode, "mode", limits.name_bytes_max) not in MODES:
+    elif type(mode) is not str:
+        raise UnprocessableEntity("`mode` must be a string", field="mode")
+    elif mode not in MODES:
         raise InvalidArgument(f"`mode` must be one of {', '.join(MODES)}", field="mode")
     vector = obj.get("vector")
     if vector is not None:
