@@ -45,16 +45,15 @@ class SearchDimMismatch(InvalidArgument):
     code = "dim_mismatch"
 
 
-def check_dims(docs: list[SearchDocument], dim: int | None, prefix: str = "document") -> int:
+def check_dims(docs: list[SearchDocument], dim: int | None) -> int:
     """The store's dimension after ingesting `docs` (the first fixes it when `dim` is None);
-    raises SearchDimMismatch naming the first document of another length."""
-    for i, doc in enumerate(docs):
+    raises SearchDimMismatch naming the first document of another length (`<path>.vector`)."""
+    for doc in docs:
         if dim is None:
             dim = len(doc.vector)
         elif len(doc.vector) != dim:
-            where = f"{prefix}.vector" if prefix == "document" else f"{prefix}[{i}].vector"
             raise SearchDimMismatch(f"vector has {len(doc.vector)} values, the search store's dimension is {dim}",
-                                    field=where)
+                                    field=f"{doc.path}.vector")
     assert dim is not None, "an ingest holds at least one document"
     return dim
 

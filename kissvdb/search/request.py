@@ -61,12 +61,14 @@ DEFAULT_LIMITS = SearchLimits()
 
 @dataclass(frozen=True, slots=True)
 class SearchDocument:
-    """One document to store. `metadata` holds only the known fields that are present."""
+    """One document to store. `metadata` holds only the known fields that are present; `path`
+    is where the body held it (`document`, `documents[3]`), for errors found later (dimension)."""
 
     id: int
     vector: np.ndarray
     content: str
     metadata: dict
+    path: str = "document"
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +184,7 @@ def parse_document(value, path: str, limits: SearchLimits = DEFAULT_LIMITS) -> S
     content = _str(_get(obj, "content", f"{path}.content", True), f"{path}.content",
                    limits.content_bytes_max, PayloadTooLarge)
     metadata = parse_metadata(_get(obj, "metadata", f"{path}.metadata", True), f"{path}.metadata", limits)
-    return SearchDocument(doc_id, vector, content, metadata)
+    return SearchDocument(doc_id, vector, content, metadata, path)
 
 
 def parse_ingest(body, limits: SearchLimits = DEFAULT_LIMITS) -> list[SearchDocument]:

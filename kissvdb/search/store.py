@@ -9,7 +9,8 @@ Guarantees:
 - `apply(offset, changes)` writes the changes and the new applied offset in ONE transaction, and
   skips a batch whose offset is not past the applied one: replaying the WAL from any earlier
   offset after a crash gives the same file (idempotent).
-- Ids are unique: a `Put` of an existing id replaces its content and metadata; `Remove` deletes.
+- Ids are unique: a `Put` of an existing id replaces its content and metadata; `Remove` deletes
+  one, `Clear` all.
 - `query()` never lets user text reach FTS5's query syntax (keywords.py quotes every word).
 - `checkpoint()` makes everything applied durable (synchronous=NORMAL commits are made durable
   by the WAL checkpoint's fsync) and returns the offset it covers: WAL retention may drop
@@ -54,6 +55,11 @@ class Put:
 @dataclass(frozen=True, slots=True)
 class Remove:
     id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Clear:
+    """Every document removed (the collection holding them was deleted)."""
 
 
 def ordered_metadata(metadata: dict) -> dict:
@@ -107,7 +113,7 @@ class SearchStore:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def apply(self, offset: int, changes: Iterable[Put | Remove]) -> bool:
+    def apply(self, offset: int, changes: Iterable[Put | Remove | Clear]) -> bool:
         """Apply the changes of the WAL up to `offset`, in order; False (nothing done) when
         `offset` is not past the applied one. An empty `changes` still advances the offset."""
         if offset <= self.applied_offset:
@@ -131,6 +137,10 @@ class SearchStore:
     def _write(self, offset: int, changes: list) -> None:
         db = self.db
         for change in changes:
+            if type(change) is Clear:
+                db.execute("DELETE FROM fts")
+                db.execute("DELETE FROM docs")
+                continue
             db.execute("DELETE FROM fts WHERE rowid = ?", (change.id,))
             if type(change) is Remove:
                 db.execute("DELETE FROM docs WHERE id = ?", (change.id,))
@@ -144,7 +154,9 @@ class SearchStore:
         """The memory follows the file, once the file has committed."""
         self.applied_offset = offset
         for change in changes:
-            if type(change) is Remove:
+            if type(change) is Clear:
+                self._docs.clear()
+            elif type(change) is Remove:
                 self._docs.pop(change.id, None)
             else:
                 self._docs[change.id] = (change.seq, ordered_metadata(change.metadata))

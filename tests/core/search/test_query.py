@@ -24,7 +24,7 @@ class Store:
 
     def ingest(self, *docs):
         parsed = parse_ingest({"documents": list(docs)})
-        self.dim = check_dims(parsed, self.dim, "documents")
+        self.dim = check_dims(parsed, self.dim)
         puts = []
         for d in parsed:
             self.offset += 1
@@ -158,8 +158,8 @@ def test_keyword_mode_respects_filters_and_groups(s):
 def test_dimension_is_fixed_by_the_first_document(s):
     s.ingest(d(1, [1, 0]))
     with pytest.raises(SearchDimMismatch) as info:
-        s.ingest(d(2, [1, 0, 0]))
-    assert info.value.field == "documents[0].vector" and info.value.code == "dim_mismatch"
+        s.ingest(d(2, [1, 0]), d(3, [1, 0, 0]))
+    assert info.value.field == "documents[1].vector" and info.value.code == "dim_mismatch"
     assert result_ids(s.search(query="TEST_VEC:1,0")) == [1]  # nothing of the refused ingest was stored
     with pytest.raises(SearchDimMismatch) as info:
         s.search(query="q", vector=[1, 0, 0])
