@@ -10,10 +10,9 @@
   stream bit for bit (tests/core/search/test_embedding.py checks rand's own value-stability
   vector), so a query answers the same documents in both servers.
 
-Guarantees: pure, no I/O; the same text always gives the same float32 vector.
-Never does: parse a float the way Rust would refuse it silently differently in a way that
-matters: a part Python cannot parse (or that Rust's `f32::from_str` would not accept, such as
-"1_0" or "0x1") makes the whole text a pseudo-embedding, as in the original.
+Guarantees: pure, no I/O; the same text always gives the same float32 vector. TEST_VEC parts
+follow Rust's `f32::from_str` grammar: a part Rust would refuse (such as "1_0" or "0x1", which
+Python's float() takes) makes the whole text a pseudo-embedding, as in the original.
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ def ranked_hits(req: SearchRequest, store: SearchStore, rank_vectors: VectorRank
         return []
     qvec = req.query_vector() if req.mode != "keyword" else None
     candidates = len(store) if allowed is None else len(allowed)
-    depth = _depth(req)
+    depth = min(_depth(req), candidates)
     while True:
         vec = rank_vectors(qvec, depth, allowed) if qvec is not None and len(qvec) == dim else []
         kw = store.query(req.query, depth, allowed, deadline) if req.mode != "vector" else []
@@ -86,7 +86,7 @@ def ranked_hits(req: SearchRequest, store: SearchStore, rank_vectors: VectorRank
                       store.metadata, exhausted)
         if hits is not None:
             return hits
-        depth *= DEPTH_GROWTH
+        depth = min(depth * DEPTH_GROWTH, candidates)  # at `candidates` the next pass is exhausted
 
 
 def answer(req: SearchRequest, store: SearchStore, hits: list[tuple[int, float]]) -> dict:

@@ -31,7 +31,7 @@ from typing import Iterable
 import apsw
 import orjson
 
-from kissvdb.errors import InvalidArgument, RequestTimeout
+from kissvdb.errors import RequestTimeout
 
 from .keywords import match_expression, query_words
 from .request import METADATA_FIELDS, Filters
@@ -39,7 +39,6 @@ from .ranking import allowed_ids, narrows
 
 FORMAT_VERSION = 1
 PROGRESS_STEPS = 1000  # SQLite VM steps between two looks at a query's deadline
-QUERY_LIMIT_MAX = 100_000  # hits one keyword query may ask for
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,8 +201,7 @@ class SearchStore:
         """The best `limit` documents for the words of `text` by BM25, as (id, -bm25) best first
         (ties by id), among `allowed` ids (None: all). Past `deadline` (time.monotonic()) ->
         RequestTimeout."""
-        if not 0 <= limit <= QUERY_LIMIT_MAX:
-            raise InvalidArgument(f"keyword limit must be 0..{QUERY_LIMIT_MAX}", field="top_k")
+        assert limit >= 0, "query.py asks for at most as many hits as there are documents"
         match = match_expression(query_words(text))
         if match is None or limit == 0 or (allowed is not None and not allowed):
             return []

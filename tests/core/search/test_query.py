@@ -198,3 +198,11 @@ def test_rrf_scores_and_ties():
     assert [i for i, _ in rrf([(0.0, [(3, 1.0)]), (1.0, [(4, 1.0)])])] == [4]
     assert fuse("vector", [(1, 0.5)], [(2, 3.0)]) == [(1, 0.5)]
     assert fuse("keyword", [(1, 0.5)], [(2, 3.0)]) == [(2, 3.0)]
+
+
+def test_largest_group_request_stays_within_the_documents(s):
+    s.ingest(*(d(i, [1, i / 10], f"word{i} shared", filename=str(i % 3)) for i in range(7)))
+    for mode in ("vector", "keyword", "hybrid"):
+        out = s.search(query="TEST_VEC:1,0" if mode == "vector" else "shared", mode=mode, top_k=256,
+                       group_by="filename", group_limit=256)
+        assert sorted(result_ids(out)) == list(range(7))
