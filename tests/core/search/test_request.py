@@ -1,10 +1,12 @@
 """Every field of /search/ingest, /search and /search/delete: defaults, answers, and each bad
 input refused with the status and the field it names (contract §3.10 plus kissvdb's caps)."""
 
+import random
+
 import numpy as np
 import pytest
 
-from kissvdb.errors import InvalidArgument, PayloadTooLarge, UnprocessableEntity
+from kissvdb.errors import InvalidArgument, KissError, PayloadTooLarge, UnprocessableEntity
 from kissvdb.search.request import (DEFAULT_LIMITS, SearchLimits, parse_delete, parse_ingest, parse_search)
 
 DOC = {"id": 7, "vector": [0.1, 0.2], "content": "hello", "metadata": {}}
@@ -224,3 +226,42 @@ def test_search_caps():
 def test_unknown_group_by_and_version_policy_are_accepted_as_the_original_does():
     req = parse_search({"query": "q", "group_by": "author", "filters": {"version_policy": "newest"}})
     assert req.group_by == "author" and not req.filters.latest
+
+
+def _random_json(rng, depth=0):
+    kind = rng.randrange(9 if depth < 3 else 6)
+    if kind == 0:
+        return None
+    if kind == 1:
+        return rng.choice([True, False])
+    if kind == 2:
+        return rng.choice([0, 1, -1, 7, 2 ** 32, 2 ** 64, -2 ** 63, 10 ** 30])
+    if kind == 3:
+        return rng.choice([0.5, -1e39, 1e308, 3.0, -0.0])
+    if kind in (4, 5):
+        return rng.choice(["", "q", "latest", "TEST_VEC:1,2", "TEST_VEC:", "filename", "hybrid", "é" * 3])
+    if kind in (6, 7):
+        return {rng.choice(FIELDS): _random_json(rng, depth + 1) for _ in range(rng.randrange(4))}
+    return [_random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
+
+
+FIELDS = ["query", "top_k", "filters", "group_by", "group_limit", "mode", "vector", "weights", "category",
+          "language", "status", "version_policy", "keyword", "document", "documents", "id", "ids", "content",
+          "metadata", "group_id", "processed_at", "filename"]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_any_json_is_parsed_or_refused_naming_a_field(seed):
+    rng = random.Random(seed)
+    for _ in range(400):
+        body = _random_json(rng)
+        if rng.random() < 0.7:
+            body = {rng.choice(FIELDS): _random_json(rng) for _ in range(rng.randrange(1, 6))}
+            if rng.random() < 0.5:
+                body["query"] = rng.choice(["q", "TEST_VEC:1,2", "a b"])
+        for parse in (parse_search, parse_ingest, parse_delete):
+            try:
+                parse(body)
+            except KissError as error:
+                assert error.field, (seed, body, error.message)
+                assert 400 <= error.status < 500, (seed, body)
