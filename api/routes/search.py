@@ -13,6 +13,12 @@ in api/app.py's route table. The Engine is expected to provide
 | POST /search/delete   | write | {"id": u32} or {"ids": [u32, ...]}     | {"deleted": bool} / {"results": [{"id", "deleted"}]} |
 | POST /search          | read  | {"query", "top_k", "filters", "group_by", "group_limit", "mode", "vector", "weights"} | {"query", "top_k", "results": [{"score", "document"}]} |
 
+`/search` fields beyond the original's: `mode` ("vector" [default], "keyword", "hybrid"),
+`vector` (the client's embedding of `query`; without it the original's TEST_VEC / pseudo-embedding
+is used), `weights` ({"vector", "keyword"}, each clamped to [0, 1], default 0.5/0.5 as tuned on
+bench/rag_set). `score` is the cosine in vector mode, -bm25() in keyword mode (higher is better)
+and the reciprocal-rank-fusion score (k=60) in hybrid mode.
+
 Shape and caps are checked here (kissvdb.search.request: 422 for a wrong type, 400 past a cap,
 413 for `content`, each naming the field) before the engine is called; the store's dimension is
 checked by the engine (400 `dim_mismatch`). A 4xx never writes. Ingesting an existing id
