@@ -29,7 +29,7 @@ from kissvdb.docquery import FindQuery, json_path
 from kissvdb.documents import DocDelete, DocItem, DocPut, check_collection, check_doc_key
 from kissvdb.errors import KissError, NotEnabled, NotFound, Unavailable
 from kissvdb.events import RawJson
-from kissvdb.kv import BatchPut, Delete, KvLimits, KvState, Put, StateItem, check_key
+from kissvdb.kv import BatchPut, Delete, KvLimits, KvState, Put, StateItem, check_key, check_user_writable
 from kissvdb.recovery import replay_kv
 from kissvdb.sqlresult import JsonChunks
 from kissvdb.statestore import StateStore
@@ -195,12 +195,16 @@ class Engine(VectorEngineMethods):
 
     async def kv_put(self, key: str, value: RawJson, *, ttl_ms: int | None = None,
                      if_revision: int | None = None) -> StateItem:
+        check_user_writable(key)
         return await self.call_kv(Put(key, value, ttl_ms, if_revision))
 
     async def kv_delete(self, key: str) -> bool:
+        check_user_writable(key)
         return await self.call_kv(Delete(key))
 
     async def kv_batch_put(self, ops: list[PutOp]) -> list[StateItem | KissError]:
+        for o in ops:
+            check_user_writable(o.key)  # the whole batch is refused: nothing written
         cmd = BatchPut(tuple(Put(o.key, o.value, o.ttl_ms, o.if_revision) for o in ops))
         return await self.call_kv(cmd)
 
@@ -424,7 +428,7 @@ async def _open_vectors(engine: Engine, nursery: trio.Nursery) -> None:
              len(store.collections), len(store.quarantined), replayed)
     engine.vectors = VectorManager(store, engine.writer, engine.vector_limits(), params,
                                    inbox_size=s.inbox_requests_max, counters=engine.counters, clock=engine.clock,
-                                   search_threads=max(2, os.cpu_count() or 1))
+                                   search_threads=max(2, os.cpu_count() or 1), call_kv=engine.call_kv)
     await engine.vectors.start(nursery)
 
 

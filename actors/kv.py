@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from kissvdb.events import STATE_UPDATED
-from kissvdb.kv import BatchPut, Delete, Expire, Put, StateItem
+from kissvdb.kv import Along, BatchPut, Delete, Expire, Put, StateItem
 
 from kissvdb.actors.store_actor import Pending, StoreActor
 
@@ -23,6 +23,8 @@ class KvActor(StoreActor):
     def keys_of(self, command) -> list[str]:
         if isinstance(command, BatchPut):
             return [op.key for op in command.ops]
+        if isinstance(command, Along):
+            return [command.command.key]
         return [command.key]
 
     def batch_ops(self, command):
@@ -42,6 +44,8 @@ class KvActor(StoreActor):
             return [next(items) if slot is None else slot for slot in p.slots]
         if isinstance(cmd, Delete):
             return True
+        if isinstance(cmd, Along):
+            return p.records
         return None
 
     def applied(self, record, change) -> str:

@@ -30,6 +30,7 @@ from collections import deque
 import trio
 
 from kissvdb.errors import KissError, PersistenceError, Unavailable
+from kissvdb.kv import Along
 
 from kissvdb.actors.mailbox import CANCELLED, QUEUED, PendingWrites, Request, receive_batch, refuse_undecided
 from kissvdb.actors.wal import WalWrite
@@ -45,12 +46,13 @@ class StoreFailed(Exception):
 class Pending:
     """One request's part of a queued write: its decisions and, once durable, their records."""
 
-    __slots__ = ("request", "decisions", "slots", "records", "changes")
+    __slots__ = ("request", "decisions", "slots", "records", "changes", "along")
 
-    def __init__(self, request, decisions, slots):
+    def __init__(self, request, decisions, slots, along: int = 0):
         self.request = request
         self.decisions = decisions
         self.slots = slots  # for a batch: per-op result or error, decisions fill the None slots
+        self.along = along  # events of another model logged before the decisions' (kv.Along)
         self.records = None  # this request's EventRecords, in decision order, once durable
         self.changes = None  # what state.apply returned for each record, once applied
 
@@ -248,17 +250,29 @@ class StoreActor:
                 return None
             write.events.extend((now, d.type, d.data) for d in decisions)
         else:
+            along = None
+            if type(cmd) is Along:  # another model's events first, in the same write
+                along = cmd.events
+                cmd = cmd.command
             try:
                 d = state.decide(cmd, now)
             except KissError as exc:
                 req.fail(exc)
                 return None
+            if along is not None:
+                write.events.extend(along)
             if d is None:
-                req.succeed(None if isinstance(cmd, self.EXPIRE) else False)
-                return None
-            decisions = [d]
-            state.begin(d, write)
-            write.events.append((now, d.type, d.data))
+                if along is None:
+                    req.succeed(None if isinstance(cmd, self.EXPIRE) else False)
+                    return None
+                decisions = []
+            else:
+                decisions = [d]
+                state.begin(d, write)
+                write.events.append((now, d.type, d.data))
+            if along is not None:
+                req.state = QUEUED
+                return Pending(req, decisions, slots, len(along))
         req.state = QUEUED
         return Pending(req, decisions, slots)
 
@@ -320,7 +334,7 @@ class StoreActor:
         records = queued.write.records
         i = 0
         for p in queued.pendings:
-            n = len(p.decisions)
+            n = len(p.decisions) + p.along
             p.records = records[i : i + n]
             if results is not None:
                 p.changes = results[i : i + n]

@@ -28,7 +28,10 @@ import time
 import trio
 
 from kissvdb.errors import AlreadyExists, InvalidArgument, KissError, NotFound, PersistenceError, Unavailable
-from kissvdb.events import EventRecord
+import orjson
+
+from kissvdb.events import EventRecord, RawJson
+from kissvdb.kv import Along, Delete, Put
 from kissvdb.vectors.hnsw import WouldBlock
 from kissvdb.vectors.state import (
     DeleteBatch, UpsertBatch, VectorState, to_op, VECTOR_COLLECTION_CREATED, VECTOR_COLLECTION_DELETED,
@@ -38,6 +41,11 @@ from kissvdb.actors.mailbox import CANCELLED, QUEUED, PendingWrites, Request, re
 from kissvdb.actors.wal import WalWrite
 
 SEARCH_BATCHES_IN_FLIGHT = 2
+
+
+def manifest_key(name: str) -> str:
+    """The KV key of a collection's manifest (contract §3.5), written only with its events."""
+    return f"vector:{name}:manifest"
 
 log = logging.getLogger("kissvdb.vectors")
 
@@ -429,8 +437,10 @@ class _StartedOnce:
 class VectorManager:
     """The collections of an engine: creation, drop, lookup. Lives in the Engine."""
 
-    def __init__(self, store, writer, limits, params, *, inbox_size: int, counters, clock, search_threads: int):
+    def __init__(self, store, writer, limits, params, *, inbox_size: int, counters, clock, search_threads: int,
+                 call_kv):
         self.store = store
+        self.call_kv = call_kv  # the KV actor logs a collection's events with its manifest key
         self.writer = writer
         self.limits = limits
         self.params = params
@@ -442,7 +452,6 @@ class VectorManager:
         self.search_limiter = trio.CapacityLimiter(search_threads)
         self.build_limiter = trio.CapacityLimiter(1)
         self.nursery: trio.Nursery | None = None
-        self._wal = writer.send_channel.clone()
         self.closing = False
         self.restarts = 0
         self._stopped: dict[str, trio.Event] = {}
@@ -531,20 +540,18 @@ class VectorManager:
                 raise InvalidArgument(f"too many collections (MAX_VECTOR_COLLECTIONS is "
                                       f"{self.limits.max_collections}); drop one first", field="collection")
             await trio.to_thread.run_sync(self.store.prepare_create, name)
-            write = WalWrite([(self.clock(), VECTOR_COLLECTION_CREATED,
-                               {"collection": name, "dim": dim, "metric": metric, "index": kind})], self.writer.epoch)
+            ts = self.clock()
+            event = (ts, VECTOR_COLLECTION_CREATED, {"collection": name, "dim": dim, "metric": metric, "index": kind})
+            manifest = {"collection": name, "dim": dim, "metric": metric, "created_at_ms": ts, "updated_at_ms": ts}
+            put = Put(manifest_key(name), RawJson(orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS)))
             try:
-                await self._wal.send(write)
+                records = await self.call_kv(Along(put, (event,)))  # one WAL write: both or neither
             except BaseException:
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(self.store.abandon_create, name)
                 raise
+            rec: EventRecord = records[0]
             with trio.CancelScope(shield=True):
-                await write.done.wait()
-                if write.error is not None:
-                    await trio.to_thread.run_sync(self.store.abandon_create, name)
-                    raise write.error
-                rec: EventRecord = write.records[0]
                 coll = await trio.to_thread.run_sync(
                     self.store.create, name, dim, metric, kind, rec.offset, rec.ts_ms)
                 if coll is not None:
@@ -554,19 +561,16 @@ class VectorManager:
     async def drop(self, name: str):
         async with self.lock:
             actor = self.actor(name)
-            write = WalWrite([(self.clock(), VECTOR_COLLECTION_DELETED, {"collection": name})], self.writer.epoch)
-            await self._wal.send(write)
+            event = (self.clock(), VECTOR_COLLECTION_DELETED, {"collection": name})
+            records = await self.call_kv(Along(Delete(manifest_key(name)), (event,)))
             with trio.CancelScope(shield=True):
-                await write.done.wait()
-                if write.error is not None:
-                    raise write.error
                 self._dropping.add(name)
                 try:
                     actor.closed = True
                     await actor.inbox.aclose()  # the actor finishes what it accepted, then stops
                     await self._stopped[name].wait()
                     self.actors.pop(name, None)
-                    await trio.to_thread.run_sync(self.store.drop, name, write.records[0].offset)
+                    await trio.to_thread.run_sync(self.store.drop, name, records[0].offset)
                 finally:
                     self._dropping.discard(name)
             return True
@@ -592,7 +596,6 @@ class VectorManager:
             await actor.inbox.aclose()
         for actor in list(self.actors.values()):
             await actor._pending.drained()
-        await self._wal.aclose()
 
 
 # ---- Engine methods (mixed into kissvdb.actors.engine.Engine) ---------------------------------
@@ -659,23 +662,19 @@ class VectorEngineMethods:
             kind = "IVF_FLAT_Q8"  # TODO(issue DiskANN): a Vamana index; until then IVF_FLAT_Q8 serves
         if kind not in INDEX_KINDS:
             raise InvalidArgument("index must be HNSW, IVF_FLAT_Q8 or FLAT", field="index")
-        rec = await self._vm().create(name, dim, metric, kind)
-        manifest = {"collection": name, "dim": dim, "metric": metric, "created_at_ms": rec.ts_ms,
-                    "updated_at_ms": rec.ts_ms}
-        await self.kv_put(f"vector:{name}:manifest", RawJson(orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS)))
+        await self._vm().create(name, dim, metric, kind)
         return {"collection": name, "dim": dim, "metric": metric, "index": kind}
 
     async def vector_drop(self, name: str) -> bool:
         self._check_name(name)
         await self._vm().drop(name)
-        await self.kv_delete(f"vector:{name}:manifest")
         return True
 
     async def _kv_manifest(self, name: str):
         import orjson
 
         try:
-            item = await self.kv_get(f"vector:{name}:manifest")
+            item = await self.kv_get(manifest_key(name))
         except NotFound:
             return None
         try:

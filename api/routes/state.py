@@ -26,6 +26,7 @@ import orjson
 
 from kissvdb.errors import InvalidArgument, KissError, UnprocessableEntity
 from kissvdb.actors.engine import PutOp
+from kissvdb.kv import check_user_writable
 
 from ..codec import (
     canonical_json,
@@ -123,7 +124,8 @@ def routes(app) -> list[Route]:
                 raise UnprocessableEntity(
                     "operation must be a JSON object", field=f"operations[{index}]"
                 )
-            require_str(op, "key", f"operations[{index}].key")
+            path = f"operations[{index}].key"
+            check_user_writable(require_str(op, "key", path), path)
 
         results: list[dict | None] = [None] * len(operations)
         valid: list[PutOp] = []
