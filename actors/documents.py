@@ -7,8 +7,8 @@ the answers of put/delete, the counters, and `_index`, which runs on the store t
 thread has committed every apply submitted before it (an acknowledged write's apply is
 submitted before its caller hears the answer), so a find sees every acknowledged write.
 
-The TTL sweeper (`run_doc_ttl_sweeper`) sends `DocExpire(collection, id, mod_offset)` for due
-documents; the actor logs `doc_deleted` (reason "ttl") only for the exact version seen.
+The TTL sweeper (actors/ttl.py) sends `DocExpire(collection, id, mod_offset)` for due documents;
+the actor logs `doc_deleted` (reason "ttl") only for the exact version seen.
 """
 
 from __future__ import annotations
@@ -19,15 +19,14 @@ import trio
 
 from kissvdb.docquery import FindQuery, compile_find, encode_cursor
 from kissvdb.documents import DocExpire, DocItem, DocPut, DocState
-from kissvdb.errors import KissError, Unavailable
+from kissvdb.errors import Unavailable
 
 from kissvdb.actors.doc_readers import DocReaderPool
-from kissvdb.actors.store_actor import Pending, StoreActor
+from kissvdb.actors.store_actor import StoreActor
+from kissvdb.actors.write_actor import Pending
 
 log = logging.getLogger("kissvdb.documents")
 
-SWEEP_INTERVAL_S = 1.0
-SWEEP_BATCH = 1000
 
 
 class DocActor(StoreActor):
@@ -60,28 +59,6 @@ class DocActor(StoreActor):
     async def create_index(self, collection: str, field: str, now_ms: int) -> tuple[str, bool]:
         return await self.thread.run(self.store.create_index, collection, field, now_ms,
                                      self.index_time_limit_ms)
-
-
-async def run_doc_ttl_sweeper(engine, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    task_status.started()
-    while True:
-        await trio.sleep(SWEEP_INTERVAL_S)
-        await sweep_docs_once(engine)
-
-
-async def sweep_docs_once(engine) -> int:
-    actor = engine.docs.actor if engine.docs is not None else None
-    if actor is None:
-        return 0
-    due = await actor.due_expirations(engine.clock(), SWEEP_BATCH)
-    expired = 0
-    for collection, id_, mod_offset in due:
-        try:
-            if await engine.call_docs(DocExpire(collection, id_, mod_offset)) is not None:
-                expired += 1
-        except KissError:
-            break  # overloaded or restarting: next sweep
-    return expired
 
 
 class DocService:

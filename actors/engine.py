@@ -26,21 +26,22 @@ import trio
 from kissvdb import layout
 from kissvdb.config import Settings
 from kissvdb.docquery import FindQuery, json_path
-from kissvdb.documents import DocDelete, DocItem, DocPut, check_collection, check_doc_key
+from kissvdb.documents import DocDelete, DocExpire, DocItem, DocPut, check_collection, check_doc_key
 from kissvdb.errors import KissError, NotEnabled, NotFound, Unavailable
 from kissvdb.events import RawJson
-from kissvdb.kv import BatchPut, Delete, KvLimits, KvState, Put, StateItem, check_key, check_user_writable
+from kissvdb.kv import BatchPut, Delete, Expire, KvLimits, KvState, Put, StateItem, check_key, check_user_writable
 from kissvdb.recovery import replay_kv
 from kissvdb.sqlresult import JsonChunks
 from kissvdb.statestore import StateStore
 
 from kissvdb.actors.auth_keys import KeyService
 from kissvdb.actors.cdc import Broadcaster
-from kissvdb.actors.documents import DocService, run_doc_ttl_sweeper
+from kissvdb.actors.documents import DocService
 from kissvdb.actors.sql import SqlService
 from kissvdb.actors.kv import KvActor
-from kissvdb.actors.mailbox import Request, send_or_overload
-from kissvdb.actors.maintenance import run_checkpointer, run_ttl_sweeper
+from kissvdb.actors.write_actor import call
+from kissvdb.actors.checkpointer import run_checkpointer
+from kissvdb.actors.ttl import Expiring, run_ttl_sweeper, sweep_once
 from kissvdb.actors.supervisor import supervise
 from kissvdb.actors.threads import DedicatedThread
 from kissvdb.actors.vectors import VectorEngineMethods, VectorManager
@@ -54,8 +55,15 @@ log = logging.getLogger("kissvdb.engine")
 # finds them alive and promotes them to older generations, which are scanned again and again.
 # Measured in bench/group_commit.py: 8% of a put's instructions at 700, about 1% at 10,000.
 GC_YOUNG_OBJECTS = 10_000
-OVERLOAD_WAIT_S = 0.5  # how long a full inbox may hold a caller before 503
 LIST_LIMIT_MAX = 1000
+
+
+def _kv_gone() -> Unavailable:
+    return Unavailable("kv store unavailable, retry")
+
+
+def _docs_gone() -> Unavailable:
+    return Unavailable("document store unavailable, retry")
 
 
 def now_ms() -> int:
@@ -100,13 +108,7 @@ class Engine(VectorEngineMethods):
     # -- documents, SQL, API keys (issue 4) ----------------------------------------------------
 
     async def call_docs(self, command):
-        actor = self.docs.live_actor()
-        req = Request(command)
-        try:
-            await send_or_overload(actor.inbox, req, OVERLOAD_WAIT_S)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise Unavailable("document store unavailable, retry") from None
-        return await req.wait()
+        return await call(self.docs.live_actor(), command, _docs_gone)
 
     async def doc_put(self, collection: str, id_: str, doc: RawJson, *, ttl_ms: int | None = None,
                       if_revision: int | None = None) -> DocItem:
@@ -162,16 +164,7 @@ class Engine(VectorEngineMethods):
         return actor
 
     async def call_kv(self, command):
-        actor = self._kv()
-        req = Request(command)
-        try:
-            try:
-                actor.inbox.send_nowait(req)  # the common case, without a coroutine
-            except trio.WouldBlock:
-                await send_or_overload(actor.inbox, req, OVERLOAD_WAIT_S)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise Unavailable("kv store unavailable, retry") from None
-        return await req.wait()
+        return await call(self._kv(), command, _kv_gone)
 
     async def kv_get(self, key: str) -> StateItem:
         check_key(key, self.limits)
@@ -196,7 +189,7 @@ class Engine(VectorEngineMethods):
     async def kv_put(self, key: str, value: RawJson, *, ttl_ms: int | None = None,
                      if_revision: int | None = None) -> StateItem:
         check_user_writable(key)
-        return await self.call_kv(Put(key, value, ttl_ms, if_revision))
+        return await call(self._kv(), Put(key, value, ttl_ms, if_revision), _kv_gone)
 
     async def kv_delete(self, key: str) -> bool:
         check_user_writable(key)
@@ -248,6 +241,15 @@ class Engine(VectorEngineMethods):
             float(s.wal_retention_min_secs), time.time())
         if removed:
             log.info("retention: dropped %d WAL segment(s) checkpointed past offset %d", len(removed), floor)
+
+    def expiring(self) -> list[Expiring]:
+        """The models the TTL sweeper visits: KV keys, then documents."""
+        return [Expiring(lambda: self.kv_actor, Expire, self.call_kv),
+                Expiring(lambda: self.docs.actor if self.docs is not None else None, DocExpire, self.call_docs)]
+
+    async def sweep_ttl(self) -> int:
+        """One TTL sweep over every model now (the sweeper's round); how many items expired."""
+        return sum([await sweep_once(m, self.clock) for m in self.expiring()])
 
     def _on_fatal(self, exc: BaseException) -> None:
         self.fatal_error = exc
@@ -378,9 +380,8 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
                 async def maintenance():
                     with background:
                         async with trio.open_nursery() as inner:
-                            inner.start_soon(run_ttl_sweeper, engine)
-                            inner.start_soon(run_checkpointer, engine)
-                            inner.start_soon(run_doc_ttl_sweeper, engine)
+                            inner.start_soon(run_ttl_sweeper, engine.expiring(), engine.clock)
+                            inner.start_soon(run_checkpointer, engine.checkpoint, settings.snapshot_interval_secs)
 
                 nursery.start_soon(maintenance)
                 try:
@@ -443,7 +444,7 @@ async def _shutdown(engine: Engine, background: trio.CancelScope) -> None:
             await engine.vectors.aclose()
         if actor is not None:
             await actor.inbox.aclose()
-            await actor._pending.drained()
+            await actor.wait_drained()
         if engine.docs is not None:
             await engine.docs.close()
         if engine.sql is not None:

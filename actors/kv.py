@@ -10,7 +10,8 @@ import logging
 from kissvdb.events import STATE_UPDATED
 from kissvdb.kv import Along, BatchPut, Delete, Expire, Put, StateItem
 
-from kissvdb.actors.store_actor import Pending, StoreActor
+from kissvdb.actors.store_actor import StoreActor
+from kissvdb.actors.write_actor import Pending
 
 log = logging.getLogger("kissvdb.kv")
 

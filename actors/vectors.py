@@ -25,10 +25,10 @@ import logging
 import math
 import time
 
+import orjson
 import trio
 
-from kissvdb.errors import AlreadyExists, InvalidArgument, KissError, NotFound, PersistenceError, Unavailable
-import orjson
+from kissvdb.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 
 from kissvdb.events import EventRecord, RawJson
 from kissvdb.kv import Along, Delete, Put
@@ -37,8 +37,7 @@ from kissvdb.vectors.state import (
     DeleteBatch, UpsertBatch, VectorState, to_op, VECTOR_COLLECTION_CREATED, VECTOR_COLLECTION_DELETED,
 )
 
-from kissvdb.actors.mailbox import CANCELLED, QUEUED, PendingWrites, Request, receive_batch, settle_crashed
-from kissvdb.actors.wal import WalWrite
+from kissvdb.actors.write_actor import Pending, WriteActor, call
 
 SEARCH_BATCHES_IN_FLIGHT = 2
 
@@ -48,19 +47,6 @@ def manifest_key(name: str) -> str:
     return f"vector:{name}:manifest"
 
 log = logging.getLogger("kissvdb.vectors")
-
-DRAIN_MAX = 64
-
-
-class _Pending:
-    __slots__ = ("request", "decisions", "write", "slots")
-
-    def __init__(self, request, decisions, write, slots):
-        self.request = request
-        self.decisions = decisions
-        self.write = write
-        self.slots = slots
-
 
 class _CompactionJob:
     """One requested compaction: what it ran (or its error), and when it was done."""
@@ -73,26 +59,23 @@ class _CompactionJob:
         self.error: BaseException | None = None
 
 
-class VectorActor:
+class VectorActor(WriteActor):
+    """One collection's writes through the write loop (actors/write_actor.py); its searches,
+    gets and maintenance beside it."""
+
+    UNAVAILABLE = "vector collection restarting, retry"
+
     def __init__(self, collection, limits, wal_writer, *, inbox_size: int, inflight_max: int, counters,
                  apply_limiter: trio.CapacityLimiter, search_limiter: trio.CapacityLimiter,
                  build_limiter: trio.CapacityLimiter, clock):
+        super().__init__(VectorState(collection, limits), wal_writer, inbox_size=inbox_size,
+                         inflight_max=inflight_max, clock=clock, counters=counters)
         self.c = collection
         self.name = collection.name
-        self.state = VectorState(collection, limits)
-        self.writer = wal_writer
-        self.inbox, self._receive = trio.open_memory_channel(inbox_size)
-        self._wal = wal_writer.send_channel.clone()
-        self.inflight_max = inflight_max
-        self.counters = counters
         self.apply_limiter = apply_limiter
         self.search_limiter = search_limiter
         self.build_limiter = build_limiter
-        self.clock = clock
-        self.epoch = wal_writer.epoch
-        self._pending = PendingWrites()  # of _Pending
         self._maintenance_wanted = trio.Event()
-        self._applying: list = []
         self._search_queue: list = []
         self._search_ready = trio.Event()
         self._search_inflight: list = []
@@ -102,127 +85,43 @@ class VectorActor:
         # One hnswlib thread per batch: a second one would take the core the event loop needs
         # to parse the next requests (2-CPU measurement in docs/BENCHMARKS.md).
         self.search_threads = 1
-        self._batch: list[Request] = []
         self.maintenance_runs = 0
         self._nursery: trio.Nursery | None = None
         self._compaction_lock = trio.Lock()
         self._compaction_next: _CompactionJob | None = None  # requested, not started yet
-        self.closed = False
 
-    # -- lifecycle -------------------------------------------------------------------------
+    # -- the write loop's hooks --------------------------------------------------------------
 
-    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._applier)
-            nursery.start_soon(self._maintainer)
-            self._batcher_running = True
-            nursery.start_soon(self._batcher)
-            self._maintenance_wanted.set()  # a collection may open already due (e.g. untrained)
-            task_status.started(self)
-            async with self._receive, self._wal:
-                await self._serve_inbox()
-                await self._pending.drained()
-            nursery.cancel_scope.cancel()
+    def start_tasks(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        nursery.start_soon(self._maintainer)
+        self._batcher_running = True
+        nursery.start_soon(self._batcher)
+        self._maintenance_wanted.set()  # a collection may open already due (e.g. untrained)
 
-    async def settle_after_crash(self) -> None:
-        """After a crash: what was being applied is durable in the WAL (the collection is rebuilt
-        from it before serving again), so it is acknowledged; the rest as every actor does."""
-        self.closed = True
-        for p in self._applying:
-            p.request.succeed(self._result(p))
-        self._applying = []
-        await settle_crashed(self._batch, self._receive, self._pending,
-                             Unavailable("vector collection restarting, retry"), self._result)
+    def batch_ops(self, command):
+        if isinstance(command, UpsertBatch):
+            return command.items
+        if isinstance(command, DeleteBatch):
+            return command.ids
+        return None
 
-    # -- deciding ----------------------------------------------------------------------------
+    def refused_batch(self, command, slots: list):
+        return self._batch_results(command, slots, [])
 
-    async def _serve_inbox(self) -> None:
-        receive = self._receive
-        while True:
-            batch = await receive_batch(receive, DRAIN_MAX)
-            if batch is None:
-                return
-            self._batch = batch
-            for req in batch:
-                if req.state == CANCELLED:
-                    continue
-                await self._pending.room(self.inflight_max)
-                await self._decide_and_queue(req)
-
-    async def _decide_and_queue(self, req: Request) -> None:
-        cmd = req.command
-        state = self.state
-        now = self.clock()
-        write = WalWrite([], self.epoch)
-        slots = None
-        if isinstance(cmd, (UpsertBatch, DeleteBatch)):
-            slots = []
-            decisions = []
-            items = cmd.items if isinstance(cmd, UpsertBatch) else cmd.ids
-            for item in items:
-                d = state.decide_item(item) if isinstance(cmd, UpsertBatch) else state.decide_delete_item(item)
-                if isinstance(d, KissError):
-                    slots.append(d)
-                    continue
-                slots.append(None)
-                decisions.append(d)
-                state.begin(d, write)
-            if not decisions:
-                req.succeed(self._batch_results(cmd, slots, []))
-                return
-        else:
-            try:
-                d = state.decide(cmd)
-            except KissError as exc:
-                req.fail(exc)
-                return
-            decisions = [d]
-            state.begin(d, write)
-        write.events = [(now, d.type, d.data) for d in decisions]
-        req.state = QUEUED
-        self._pending.push(_Pending(req, decisions, write, slots))
-        await self._wal.send(write)
-
-    # -- applying ----------------------------------------------------------------------------
-
-    async def _applier(self) -> None:
-        pending = self._pending
+    async def apply_durable(self, done: list) -> list:
+        """ONE Collection.apply call in a worker thread for every durable write of the round
+        (run files, index add); every event of this collection up to the durable offset is in
+        it or applied, so the collection may record that offset."""
         metric = self.c.metric
-        while True:
-            settled = await pending.settled()
-            done = []
-            ops = []
-            for _ in range(settled):
-                p = pending.pop()
-                if p.write.error is not None:
-                    self._fail(p, p.write.error)
-                    continue
-                done.append(p)
-                ops.extend(to_op(r, metric) for r in p.write.records)
-            # Every event of this collection up to the durable offset is in `ops` or applied.
-            durable = self.writer.durable_offset
-            self._applying = done  # durable: if the apply fails, settle_after_crash acks them
-            await trio.to_thread.run_sync(self.c.apply, ops, durable, limiter=self.apply_limiter)
-            self._applying = []
-            self.counters["vector_ops_total"] += len(ops)
-            for p in done:
-                for d in p.decisions:
-                    self.state.finish(d.id, p.write)
-                p.request.succeed(self._result(p))
-            self._pending.changed()
-            if ops:
-                self._maintenance_wanted.set()
+        ops = [to_op(r, metric) for queued in done for r in queued.write.records]
+        await trio.to_thread.run_sync(self.c.apply, ops, self.writer.durable_offset, limiter=self.apply_limiter)
+        self.counters["vector_ops_total"] += len(ops)
+        if ops:
+            self._maintenance_wanted.set()
+        return [None] * len(done)
 
-    def _fail(self, p: _Pending, error: PersistenceError) -> None:
-        for d in p.decisions:
-            self.state.finish(d.id, p.write)
-        if self.writer.epoch != self.epoch:
-            self.state.drop_inflight()
-            self.epoch = self.writer.epoch
-        p.request.fail(error)
-
-    def _result(self, p: _Pending):
+    def result(self, p: Pending):
         cmd = p.request.command
         if isinstance(cmd, (UpsertBatch, DeleteBatch)):
             return self._batch_results(cmd, p.slots, p.decisions)
@@ -344,7 +243,7 @@ class VectorActor:
 
     async def checkpoint(self) -> int:
         """Advance the applied offset if idle, then make the collection durable up to it."""
-        if not self._pending:
+        if self.idle:
             durable = self.writer.durable_offset
             await trio.to_thread.run_sync(self.c.apply, [], durable, limiter=self.apply_limiter)
         return await trio.to_thread.run_sync(self.c.checkpoint, limiter=self.apply_limiter)
@@ -595,7 +494,7 @@ class VectorManager:
         for actor in list(self.actors.values()):
             await actor.inbox.aclose()
         for actor in list(self.actors.values()):
-            await actor._pending.drained()
+            await actor.wait_drained()
 
 
 # ---- Engine methods (mixed into kissvdb.actors.engine.Engine) ---------------------------------
@@ -607,6 +506,10 @@ def _manifest_only_entry(name: str, m: dict) -> dict:
             "live_count": 0, "total_records": 0, "upsert_count": 0, "file_len": 0, "applied_offset": 0,
             "created_at_ms": m.get("created_at_ms"), "updated_at_ms": m.get("updated_at_ms"),
             "segments": None, "deleted_count": None}
+
+
+def _collection_gone() -> NotFound:
+    return NotFound("collection or id not found", field="collection")
 
 
 class VectorEngineMethods:
@@ -633,22 +536,13 @@ class VectorEngineMethods:
         check_collection_name(name, self.settings.max_collection_len)
 
     async def _call_vector(self, name: str, command):
-        from kissvdb.actors.mailbox import send_or_overload
-
-        actor = self._vm().actor(name)
-        req = Request(command)
-        try:
-            await send_or_overload(actor.inbox, req, 0.5)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise NotFound("collection or id not found", field="collection") from None
-        return await req.wait()
+        # A closed inbox: the collection was dropped meanwhile.
+        return await call(self._vm().actor(name), command, _collection_gone)
 
     # -- collections ---------------------------------------------------------------------
 
     async def vector_create(self, name: str, dim: int, metric: str, index: str | None = None) -> dict:
         from kissvdb.errors import InvalidArgument
-        from kissvdb.events import RawJson
-        import orjson
 
         from kissvdb.vectors.collection import INDEX_KINDS
 

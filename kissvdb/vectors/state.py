@@ -104,6 +104,10 @@ class Decision:
     data: dict
     after: tuple | None  # (stored vector, meta) once durable; None when deleted
 
+    @property
+    def key(self) -> str:  # what the write loop tracks the in-flight overlay by
+        return self.id
+
 
 def check_id(vid: str, limits: VectorLimits) -> None:
     if len(vid.encode("utf-8")) > limits.max_id_len:
@@ -145,31 +149,21 @@ class VectorState:
         if len(vector) != self.dim:
             raise DimMismatch()
 
-    def decide(self, command) -> list[Decision | KissError] | Decision:
+    def decide(self, command, now_ms: int | None = None) -> Decision:
+        """The event `command` would log, or raise a KissError. A batch's operations come one
+        at a time (actors/write_actor.py): an `Item` of an UpsertBatch (shape already checked
+        by the engine), an id (str) of a DeleteBatch, or the ItemError the engine found."""
+        if isinstance(command, Item):
+            return self._decide_put(command, add=False, checked=True)
         if isinstance(command, (AddVector, UpsertVector)):
             return self._decide_put(command.item, add=isinstance(command, AddVector))
         if isinstance(command, UpdateVector):
             return self._decide_update(command)
-        if isinstance(command, DeleteVector):
-            return self._decide_delete(command.id)
-        raise TypeError(f"not a single vector command: {command!r}")
-
-    def decide_item(self, item, add: bool = False):
-        """One batch item (shape already checked by the engine): a Decision, or the KissError."""
-        if isinstance(item, ItemError):
-            return item.error
-        try:
-            return self._decide_put(item, add=add, checked=True)
-        except KissError as exc:
-            return exc
-
-    def decide_delete_item(self, vid):
-        if isinstance(vid, ItemError):
-            return vid.error
-        try:
-            return self._decide_delete(vid)
-        except KissError as exc:
-            return exc
+        if isinstance(command, (DeleteVector, str)):
+            return self._decide_delete(command if isinstance(command, str) else command.id)
+        if isinstance(command, ItemError):
+            raise command.error
+        raise TypeError(f"not a vector command: {command!r}")
 
     def _decide_put(self, item: Item, *, add: bool, checked: bool = False) -> Decision:
         if not checked:
