@@ -136,7 +136,7 @@ def engine_find_p50(data_dir: Path, groups: int, samples: int = 2000) -> tuple[f
 
     import trio
 
-    from kissvdb.actors.engine import open_engine
+    from kissvdb.actors.boot import open_engine
     from kissvdb.config import Settings
     from kissvdb.docquery import FindQuery
 

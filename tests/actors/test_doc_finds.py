@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from kissvdb.actors.doc_readers import FIND_WAITERS_MAX
-from kissvdb.actors.engine import open_engine
+from kissvdb.actors.boot import open_engine
 from kissvdb.config import Settings
 from kissvdb.docquery import FindQuery
 from kissvdb.documents import PUT

@@ -8,7 +8,7 @@ import apsw
 import orjson
 import trio
 
-from kissvdb.actors.engine import open_engine
+from kissvdb.actors.boot import open_engine
 from kissvdb.config import Settings
 from kissvdb.docquery import FindQuery
 from kissvdb.errors import NotFound, Unavailable

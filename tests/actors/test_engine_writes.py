@@ -19,7 +19,7 @@ from kissvdb.errors import NotFound, Overloaded, PersistenceError, Unavailable
 from kissvdb.events import RawJson
 from kissvdb.kv import Put
 
-from kissvdb.actors.engine import PutOp, open_engine
+from kissvdb.actors.boot import open_engine
 from kissvdb.actors.mailbox import Request
 
 
@@ -169,11 +169,11 @@ async def test_batch_put_results_in_order(tmp_path):
     with trio.fail_after(20):
         async with open_engine(settings(tmp_path, max_key_len=8)) as engine:
             results = await engine.kv_batch_put([
-                PutOp("a", raw(1)),
-                PutOp("a", raw(2), if_revision=1),
-                PutOp("a", raw(3), if_revision=1),
-                PutOp("toolongkey", raw(1)),
-                PutOp("b", raw(1), ttl_ms=1000),
+                Put("a", raw(1)),
+                Put("a", raw(2), if_revision=1),
+                Put("a", raw(3), if_revision=1),
+                Put("toolongkey", raw(1)),
+                Put("b", raw(1), ttl_ms=1000),
             ])
             assert [getattr(r, "revision", None) for r in results] == [1, 2, None, None, 1]
             assert results[2].code == "revision_mismatch"

@@ -57,7 +57,7 @@ def app_operations(app) -> set[tuple[str, str]]:
 
 @pytest.fixture
 async def app(tmp_path):
-    from kissvdb.actors.engine import open_engine
+    from kissvdb.actors.boot import open_engine
 
     settings = Settings(data_dir=str(tmp_path / "data"), api_key="k", bench_routes=True)
     async with open_engine(settings) as engine:
