@@ -23,7 +23,13 @@ import trio
 
 from kissvdb import layout
 from kissvdb.config import Settings
+from kissvdb.datadir import DataDir
+from kissvdb.docstore import DocStore
+from kissvdb.recovery import docs_replay, kv_replay, replay
 from kissvdb.statestore import StateStore
+from kissvdb.vectors.collection import VectorParams
+from kissvdb.vectors.store import VectorReplay, VectorStore
+from kissvdb.wal.log import WalLog
 
 from kissvdb.actors.auth_keys import KeyService
 from kissvdb.actors.cdc import Broadcaster
@@ -49,9 +55,6 @@ GC_YOUNG_OBJECTS = 10_000
 
 @asynccontextmanager
 async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=now_ms):
-    from kissvdb.datadir import DataDir
-    from kissvdb.wal.log import WalLog
-
     tmp = None
     if settings.memory:
         tmp = tempfile.mkdtemp(prefix="kissvdb-memory-")
@@ -72,6 +75,7 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
             settings.data_dir, segment_max_bytes=settings.wal_segment_max_bytes,
             min_next_offset=ceiling + 1, verify_from=floor + 1, fsync=not settings.memory))
         log.info("WAL: offsets %d..%d, next %d", wal_log.first_offset, wal_log.last_offset, wal_log.next_offset)
+        vector_store, replayed = await store_thread.run(lambda: _recover(settings, store_path, wal_log))
         broadcaster = Broadcaster(wal_log, ring_size=settings.event_buffer_size,
                                   batch_max=settings.live_broadcast_capacity)
         broadcaster.set_durable_offset(wal_log.last_offset)
@@ -80,6 +84,7 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
                            batch_bytes_max=settings.wal_batch_bytes_max, fsync_delay_s=fsync_delay_s,
                            on_fatal=lambda exc: engine_box[0]._on_fatal(exc))
         engine = Engine(settings, wal_log, writer, broadcaster, store_path, store_thread, clock=clock)
+        engine.recovery_replayed = replayed
         engine_box.append(engine)
         try:
             async with trio.open_nursery() as nursery:
@@ -96,8 +101,7 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
                 if settings.sqlite_enabled:
                     engine.sql = SqlService(settings, writer, clock=clock)
                     await engine.sql.open()
-                log.info("recovery: replayed %d events", engine.recovery_replayed)
-                await _open_vectors(engine, nursery)
+                await _start_vectors(engine, vector_store, nursery)
                 background = trio.CancelScope()
 
                 async def maintenance():
@@ -119,8 +123,7 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
                         await service.aclose()
                 if engine.store is not None:
                     await store_thread.run(engine.store.close)
-                if engine.vectors is not None:
-                    await trio.to_thread.run_sync(engine.vectors.store.close)
+                await trio.to_thread.run_sync(vector_store.close)
                 await trio.to_thread.run_sync(wal_log.close)
     finally:
         gc.set_threshold(*gc_threshold)
@@ -132,25 +135,33 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
-async def _open_vectors(engine: Engine, nursery: trio.Nursery) -> None:
-    """Open every vector collection (saved indexes, no rebuild) and replay the WAL tail past them."""
-    from kissvdb.vectors.collection import VectorParams
-    from kissvdb.vectors.store import VectorStore
-
-    s = engine.settings
-    params = VectorParams.from_settings(s)
-    root = os.path.join(s.data_dir, layout.VECTORS_DIR)
-    upto = engine.writer.durable_offset
-
-    def load():
-        store = VectorStore.open(root, params)
-        replayed = store.replay(engine.wal_log, upto)
-        return store, replayed
-
-    store, replayed = await trio.to_thread.run_sync(load)
+def _recover(settings: Settings, store_path: str, wal_log) -> tuple[VectorStore, int]:
+    """Open every materializer at its checkpoint (state.sqlite's KV and documents, every vector
+    collection: saved indexes, no rebuild) and bring them all up to the end of the WAL in ONE
+    pass over its tail (kissvdb/recovery.py). The actors then start from durable state with
+    nothing left to replay. Returns the vector store and how many WAL records were read."""
+    durable = not settings.memory
+    vectors = VectorStore.open(os.path.join(settings.data_dir, layout.VECTORS_DIR), VectorParams.from_settings(settings))
+    kv = StateStore(store_path, durable=durable)
+    docs = DocStore(store_path, durable=durable)
+    try:
+        into_vectors = VectorReplay(vectors)
+        replayed = replay(wal_log, wal_log.last_offset, [kv_replay(kv), docs_replay(docs), into_vectors])
+    except BaseException:
+        vectors.close()
+        raise
+    finally:
+        kv.close()
+        docs.close()
     log.info("recovery: %d vector collection(s), %d quarantined, replayed %d vector events",
-             len(store.collections), len(store.quarantined), replayed)
-    engine.vectors = VectorManager(store, engine.writer, engine.vector_limits(), params,
+             len(vectors.collections), len(vectors.quarantined), into_vectors.count)
+    return vectors, replayed
+
+
+async def _start_vectors(engine: Engine, store: VectorStore, nursery: trio.Nursery) -> None:
+    """Start an actor for every vector collection (recovered already by `_recover`)."""
+    s = engine.settings
+    engine.vectors = VectorManager(store, engine.writer, engine.vector_limits(), VectorParams.from_settings(s),
                                    inbox_size=s.inbox_requests_max, counters=engine.counters, clock=engine.clock,
                                    search_threads=max(2, os.cpu_count() or 1), call_kv=engine.call_kv)
     await engine.vectors.start(nursery)

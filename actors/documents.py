@@ -87,12 +87,11 @@ class DocService:
         self.readers: DocReaderPool | None = None
         self.actor: DocActor | None = None
         self.restarts = 0
-        self.recovery_replayed = 0
         self.closing = False
 
     async def _build(self) -> DocActor:
         from kissvdb.docstore import DocStore
-        from kissvdb.recovery import replay_docs
+        from kissvdb.recovery import docs_replay, replay
 
         s = self.settings
         if self.store is not None:
@@ -100,9 +99,8 @@ class DocService:
             await self.thread.run(old.close)
         self.store = await self.thread.run(lambda: DocStore(self.store_path, durable=not s.memory))
         upto = self.writer.durable_offset
-        replayed = await self.thread.run(lambda: replay_docs(self.store, self.wal_log, upto))
-        if self.actor is None and self.restarts == 0:
-            self.recovery_replayed = replayed
+        # At boot, actors/boot.py replayed the tail into every materializer: nothing to read.
+        await self.thread.run(lambda: replay(self.wal_log, upto, [docs_replay(self.store)]))
         state = DocState(self.limits, s.doc_cache_items)
         from kissvdb.actors.sql import effective_time_limit_ms
 

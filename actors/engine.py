@@ -21,7 +21,7 @@ from kissvdb.documents import DocDelete, DocExpire, DocItem, DocPut, check_colle
 from kissvdb.errors import InvalidArgument, KissError, NotEnabled, NotFound, PayloadTooLarge, Unavailable
 from kissvdb.events import RawJson
 from kissvdb.kv import BatchPut, Delete, Expire, KvLimits, KvState, Put, StateItem, check_key, check_user_writable
-from kissvdb.recovery import replay_kv
+from kissvdb.recovery import kv_replay, replay
 from kissvdb.sqlresult import JsonChunks
 from kissvdb.statestore import StateStore
 from kissvdb.vectors.collection import INDEX_KINDS
@@ -512,9 +512,8 @@ class Engine:
             await self.store_thread.run(old.close)
         self.store = await self.store_thread.run(lambda: StateStore(self.store_path, durable=not s.memory))
         upto = self.writer.durable_offset
-        replayed = await self.store_thread.run(lambda: replay_kv(self.store, self.wal_log, upto))
-        if self.kv_actor is None and self.recovery_replayed == 0:
-            self.recovery_replayed = replayed
+        # At boot, actors/boot.py replayed the tail into every materializer: nothing to read.
+        await self.store_thread.run(lambda: replay(self.wal_log, upto, [kv_replay(self.store)]))
         # Make the replayed state durable now, so retention and metrics start from a real
         # checkpoint instead of waiting for the first periodic one.
         durable = await self.store_thread.run(self.store.checkpoint)

@@ -413,13 +413,15 @@ class VectorManager:
             stopped.set()
 
     def _reopen(self, name: str) -> None:
+        from kissvdb.recovery import replay
         from kissvdb.vectors.collection import Collection
+        from kissvdb.vectors.store import VectorReplay
 
         old = self.store.collections[name]
         old.close()
         coll = Collection.open(old.dir, self.params)
         self.store.collections[name] = coll
-        self.store.replay_collection(coll, self.writer.log, self.writer.durable_offset)
+        replay(self.writer.log, self.writer.durable_offset, [VectorReplay(self.store, only=coll)])
 
 
     async def create(self, name: str, dim: int, metric: str, kind: str):

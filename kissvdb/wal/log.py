@@ -143,6 +143,7 @@ class WalLog:
         self._first_offset = 1
         self._broken: str | None = None
         self._closed = False
+        self.records_read = 0  # records returned by read() (replay, change-stream replays)
 
     # ---------------------------------------------------------------------------- open
 
@@ -557,6 +558,7 @@ class WalLog:
             total, full = self._read_range(out, total, max_bytes, path, position, limit, offset, low, high)
             if full:
                 break
+        self.records_read += len(out)  # a statistic (concurrent readers may race on it)
         return out
 
     def _read_range(self, out, total, max_bytes, path, position, limit, offset, low, high) -> tuple[int, bool]:

@@ -40,7 +40,7 @@ async def test_docs_are_rebuilt_from_the_wal_when_the_table_is_behind(tmp_path):
             conn.execute("DELETE FROM applied WHERE name='docs'")
         conn.close()
         async with open_engine(s) as engine:
-            assert engine.docs.recovery_replayed >= 43
+            assert engine.recovery_replayed >= 43
             assert (await engine.doc_get("c", "d0")).revision == 2
             assert (await engine.doc_get("c", "d39")).doc == b'{"i":39}'
             try:
