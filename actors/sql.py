@@ -28,6 +28,7 @@ import time
 import trio
 
 from kissvdb.errors import NotEnabled, Overloaded
+from kissvdb.events import SQL_EXEC
 from kissvdb.sqlresult import JsonChunks
 from kissvdb.usersql import SqlJob, SqlLimits, UserSqlReader, UserSqlWriter
 
@@ -36,7 +37,6 @@ from kissvdb.actors.wal import WalWrite
 
 log = logging.getLogger("kissvdb.sql")
 
-SQL_EXEC = "sql_exec"
 READERS = 2
 TIME_LIMIT_MARGIN_MS = 1000  # the statement limit stays this far below REQUEST_TIMEOUT_SECS
 

@@ -29,13 +29,10 @@ import orjson
 import trio
 
 from kissvdb.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
-
-from kissvdb.events import EventRecord, RawJson
+from kissvdb.events import VECTOR_COLLECTION_CREATED, VECTOR_COLLECTION_DELETED, EventRecord, RawJson
 from kissvdb.kv import Along, Delete, Put
 from kissvdb.vectors.hnsw import WouldBlock
-from kissvdb.vectors.state import (
-    DeleteBatch, UpsertBatch, VectorState, to_op, VECTOR_COLLECTION_CREATED, VECTOR_COLLECTION_DELETED,
-)
+from kissvdb.vectors.state import DeleteBatch, UpsertBatch, VectorState, to_op
 
 from kissvdb.actors.write_actor import Pending, WriteActor
 

@@ -23,13 +23,10 @@ import re
 from dataclasses import dataclass
 
 from kissvdb.errors import InvalidArgument, PayloadTooLarge, RevisionMismatch
-from kissvdb.events import EventRecord, RawJson
+from kissvdb.events import DOC_DELETED, DOC_UPSERTED, EventRecord, RawJson
 from kissvdb.kv import expires_at_ms
 from kissvdb.statecache import CachedState
 
-DOC_UPSERTED = "doc_upserted"
-DOC_DELETED = "doc_deleted"
-DOC_EVENT_TYPES = (DOC_UPSERTED, DOC_DELETED)
 
 # Path segments a document id may not take: static routes under /v1/doc/{collection}/ win over
 # an id (contract §1.4), so a document with such an id could not be reached.

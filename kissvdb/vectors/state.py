@@ -20,18 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from kissvdb.errors import AlreadyExists, InvalidArgument, KissError, NotFound, PayloadTooLarge
-from kissvdb.events import EventRecord, Float32Array, RawJson
+from kissvdb.events import (
+    VECTOR_ADDED, VECTOR_DELETED, VECTOR_MUTATIONS, VECTOR_UPDATED, VECTOR_UPSERTED, EventRecord, Float32Array,
+    RawJson,
+)
 from kissvdb.vectors.collection import Remove, Upsert
 from kissvdb.vectors.distance import stored_form
 
-VECTOR_COLLECTION_CREATED = "vector_collection_created"
-VECTOR_COLLECTION_DELETED = "vector_collection_deleted"
-VECTOR_ADDED = "vector_added"
-VECTOR_UPSERTED = "vector_upserted"
-VECTOR_UPDATED = "vector_updated"
-VECTOR_DELETED = "vector_deleted"
-MUTATIONS = (VECTOR_ADDED, VECTOR_UPSERTED, VECTOR_UPDATED)
-VECTOR_EVENTS = MUTATIONS + (VECTOR_DELETED,)
 
 KEEP = object()  # update: field absent (or null) keeps the stored value
 
@@ -227,7 +222,7 @@ def to_op(record: EventRecord, metric: str):
     """The Collection operation of a durable vector event (None for other events)."""
     t = record.type
     d = record.data
-    if t in MUTATIONS:
+    if t in VECTOR_MUTATIONS:
         vec = np.frombuffer(bytes(d["vector"]), dtype="<f4").astype(np.float32)
         meta = d.get("meta")
         return Upsert(record.offset, d["id"], stored_form(vec, metric), bytes(meta) if meta is not None else None)

@@ -37,7 +37,8 @@ from kissvdb.errors import InvalidArgument, Unavailable
 from kissvdb.fsutil import atomic_write, fsync_dir
 from kissvdb.vectors import manifest as manifest_mod
 from kissvdb.vectors.collection import Collection, VectorParams
-from kissvdb.vectors.state import VECTOR_COLLECTION_CREATED, VECTOR_COLLECTION_DELETED, VECTOR_EVENTS, to_op
+from kissvdb.events import VECTOR_COLLECTION_CREATED, VECTOR_COLLECTION_DELETED, VECTOR_EVENTS
+from kissvdb.vectors.state import to_op
 
 log = logging.getLogger("kissvdb.vectors")
 
