@@ -24,9 +24,9 @@ import trio
 from kissvdb import layout
 from kissvdb.config import Settings
 from kissvdb.datadir import DataDir
-from kissvdb.docstore import DocStore
+from kissvdb.documents.table import DocStore
 from kissvdb.recovery import docs_replay, kv_replay, replay
-from kissvdb.statestore import StateStore
+from kissvdb.statedb.file import StateStore
 from kissvdb.vectors.collection import VectorParams
 from kissvdb.vectors.store import VectorReplay, VectorStore
 from kissvdb.wal.log import WalLog

@@ -17,15 +17,15 @@ import logging
 
 import trio
 
-from kissvdb.docquery import FindQuery, compile_find, encode_cursor
-from kissvdb.documents import DocExpire, DocItem, DocPut, DocState
+from kissvdb.documents.query import FindQuery, compile_find, encode_cursor
+from kissvdb.documents.state import DocExpire, DocItem, DocPut, DocState
 from kissvdb.errors import Unavailable
 
 from kissvdb.actors.doc_readers import DocReaderPool
 from kissvdb.actors.store_actor import StoreActor
 from kissvdb.actors.write_actor import Pending
 
-log = logging.getLogger("kissvdb.documents")
+log = logging.getLogger("kissvdb.documents.state")
 
 
 
@@ -72,7 +72,7 @@ class DocService:
     """
 
     def __init__(self, settings, writer, wal_log, store_path: str, thread, *, clock):
-        from kissvdb.documents import DocLimits
+        from kissvdb.documents.state import DocLimits
 
         self.settings = settings
         self.writer = writer
@@ -90,7 +90,7 @@ class DocService:
         self.closing = False
 
     async def _build(self) -> DocActor:
-        from kissvdb.docstore import DocStore
+        from kissvdb.documents.table import DocStore
         from kissvdb.recovery import docs_replay, replay
 
         s = self.settings

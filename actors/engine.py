@@ -16,14 +16,14 @@ import orjson
 import trio
 
 from kissvdb.config import Settings
-from kissvdb.docquery import FindQuery, json_path
-from kissvdb.documents import DocDelete, DocExpire, DocItem, DocPut, check_collection, check_doc_key
+from kissvdb.documents.query import FindQuery, json_path
+from kissvdb.documents.state import DocDelete, DocExpire, DocItem, DocPut, check_collection, check_doc_key
 from kissvdb.errors import InvalidArgument, KissError, NotEnabled, NotFound, PayloadTooLarge, Unavailable
 from kissvdb.events import RawJson
-from kissvdb.kv import BatchPut, Delete, Expire, KvLimits, KvState, Put, StateItem, check_key, check_user_writable
+from kissvdb.kv.state import BatchPut, Delete, Expire, KvLimits, KvState, Put, StateItem, check_key, check_user_writable
 from kissvdb.recovery import kv_replay, replay
-from kissvdb.sqlresult import JsonChunks
-from kissvdb.statestore import StateStore
+from kissvdb.sql.result import JsonChunks
+from kissvdb.statedb.file import StateStore
 from kissvdb.vectors.collection import INDEX_KINDS
 from kissvdb.vectors.filters import compile_filter
 from kissvdb.vectors.state import (

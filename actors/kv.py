@@ -8,12 +8,12 @@ from __future__ import annotations
 import logging
 
 from kissvdb.events import STATE_UPDATED
-from kissvdb.kv import Along, BatchPut, Delete, Expire, Put, StateItem
+from kissvdb.kv.state import Along, BatchPut, Delete, Expire, Put, StateItem
 
 from kissvdb.actors.store_actor import StoreActor
 from kissvdb.actors.write_actor import Pending
 
-log = logging.getLogger("kissvdb.kv")
+log = logging.getLogger("kissvdb.kv.state")
 
 
 class KvActor(StoreActor):

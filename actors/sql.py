@@ -2,7 +2,7 @@
 
 - `query` goes to one of `READERS` query_only connections (round robin), each on its own thread,
   so reads run beside a long write. The thread returns the response body, JSON encoded in
-  pieces as the rows are stepped (kissvdb/sqlresult.py), so neither encoding nor a large result ever runs
+  pieces as the rows are stepped (kissvdb/sql/result.py), so neither encoding nor a large result ever runs
   on the event loop, and the time limit covers both. If the caller is cancelled (request
   timeout, client gone), the statement is interrupted by the progress handler instead of
   running on.
@@ -29,8 +29,8 @@ import trio
 
 from kissvdb.errors import NotEnabled, Overloaded
 from kissvdb.events import SQL_EXEC
-from kissvdb.sqlresult import JsonChunks
-from kissvdb.usersql import SqlJob, SqlLimits, UserSqlReader, UserSqlWriter
+from kissvdb.sql.result import JsonChunks
+from kissvdb.sql.user import SqlJob, SqlLimits, UserSqlReader, UserSqlWriter
 
 from kissvdb.actors.threads import DedicatedThread
 from kissvdb.actors.wal import WalWrite

@@ -30,7 +30,7 @@ import trio
 
 from kissvdb.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from kissvdb.events import VECTOR_COLLECTION_CREATED, VECTOR_COLLECTION_DELETED, EventRecord, RawJson
-from kissvdb.kv import Along, Delete, Put
+from kissvdb.kv.state import Along, Delete, Put
 from kissvdb.vectors.hnsw import WouldBlock
 from kissvdb.vectors.state import DeleteBatch, UpsertBatch, VectorState, to_op
 

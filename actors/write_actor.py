@@ -23,7 +23,7 @@ from __future__ import annotations
 import trio
 
 from kissvdb.errors import KissError, PersistenceError, Unavailable
-from kissvdb.kv import Along
+from kissvdb.kv.state import Along
 
 from kissvdb.actors.mailbox import (
     CANCELLED, QUEUED, PendingWrites, Request, receive_batch, refuse_undecided, send_or_overload,

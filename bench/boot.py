@@ -61,7 +61,7 @@ async def build_with_engine(data_dir: Path, keys: int, overwrites: int) -> int:
     import trio
 
     from kissvdb.actors.boot import open_engine
-    from kissvdb.kv import Put
+    from kissvdb.kv.state import Put
     from kissvdb.config import Settings
     from kissvdb.events import RawJson
 

@@ -61,13 +61,13 @@ class StoreReplay:
 
 
 def kv_replay(store) -> StoreReplay:
-    from kissvdb.kv import event_to_change
+    from kissvdb.kv.state import event_to_change
 
     return StoreReplay(store.applied_offset("kv"), event_to_change, store.apply_kv)
 
 
 def docs_replay(store) -> StoreReplay:
-    from kissvdb.documents import event_to_change
+    from kissvdb.documents.state import event_to_change
 
     return StoreReplay(store.applied_offset(), event_to_change, store.apply_docs)
 

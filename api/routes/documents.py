@@ -12,7 +12,7 @@ The PUT body is the document itself (any JSON value), so the additions the origi
 in the query string: `if_revision` (409 revision_mismatch when stale or absent, as KV's CAS) and
 `ttl_ms` (expiry is a logged `doc_deleted` event with reason "ttl"). DELETE takes `if_revision`.
 `find` takes `{"filter", "limit" [20, at most MAX_DOC_FIND, at least 1], "sort", "cursor"}`;
-its semantics live in kissvdb/docquery.py. Checks in the contract's order: collection length
+its semantics live in kissvdb/documents/query.py. Checks in the contract's order: collection length
 (and name characters), id length, doc size. A document id equal to a static segment (`find`,
 `_index`) cannot be used (405), as in the original.
 """
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import orjson
 
-from kissvdb.docquery import FindQuery, parse_sort
-from kissvdb.documents import RESERVED_IDS, check_collection, check_doc_key
+from kissvdb.documents.query import FindQuery, parse_sort
+from kissvdb.documents.state import RESERVED_IDS, check_collection, check_doc_key
 from kissvdb.errors import PayloadTooLarge, UnprocessableEntity
 
 from ..codec import canonical_json, optional_uint, query_uint, raw_json_response, read_json, read_json_object, require_str

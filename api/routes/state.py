@@ -25,7 +25,7 @@ from __future__ import annotations
 import orjson
 
 from kissvdb.errors import InvalidArgument, KissError, UnprocessableEntity
-from kissvdb.kv import Put, check_user_writable
+from kissvdb.kv.state import Put, check_user_writable
 
 from ..codec import (
     canonical_json,

@@ -1,6 +1,6 @@
 """Deciding vector commands: validate against durable state + the in-flight overlay, return events.
 
-Same two rules as kissvdb/kv.py:
+Same two rules as kissvdb/kv/state.py:
 1. `decide()` never writes. It checks a command against the collection's durable state plus
    the overlay of writes queued to the WAL but not yet durable, and returns the events to log
    (with the operations they apply), or raises a KissError. Every check happens here or in the

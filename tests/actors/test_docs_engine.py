@@ -10,7 +10,7 @@ import trio
 
 from kissvdb.actors.boot import open_engine
 from kissvdb.config import Settings
-from kissvdb.docquery import FindQuery
+from kissvdb.documents.query import FindQuery
 from kissvdb.errors import NotFound, Unavailable
 from kissvdb.events import RawJson
 from tests.helpers import wait_until

@@ -17,7 +17,7 @@ import trio.testing
 from kissvdb.config import Settings
 from kissvdb.errors import NotFound, Overloaded, PersistenceError, Unavailable
 from kissvdb.events import RawJson
-from kissvdb.kv import Put
+from kissvdb.kv.state import Put
 
 from kissvdb.actors.boot import open_engine
 from kissvdb.actors.mailbox import Request

@@ -342,7 +342,7 @@ async def test_index_creation_is_idempotent_and_used(api):
     assert body["collection"] == "c" and body["field"] == "a.b" and body["created"] is True
     again = (await api.post("/v1/doc/c/_index", json={"field": "a.b"})).json()
     assert again["created"] is False and again["index"] == body["index"]
-    from kissvdb.docquery import FindQuery
+    from kissvdb.documents.query import FindQuery
 
     plan = await api.engine.docs.explain(FindQuery("c", {"a.b": 3}), 0)
     assert any(body["index"] in step for step in plan), plan

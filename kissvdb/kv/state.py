@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from kissvdb.errors import Forbidden, InvalidArgument, PayloadTooLarge, RevisionMismatch
 from kissvdb.events import STATE_DELETED, STATE_UPDATED, EventRecord, RawJson
-from kissvdb.statecache import CachedState
+from kissvdb.statedb.cache import CachedState
 
 
 # The largest accepted `ttl_ms`: 2**53 - 1 (about 285,000 years), the largest integer every JSON
