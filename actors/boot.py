@@ -37,7 +37,6 @@ from kissvdb.actors.checkpointer import run_checkpointer
 from kissvdb.actors.documents import DocService
 from kissvdb.actors.engine import Engine, now_ms
 from kissvdb.actors.sql import SqlService
-from kissvdb.actors.supervisor import supervise
 from kissvdb.actors.threads import DedicatedThread
 from kissvdb.actors.ttl import run_ttl_sweeper
 from kissvdb.actors.vectors import VectorManager
@@ -82,16 +81,14 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
         engine_box: list[Engine] = []
         writer = WalWriter(wal_log, broadcaster, inbox_size=settings.inbox_requests_max,
                            batch_bytes_max=settings.wal_batch_bytes_max, fsync_delay_s=fsync_delay_s,
-                           on_fatal=lambda exc: engine_box[0]._on_fatal(exc))
+                           on_fatal=lambda exc: engine_box[0].on_fatal(exc))
         engine = Engine(settings, wal_log, writer, broadcaster, store_path, store_thread, clock=clock)
         engine.recovery_replayed = replayed
         engine_box.append(engine)
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(writer.run)
-                await nursery.start(lambda task_status: supervise(
-                    "kv", engine._build_kv_actor, on_up=engine._kv_up, on_down=engine._kv_down,
-                    task_status=task_status))
+                await nursery.start(engine.kv.run)
                 engine.docs = DocService(settings, writer, wal_log, store_path, docs_thread, clock=clock)
                 await nursery.start(engine.docs.run)
                 engine.keys = KeyService(os.path.join(settings.data_dir, layout.KEYS_DB), clock=clock,
@@ -121,8 +118,7 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
                 for service in (engine.docs, engine.sql, engine.keys):
                     if service is not None:
                         await service.aclose()
-                if engine.store is not None:
-                    await store_thread.run(engine.store.close)
+                await engine.kv.aclose()
                 await trio.to_thread.run_sync(vector_store.close)
                 await trio.to_thread.run_sync(wal_log.close)
     finally:
@@ -147,6 +143,9 @@ def _recover(settings: Settings, store_path: str, wal_log) -> tuple[VectorStore,
     try:
         into_vectors = VectorReplay(vectors)
         replayed = replay(wal_log, wal_log.last_offset, [kv_replay(kv), docs_replay(docs), into_vectors])
+        # The registry's offset is durable now (a small file), so the next boot's pass does not
+        # start behind it; collections move theirs at the first checkpoint, as state.sqlite does.
+        vectors.checkpoint_registry()
     except BaseException:
         vectors.close()
         raise

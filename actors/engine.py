@@ -20,10 +20,8 @@ from kissvdb.documents.query import FindQuery, json_path
 from kissvdb.documents.state import DocDelete, DocExpire, DocItem, DocPut, check_collection, check_doc_key
 from kissvdb.errors import InvalidArgument, KissError, NotEnabled, NotFound, PayloadTooLarge, Unavailable
 from kissvdb.events import RawJson
-from kissvdb.kv.state import BatchPut, Delete, Expire, KvLimits, KvState, Put, StateItem, check_key, check_user_writable
-from kissvdb.recovery import kv_replay, replay
+from kissvdb.kv.state import BatchPut, Delete, Expire, Put, StateItem, check_key, check_user_writable
 from kissvdb.sql.result import JsonChunks
-from kissvdb.statedb.file import StateStore
 from kissvdb.vectors.collection import INDEX_KINDS
 from kissvdb.vectors.filters import compile_filter
 from kissvdb.vectors.state import (
@@ -35,7 +33,7 @@ from kissvdb.vectors.store import check_collection_name
 from kissvdb.actors.auth_keys import KeyService
 from kissvdb.actors.cdc import Broadcaster
 from kissvdb.actors.documents import DocService
-from kissvdb.actors.kv import KvActor
+from kissvdb.actors.kv import KvActor, KvService
 from kissvdb.actors.sql import SqlService
 from kissvdb.actors.threads import DedicatedThread
 from kissvdb.actors.ttl import Expiring, sweep_once
@@ -82,18 +80,14 @@ class Engine:
         self.wal_log = wal_log
         self.writer = writer
         self.broadcaster = broadcaster
-        self.store_path = store_path
-        self.store_thread = store_thread
-        self.store: StateStore | None = None
         self.clock = clock
-        self.kv_actor: KvActor | None = None
         self.vectors: VectorManager | None = None
-        self.limits = KvLimits(settings.max_key_len, settings.max_json_bytes)
         self.counters = {"state_put_total": 0, "state_delete_total": 0, "vector_ops_total": 0}
         self.checkpointed: dict[str, int] = {}
+        self.kv = KvService(settings, writer, wal_log, store_path, store_thread, clock=clock,
+                            counters=self.counters, checkpointed=self.checkpointed)
+        self.limits = self.kv.limits
         self.recovery_replayed = 0
-        self.kv_restarts = 0
-        self._kv_changed = trio.Event()
         self.closing = False
         self.fatal = trio.Event()
         self.fatal_error: BaseException | None = None
@@ -131,6 +125,16 @@ class Engine:
         json_path(field, what="field")
         return await self.docs.live_actor().create_index(collection, field, self.clock())
 
+    def check_doc_address(self, collection: str, id_: str | None = None) -> None:
+        """The collection name (and document id) against the limits, before a body is read."""
+        if id_ is None:
+            check_collection(collection, self.docs.limits)
+        else:
+            check_doc_key(collection, id_, self.docs.limits)
+
+    def check_sql_enabled(self) -> None:
+        self._sql()
+
     def _sql(self) -> SqlService:
         if self.sql is None:
             raise NotEnabled("sqlite module is disabled")
@@ -154,8 +158,13 @@ class Engine:
 
     # -- KV ----------------------------------------------------------------------------------
 
+    @property
+    def kv_actor(self) -> KvActor | None:
+        """The live KV actor, None while it restarts."""
+        return self.kv.actor
+
     def _kv(self) -> KvActor:
-        actor = self.kv_actor
+        actor = self.kv.actor
         if actor is None or self.closing:
             raise Unavailable("kv store unavailable, retry")
         return actor
@@ -389,6 +398,23 @@ class Engine:
         return await actor.search(vector, k, predicate=predicate, include_meta=include_meta, group_by=group_by,
                                   group_limit=group_limit, nprobe=nprobe, ef=ef)
 
+    async def vector_search_many(self, name: str, queries: list[tuple]) -> list:
+        """Every (vector, k, keyword arguments) of a batch search, concurrently, so unfiltered
+        HNSW queries join one graph-walk batch (actors/vectors.py); each result is its hits or
+        the KissError it raised."""
+        results: list = [None] * len(queries)
+
+        async def one(i: int, vector, k: int, kw: dict) -> None:
+            try:
+                results[i] = await self.vector_search(name, vector, k, **kw)
+            except KissError as exc:
+                results[i] = exc
+
+        async with trio.open_nursery() as nursery:
+            for i, (vector, k, kw) in enumerate(queries):
+                nursery.start_soon(one, i, vector, k, kw)
+        return results
+
     async def vector_compact(self, name: str) -> dict:
         self._check_name(name)
         actor = self._vm().actor(name)
@@ -466,7 +492,8 @@ class Engine:
         """One TTL sweep over every model now (the sweeper's round); how many items expired."""
         return sum([await sweep_once(m, self.clock) for m in self.expiring()])
 
-    def _on_fatal(self, exc: BaseException) -> None:
+    def on_fatal(self, exc: BaseException) -> None:
+        """The WAL writer failed for good: the server stops (fail-stop)."""
         self.fatal_error = exc
         self.fatal.set()
         self.shutdown_requested.set()
@@ -495,44 +522,8 @@ class Engine:
             ("kissvdb_recovery_replayed_events", "gauge", self.recovery_replayed),
             ("kissvdb_kv_cache_items", "gauge", kv.get("cached", 0)),
             ("kissvdb_kv_inflight", "gauge", kv.get("inflight", 0)),
-            ("kissvdb_kv_restarts_total", "counter", self.kv_restarts),
+            ("kissvdb_kv_restarts_total", "counter", self.kv.restarts),
             ("kissvdb_sse_log_reads_total", "counter", b.log_reads_total),
             ("kissvdb_sse_gaps_total", "counter", b.gaps_total),
         ] + (self.docs.metrics() if self.docs is not None else []) + (
             self.sql.metrics() if self.sql is not None else []) + self.vector_metrics()
-
-    # -- KV actor lifecycle ------------------------------------------------------------------
-
-    async def _build_kv_actor(self) -> KvActor:
-        """A fresh KV actor from durable state: (re)open state.sqlite and replay the WAL tail."""
-        s = self.settings
-        if self.store is not None:
-            old = self.store
-            self.store = None
-            await self.store_thread.run(old.close)
-        self.store = await self.store_thread.run(lambda: StateStore(self.store_path, durable=not s.memory))
-        upto = self.writer.durable_offset
-        # At boot, actors/boot.py replayed the tail into every materializer: nothing to read.
-        await self.store_thread.run(lambda: replay(self.wal_log, upto, [kv_replay(self.store)]))
-        # Make the replayed state durable now, so retention and metrics start from a real
-        # checkpoint instead of waiting for the first periodic one.
-        durable = await self.store_thread.run(self.store.checkpoint)
-        self.checkpointed["kv"] = durable.get("kv", 0)
-        state = KvState(self.limits, s.kv_cache_items)
-        return KvActor(state, self.store, self.store_thread, self.writer, inbox_size=s.inbox_requests_max,
-                       inflight_max=s.inbox_requests_max * 4, clock=self.clock, counters=self.counters)
-
-    def _kv_up(self, actor: KvActor) -> None:
-        self.kv_actor = actor
-        self._kv_changed.set()
-        self._kv_changed = trio.Event()
-
-    def _kv_down(self) -> None:
-        self.kv_actor = None
-        self.kv_restarts += 1
-        self._kv_changed.set()
-        self._kv_changed = trio.Event()
-
-    async def wait_kv_changed(self) -> None:
-        """Wait until the KV actor goes down or comes (back) up."""
-        await self._kv_changed.wait()

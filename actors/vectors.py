@@ -245,6 +245,10 @@ class VectorActor(WriteActor):
             await trio.to_thread.run_sync(self.c.apply, [], durable, limiter=self.apply_limiter)
         return await trio.to_thread.run_sync(self.c.checkpoint, limiter=self.apply_limiter)
 
+    def want_maintenance(self) -> None:
+        """Look again at what is due (the checkpointer's schedule)."""
+        self._maintenance_wanted.set()
+
     async def _maintainer(self) -> None:
         while True:
             await self._maintenance_wanted.wait()
@@ -481,7 +485,7 @@ class VectorManager:
         for name, actor in list(self.actors.items()):
             if not actor.closed:
                 await actor.checkpoint()
-                actor._maintenance_wanted.set()
+                actor.want_maintenance()
         if not self.lock.locked():
             self.store.advance(self.writer.durable_offset)
         await trio.to_thread.run_sync(self.store.checkpoint_registry)

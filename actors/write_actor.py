@@ -26,7 +26,7 @@ from kissvdb.errors import KissError, PersistenceError, Unavailable
 from kissvdb.kv.state import Along
 
 from kissvdb.actors.mailbox import (
-    CANCELLED, QUEUED, PendingWrites, Request, receive_batch, refuse_undecided, send_or_overload,
+    CANCELLED, PendingWrites, Request, receive_batch, refuse_undecided, send_or_overload,
 )
 from kissvdb.actors.wal import WalWrite
 
@@ -224,7 +224,7 @@ class WriteActor:
             decisions = [d]
             state.begin(d, write)  # later requests see it; `write` is the token
             write.events.append((now, d.type, d.data))
-        req.state = QUEUED
+        req.queued()
         return Pending(req, decisions, None, len(along) if along is not None else 0)
 
     def _decide_ops(self, req: Request, ops, now: int, write: WalWrite) -> Pending | None:
@@ -245,7 +245,7 @@ class WriteActor:
             req.succeed(self.refused_batch(req.command, slots))
             return None
         write.events.extend((now, d.type, d.data) for d in decisions)
-        req.state = QUEUED
+        req.queued()
         return Pending(req, decisions, slots)
 
     async def _queue(self, write: WalWrite, queued: list[Pending]) -> None:

@@ -130,7 +130,7 @@ async def test_kv_and_docs_share_state_sqlite_under_concurrent_writes_and_checkp
                     nursery.start_soon(doc_writer, w)
                 nursery.start_soon(checkpointer)
             await engine.checkpoint()
-            assert engine.kv_restarts == 0 and engine.docs.restarts == 0
+            assert engine.kv.restarts == 0 and engine.docs.restarts == 0
             assert (await engine.kv_get("w3/149")).revision == 1
             rows, _ = await engine.doc_find(FindQuery("c3", None, (), 100))
             assert len(rows) == 100

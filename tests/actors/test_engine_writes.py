@@ -100,13 +100,13 @@ async def test_actor_crash_restarts_from_checkpoint_and_wal(tmp_path):
                 await engine.kv_put(f"k{i}", raw(i))
             first = engine.kv_actor
             # Break the actor's state.sqlite connection under it: its next apply fails.
-            await engine.store_thread.run(engine.store.conn.close)
+            await engine.kv.thread.run(engine.kv.store.conn.close)
             with _maybe():
                 await engine.kv_put("crash", raw(1))
             # The supervisor rebuilds the actor from checkpoint + WAL.
             while engine.kv_actor is None or engine.kv_actor is first:
-                await engine.wait_kv_changed()
-            assert engine.kv_restarts == 1
+                await engine.kv.wait_changed()
+            assert engine.kv.restarts == 1
             for i in range(80):
                 assert (await engine.kv_get(f"k{i}")).revision == 1
             assert (await engine.kv_put("after", raw(1))).revision == 1
@@ -329,7 +329,7 @@ async def test_a_decision_that_raises_answers_every_request_of_its_batch(tmp_pat
             for req in requests:
                 first.inbox.send_nowait(req)
             while engine.kv_actor is None or engine.kv_actor is first:
-                await engine.wait_kv_changed()
+                await engine.kv.wait_changed()
             # The supervisor settles every caller before it builds the new actor.
             assert [i for i, req in enumerate(requests) if not req.done] == []
             for req in requests:
