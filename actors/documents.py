@@ -18,11 +18,15 @@ import logging
 import trio
 
 from kissvdb.documents.query import FindQuery, compile_find, encode_cursor
-from kissvdb.documents.state import DocExpire, DocItem, DocPut, DocState
+from kissvdb.documents.state import DocExpire, DocItem, DocLimits, DocPut, DocState
+from kissvdb.documents.table import DocStore
 from kissvdb.errors import Unavailable
+from kissvdb.recovery import docs_replay, replay
 
 from kissvdb.actors.doc_readers import DocReaderPool
+from kissvdb.actors.sql import effective_time_limit_ms
 from kissvdb.actors.store_actor import StoreActor
+from kissvdb.actors.supervisor import supervise
 from kissvdb.actors.write_actor import Pending
 
 log = logging.getLogger("kissvdb.documents.state")
@@ -72,7 +76,6 @@ class DocService:
     """
 
     def __init__(self, settings, writer, wal_log, store_path: str, thread, *, clock):
-        from kissvdb.documents.state import DocLimits
 
         self.settings = settings
         self.writer = writer
@@ -90,8 +93,6 @@ class DocService:
         self.closing = False
 
     async def _build(self) -> DocActor:
-        from kissvdb.documents.table import DocStore
-        from kissvdb.recovery import docs_replay, replay
 
         s = self.settings
         if self.store is not None:
@@ -102,7 +103,6 @@ class DocService:
         # At boot, actors/boot.py replayed the tail into every materializer: nothing to read.
         await self.thread.run(lambda: replay(self.wal_log, upto, [docs_replay(self.store)]))
         state = DocState(self.limits, s.doc_cache_items)
-        from kissvdb.actors.sql import effective_time_limit_ms
 
         actor = DocActor(state, self.store, self.thread, self.writer, inbox_size=s.inbox_requests_max,
                          inflight_max=s.inbox_requests_max * 4, clock=self.clock, counters=self.counters)
@@ -152,7 +152,6 @@ class DocService:
         self.restarts += 1
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        from kissvdb.actors.supervisor import supervise
 
         await supervise("docs", self._build, on_up=self._up, on_down=self._down, task_status=task_status)
 

@@ -184,8 +184,6 @@ class Engine:
 
     async def kv_list(self, prefix: str, limit: int) -> list[StateItem]:
         if len(prefix.encode("utf-8")) > self.settings.max_key_len:
-            from kissvdb.errors import InvalidArgument
-
             raise InvalidArgument("prefix too long", field="prefix")
         limit = max(0, min(limit, LIST_LIMIT_MAX))
         if limit == 0:

@@ -31,9 +31,13 @@ import trio
 from kissvdb.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from kissvdb.events import VECTOR_COLLECTION_CREATED, VECTOR_COLLECTION_DELETED, EventRecord, RawJson
 from kissvdb.kv.state import Along, Delete, Put
+from kissvdb.recovery import replay
+from kissvdb.vectors.collection import Collection
 from kissvdb.vectors.hnsw import WouldBlock
 from kissvdb.vectors.state import DeleteBatch, UpsertBatch, VectorState, to_op
+from kissvdb.vectors.store import VectorReplay
 
+from kissvdb.actors.supervisor import supervise
 from kissvdb.actors.write_actor import Pending, WriteActor
 
 SEARCH_BATCHES_IN_FLIGHT = 2
@@ -384,7 +388,6 @@ class VectorManager:
 
     async def _supervise(self, name: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Run the collection's actor; on a crash, reopen it from disk + WAL and start again."""
-        from kissvdb.actors.supervisor import supervise
 
         async def factory():
             if name in self.actors:  # a restart: rebuild from the checkpoint and the WAL tail
@@ -414,9 +417,6 @@ class VectorManager:
             stopped.set()
 
     def _reopen(self, name: str) -> None:
-        from kissvdb.recovery import replay
-        from kissvdb.vectors.collection import Collection
-        from kissvdb.vectors.store import VectorReplay
 
         old = self.store.collections[name]
         old.close()
