@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Protocol
 
-from kissvdb.events import EventRecord, decode_payload
+from kissvdb.events import DOC_EVENTS, KV_EVENTS, EventRecord, decode_payload
 
 log = logging.getLogger("kissvdb.recovery")
 
@@ -22,11 +22,13 @@ READ_BYTES = 8 << 20
 
 
 class Materializer(Protocol):
-    """What replay feeds. `applied` is the last offset it holds (it is fed later records only);
-    `feed` takes one record, `flush(last)` ends a read batch whose last offset is `last`, and
-    `finish(upto)` records that everything up to `upto` is applied."""
+    """What replay feeds. `applied` is the last offset it holds and `types` the event types it
+    takes (it is fed later records of those types only); `feed` takes one record, `flush(last)`
+    ends a read batch whose last offset is `last`, and `finish(upto)` records that everything up
+    to `upto` is applied."""
 
     applied: int
+    types: frozenset
 
     def feed(self, record: EventRecord) -> None: ...
 
@@ -39,8 +41,9 @@ class StoreReplay:
     """A state.sqlite materializer (KV or documents): its changes applied one transaction per
     read batch, with the applied offset (`apply(changes, last)`)."""
 
-    def __init__(self, applied: int, to_change, apply):
+    def __init__(self, applied: int, types, to_change, apply):
         self.applied = applied
+        self.types = frozenset(types)
         self._to_change = to_change
         self._apply = apply
         self._changes: list = []
@@ -63,13 +66,13 @@ class StoreReplay:
 def kv_replay(store) -> StoreReplay:
     from kissvdb.kv.state import event_to_change
 
-    return StoreReplay(store.applied_offset("kv"), event_to_change, store.apply_kv)
+    return StoreReplay(store.applied_offset("kv"), KV_EVENTS, event_to_change, store.apply_kv)
 
 
 def docs_replay(store) -> StoreReplay:
     from kissvdb.documents.state import event_to_change
 
-    return StoreReplay(store.applied_offset(), event_to_change, store.apply_docs)
+    return StoreReplay(store.applied_offset(), DOC_EVENTS, event_to_change, store.apply_docs)
 
 
 def replay(wal, upto: int, materializers: list, *, progress=None) -> int:
@@ -98,7 +101,7 @@ def replay(wal, upto: int, materializers: list, *, progress=None) -> int:
         for offset, payload in batch:
             record = decode_payload(offset, payload)
             for m in materializers:
-                if offset > m.applied:
+                if offset > m.applied and record.type in m.types:
                     m.feed(record)
         last = batch[-1][0]
         for m in materializers:

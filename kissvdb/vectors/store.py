@@ -289,6 +289,8 @@ class VectorReplay:
         self.store = store
         self.only = only
         self.applied = only.applied_offset if only is not None else store.replay_start() - 1
+        self.types = frozenset(VECTOR_EVENTS if only is not None
+                               else VECTOR_EVENTS + (VECTOR_COLLECTION_CREATED, VECTOR_COLLECTION_DELETED))
         self.count = 0  # vector events applied
         self._pending: dict[str, list] = {}
 
