@@ -163,7 +163,7 @@ async def _start_vectors(engine: Engine, store: VectorStore, nursery: trio.Nurse
     engine.vectors = VectorManager(store, engine.writer, engine.vector_limits(), VectorParams.from_settings(s),
                                    inbox_size=s.inbox_requests_max, counters=engine.counters, clock=engine.clock,
                                    search_threads=max(2, os.cpu_count() or 1), call_kv=engine.call_kv)
-    await engine.vectors.start(nursery)
+    await nursery.start(engine.vectors.run)
 
 
 async def _shutdown(engine: Engine, background: trio.CancelScope) -> None:

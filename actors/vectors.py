@@ -360,6 +360,7 @@ class VectorManager:
         self.restarts = 0
         self._stopped: dict[str, trio.Event] = {}
         self._dropping: set[str] = set()
+        self._closed = trio.Event()  # set by aclose: `run` ends once its actors have stopped
 
     def actor(self, name: str) -> VectorActor:
         a = self.actors.get(name)
@@ -381,10 +382,15 @@ class VectorManager:
                            apply_limiter=trio.CapacityLimiter(1), search_limiter=self.search_limiter,
                            build_limiter=self.build_limiter, clock=self.clock)
 
-    async def start(self, nursery: trio.Nursery) -> None:
-        self.nursery = nursery
-        for coll in list(self.store.collections.values()):
-            await nursery.start(self._supervise, coll.name)
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Run every collection's actor in the manager's own nursery (started, then created
+        ones) until `aclose` has drained them."""
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            for coll in list(self.store.collections.values()):
+                await nursery.start(self._supervise, coll.name)
+            task_status.started(self)
+            await self._closed.wait()
 
     async def _supervise(self, name: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Run the collection's actor; on a crash, reopen it from disk + WAL and start again."""
@@ -494,7 +500,10 @@ class VectorManager:
     async def aclose(self) -> None:
         """Finish accepted writes of every collection (shutdown)."""
         self.closing = True
-        for actor in list(self.actors.values()):
-            await actor.inbox.aclose()
-        for actor in list(self.actors.values()):
-            await actor.wait_drained()
+        try:
+            for actor in list(self.actors.values()):
+                await actor.inbox.aclose()
+            for actor in list(self.actors.values()):
+                await actor.wait_drained()
+        finally:
+            self._closed.set()
