@@ -65,49 +65,14 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
     gc.set_threshold(max(GC_YOUNG_OBJECTS, gc_threshold[0]), *gc_threshold[1:])
     try:
         store_path = os.path.join(settings.data_dir, layout.STATE_DB)
-        probe = await store_thread.run(lambda: StateStore(store_path, durable=not settings.memory))
-        applied = probe.applied_offsets()
-        await store_thread.run(probe.close)
-        floor = min(applied.values(), default=0)
-        ceiling = max(applied.values(), default=0)
-        wal_log = await trio.to_thread.run_sync(lambda: WalLog.open(
-            settings.data_dir, segment_max_bytes=settings.wal_segment_max_bytes,
-            min_next_offset=ceiling + 1, verify_from=floor + 1, fsync=not settings.memory))
-        log.info("WAL: offsets %d..%d, next %d", wal_log.first_offset, wal_log.last_offset, wal_log.next_offset)
-        vector_store, replayed = await store_thread.run(lambda: _recover(settings, store_path, wal_log))
-        broadcaster = Broadcaster(wal_log, ring_size=settings.event_buffer_size,
-                                  batch_max=settings.live_broadcast_capacity)
-        broadcaster.set_durable_offset(wal_log.last_offset)
-        engine_box: list[Engine] = []
-        writer = WalWriter(wal_log, broadcaster, inbox_size=settings.inbox_requests_max,
-                           batch_bytes_max=settings.wal_batch_bytes_max, fsync_delay_s=fsync_delay_s,
-                           on_fatal=lambda exc: engine_box[0].on_fatal(exc))
-        engine = Engine(settings, wal_log, writer, broadcaster, store_path, store_thread, clock=clock)
-        engine.recovery_replayed = replayed
-        engine_box.append(engine)
+        wal_log = await _open_wal(settings, store_path, store_thread)
+        vector_store = engine = None
         try:
+            vector_store, replayed = await store_thread.run(lambda: _recover(settings, store_path, wal_log))
+            engine = _engine(settings, wal_log, store_path, store_thread, fsync_delay_s, clock)
+            engine.recovery_replayed = replayed
             async with trio.open_nursery() as nursery:
-                await nursery.start(writer.run)
-                await nursery.start(engine.kv.run)
-                engine.docs = DocService(settings, writer, wal_log, store_path, docs_thread, clock=clock)
-                await nursery.start(engine.docs.run)
-                engine.keys = KeyService(os.path.join(settings.data_dir, layout.KEYS_DB), clock=clock,
-                                         on_revoke=broadcaster.revoke, durable=not settings.memory,
-                                         keys_max=settings.max_api_keys)
-                await engine.keys.open()
-                if settings.sqlite_enabled:
-                    engine.sql = SqlService(settings, writer, clock=clock)
-                    await engine.sql.open()
-                await _start_vectors(engine, vector_store, nursery)
-                background = trio.CancelScope()
-
-                async def maintenance():
-                    with background:
-                        async with trio.open_nursery() as inner:
-                            inner.start_soon(run_ttl_sweeper, engine.expiring(), engine.clock)
-                            inner.start_soon(run_checkpointer, engine.checkpoint, settings.snapshot_interval_secs)
-
-                nursery.start_soon(maintenance)
+                background = await _start(engine, nursery, vector_store, store_path, docs_thread)
                 try:
                     yield engine
                 finally:
@@ -115,12 +80,7 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
                         await _shutdown(engine, background)
         finally:
             with trio.CancelScope(shield=True):
-                for service in (engine.docs, engine.sql, engine.keys):
-                    if service is not None:
-                        await service.aclose()
-                await engine.kv.aclose()
-                await trio.to_thread.run_sync(vector_store.close)
-                await trio.to_thread.run_sync(wal_log.close)
+                await _close(engine, vector_store, wal_log)
     finally:
         gc.set_threshold(*gc_threshold)
         with trio.CancelScope(shield=True):
@@ -131,6 +91,75 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
+async def _open_wal(settings: Settings, store_path: str, store_thread: DedicatedThread) -> WalLog:
+    """The WAL, its next offset above every checkpoint, verified from the oldest one."""
+    probe = await store_thread.run(lambda: StateStore(store_path, durable=not settings.memory))
+    applied = probe.applied_offsets()
+    await store_thread.run(probe.close)
+    floor = min(applied.values(), default=0)
+    ceiling = max(applied.values(), default=0)
+    wal_log = await trio.to_thread.run_sync(lambda: WalLog.open(
+        settings.data_dir, segment_max_bytes=settings.wal_segment_max_bytes,
+        min_next_offset=ceiling + 1, verify_from=floor + 1, fsync=not settings.memory))
+    log.info("WAL: offsets %d..%d, next %d", wal_log.first_offset, wal_log.last_offset, wal_log.next_offset)
+    return wal_log
+
+
+def _engine(settings: Settings, wal_log: WalLog, store_path: str, store_thread: DedicatedThread,
+            fsync_delay_s: float, clock) -> Engine:
+    """The Engine with its broadcaster and WAL writer (not started yet)."""
+    broadcaster = Broadcaster(wal_log, ring_size=settings.event_buffer_size,
+                              batch_max=settings.live_broadcast_capacity)
+    broadcaster.set_durable_offset(wal_log.last_offset)
+    engine_box: list[Engine] = []
+    writer = WalWriter(wal_log, broadcaster, inbox_size=settings.inbox_requests_max,
+                       batch_bytes_max=settings.wal_batch_bytes_max, fsync_delay_s=fsync_delay_s,
+                       on_fatal=lambda exc: engine_box[0].on_fatal(exc))
+    engine = Engine(settings, wal_log, writer, broadcaster, store_path, store_thread, clock=clock)
+    engine_box.append(engine)
+    return engine
+
+
+async def _start(engine: Engine, nursery: trio.Nursery, vector_store: VectorStore, store_path: str,
+                 docs_thread: DedicatedThread) -> trio.CancelScope:
+    """Start every actor and service in boot order; returns the scope of the background tasks."""
+    settings, writer, clock = engine.settings, engine.writer, engine.clock
+    await nursery.start(writer.run)
+    await nursery.start(engine.kv.run)
+    engine.docs = DocService(settings, writer, engine.wal_log, store_path, docs_thread, clock=clock)
+    await nursery.start(engine.docs.run)
+    engine.keys = KeyService(os.path.join(settings.data_dir, layout.KEYS_DB), clock=clock,
+                             on_revoke=engine.broadcaster.revoke, durable=not settings.memory,
+                             keys_max=settings.max_api_keys)
+    await engine.keys.open()
+    if settings.sqlite_enabled:
+        engine.sql = SqlService(settings, writer, clock=clock)
+        await engine.sql.open()
+    await _start_vectors(engine, vector_store, nursery)
+    background = trio.CancelScope()
+
+    async def maintenance():
+        with background:
+            async with trio.open_nursery() as inner:
+                inner.start_soon(run_ttl_sweeper, engine.expiring(), engine.clock)
+                inner.start_soon(run_checkpointer, engine.checkpoint, settings.snapshot_interval_secs)
+
+    nursery.start_soon(maintenance)
+    return background
+
+
+async def _close(engine: Engine | None, vector_store: VectorStore | None, wal_log: WalLog) -> None:
+    """Close files, after the actors stopped (or failed to start)."""
+    if engine is not None:
+        for service in (engine.docs, engine.sql, engine.keys):
+            if service is not None:
+                await service.aclose()
+        await engine.kv.aclose()
+    if vector_store is not None:
+        await trio.to_thread.run_sync(vector_store.close)
+    await trio.to_thread.run_sync(wal_log.close)
+
+
 def _recover(settings: Settings, store_path: str, wal_log) -> tuple[VectorStore, int]:
     """Open every materializer at its checkpoint (state.sqlite's KV and documents, every vector
     collection: saved indexes, no rebuild) and bring them all up to the end of the WAL in ONE
@@ -138,20 +167,23 @@ def _recover(settings: Settings, store_path: str, wal_log) -> tuple[VectorStore,
     nothing left to replay. Returns the vector store and how many WAL records were read."""
     durable = not settings.memory
     vectors = VectorStore.open(os.path.join(settings.data_dir, layout.VECTORS_DIR), VectorParams.from_settings(settings))
-    kv = StateStore(store_path, durable=durable)
-    docs = DocStore(store_path, durable=durable)
+    into_vectors = VectorReplay(vectors)
     try:
-        into_vectors = VectorReplay(vectors)
-        replayed = replay(wal_log, wal_log.last_offset, [kv_replay(kv), docs_replay(docs), into_vectors])
+        kv = StateStore(store_path, durable=durable)
+        try:
+            docs = DocStore(store_path, durable=durable)
+            try:
+                replayed = replay(wal_log, wal_log.last_offset, [kv_replay(kv), docs_replay(docs), into_vectors])
+            finally:
+                docs.close()
+        finally:
+            kv.close()
         # The registry's offset is durable now (a small file), so the next boot's pass does not
         # start behind it; collections move theirs at the first checkpoint, as state.sqlite does.
         vectors.checkpoint_registry()
     except BaseException:
         vectors.close()
         raise
-    finally:
-        kv.close()
-        docs.close()
     log.info("recovery: %d vector collection(s), %d quarantined, replayed %d vector events",
              len(vectors.collections), len(vectors.quarantined), into_vectors.count)
     return vectors, replayed
