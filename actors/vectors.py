@@ -486,7 +486,7 @@ class VectorManager:
     async def checkpoint(self) -> int:
         """Checkpoint every collection and the registry; return the durable floor.
 
-        Also the compactor's schedule: every collection looks again at what is due (thresholds
+        Also the maintenance schedule: every collection looks again at what is due (thresholds
         are checked after each apply too)."""
         for name, actor in list(self.actors.items()):
             if not actor.closed:

@@ -6,7 +6,7 @@ rewrites the whole file. So:
 - the one mutable segment (capacity `mutable_cap`) takes new vectors under the exclusive side
   of a readers-writer lock, searches take the shared side; when full it is sealed (saved once)
   and a fresh one starts;
-- the compactor merges sealed segments (`build_segment` from live vectors, then `replace`).
+- the collection's maintenance (run by its actor) merges sealed segments (`build_segment` from live vectors, then `replace`).
 
 Labels are the collection's vnos (vector numbers, never reused), so compaction of run files
 never touches an index. Deleted and replaced vectors stay in the graphs and are filtered out by
