@@ -1,4 +1,4 @@
-"""The API-key actor: owns keys.sqlite (kissvdb/keystore.py) on its own thread, and the
+"""The API-key actor: owns keys.sqlite (kissvdb/keys/store.py) on its own thread, and the
 in-memory hash -> (id, name, role) map that every request's auth check reads.
 
 A create or delete commits durably first (synchronous=FULL), then updates the map, then answers:
@@ -15,7 +15,7 @@ import os
 import trio
 
 from kissvdb.errors import InvalidArgument, NotFound, PayloadTooLarge
-from kissvdb.keystore import KEY_NAME_BYTES_MAX, KEY_PERMISSIONS_BYTES_MAX, ROLES, ApiKey, KeyStore
+from kissvdb.keys.store import KEY_NAME_BYTES_MAX, KEY_PERMISSIONS_BYTES_MAX, ROLES, ApiKey, KeyStore
 from kissvdb.layout import BOOTSTRAP_KEY_FILE
 
 from kissvdb.actors.threads import DedicatedThread

@@ -2,7 +2,7 @@
 
 A find used to run on the documents writer's thread, so one slow find (seconds on large
 documents) held every document write that needed that thread. Here each find runs on a reader
-(kissvdb/docreader.py), one apsw connection on its own dedicated thread; state.sqlite is in WAL
+(kissvdb/documents/reader.py), one apsw connection on its own dedicated thread; state.sqlite is in WAL
 mode, so readers and the writer do not wait for each other.
 
 Guarantees:
@@ -31,14 +31,14 @@ from typing import Awaitable, Callable
 
 import trio
 
-from kissvdb.docquery import CompiledFind
-from kissvdb.docreader import DocReader
+from kissvdb.documents.query import CompiledFind
+from kissvdb.documents.reader import DocReader
 from kissvdb.errors import InvalidArgument, Overloaded
-from kissvdb.usersql import SqlJob
+from kissvdb.sql.user import SqlJob
 
 from kissvdb.actors.threads import DedicatedThread
 
-log = logging.getLogger("kissvdb.documents")
+log = logging.getLogger("kissvdb.documents.state")
 
 FIND_WAITERS_MAX = 64  # finds waiting for a reader; more are refused at once (503)
 DEADLINE_MARGIN_S = 0.5  # a waiting find gives up this long before its request deadline

@@ -7,8 +7,8 @@ the answers of put/delete, the counters, and `_index`, which runs on the store t
 thread has committed every apply submitted before it (an acknowledged write's apply is
 submitted before its caller hears the answer), so a find sees every acknowledged write.
 
-The TTL sweeper (`run_doc_ttl_sweeper`) sends `DocExpire(collection, id, mod_offset)` for due
-documents; the actor logs `doc_deleted` (reason "ttl") only for the exact version seen.
+The TTL sweeper (actors/ttl.py) sends `DocExpire(collection, id, mod_offset)` for due documents;
+the actor logs `doc_deleted` (reason "ttl") only for the exact version seen.
 """
 
 from __future__ import annotations
@@ -17,17 +17,20 @@ import logging
 
 import trio
 
-from kissvdb.docquery import FindQuery, compile_find, encode_cursor
-from kissvdb.documents import DocExpire, DocItem, DocPut, DocState
-from kissvdb.errors import KissError, Unavailable
+from kissvdb.documents.query import FindQuery, compile_find, encode_cursor
+from kissvdb.documents.state import DocExpire, DocItem, DocLimits, DocPut, DocState
+from kissvdb.documents.table import DocStore
+from kissvdb.errors import Unavailable
+from kissvdb.recovery import docs_replay, replay
 
 from kissvdb.actors.doc_readers import DocReaderPool
-from kissvdb.actors.store_actor import Pending, StoreActor
+from kissvdb.actors.sql import effective_time_limit_ms
+from kissvdb.actors.store_actor import StoreActor
+from kissvdb.actors.supervisor import supervise
+from kissvdb.actors.write_actor import Pending
 
-log = logging.getLogger("kissvdb.documents")
+log = logging.getLogger("kissvdb.documents.state")
 
-SWEEP_INTERVAL_S = 1.0
-SWEEP_BATCH = 1000
 
 
 class DocActor(StoreActor):
@@ -62,28 +65,6 @@ class DocActor(StoreActor):
                                      self.index_time_limit_ms)
 
 
-async def run_doc_ttl_sweeper(engine, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    task_status.started()
-    while True:
-        await trio.sleep(SWEEP_INTERVAL_S)
-        await sweep_docs_once(engine)
-
-
-async def sweep_docs_once(engine) -> int:
-    actor = engine.docs.actor if engine.docs is not None else None
-    if actor is None:
-        return 0
-    due = await actor.due_expirations(engine.clock(), SWEEP_BATCH)
-    expired = 0
-    for collection, id_, mod_offset in due:
-        try:
-            if await engine.call_docs(DocExpire(collection, id_, mod_offset)) is not None:
-                expired += 1
-        except KissError:
-            break  # overloaded or restarting: next sweep
-    return expired
-
-
 class DocService:
     """What the Engine holds for documents: the supervised actor, its thread and store, and
     the pool of readers that runs finds.
@@ -95,7 +76,6 @@ class DocService:
     """
 
     def __init__(self, settings, writer, wal_log, store_path: str, thread, *, clock):
-        from kissvdb.documents import DocLimits
 
         self.settings = settings
         self.writer = writer
@@ -110,12 +90,9 @@ class DocService:
         self.readers: DocReaderPool | None = None
         self.actor: DocActor | None = None
         self.restarts = 0
-        self.recovery_replayed = 0
         self.closing = False
 
     async def _build(self) -> DocActor:
-        from kissvdb.docstore import DocStore
-        from kissvdb.recovery import replay_docs
 
         s = self.settings
         if self.store is not None:
@@ -123,11 +100,9 @@ class DocService:
             await self.thread.run(old.close)
         self.store = await self.thread.run(lambda: DocStore(self.store_path, durable=not s.memory))
         upto = self.writer.durable_offset
-        replayed = await self.thread.run(lambda: replay_docs(self.store, self.wal_log, upto))
-        if self.actor is None and self.restarts == 0:
-            self.recovery_replayed = replayed
+        # At boot, actors/boot.py replayed the tail into every materializer: nothing to read.
+        await self.thread.run(lambda: replay(self.wal_log, upto, [docs_replay(self.store)]))
         state = DocState(self.limits, s.doc_cache_items)
-        from kissvdb.actors.sql import effective_time_limit_ms
 
         actor = DocActor(state, self.store, self.thread, self.writer, inbox_size=s.inbox_requests_max,
                          inflight_max=s.inbox_requests_max * 4, clock=self.clock, counters=self.counters)
@@ -177,7 +152,6 @@ class DocService:
         self.restarts += 1
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        from kissvdb.actors.supervisor import supervise
 
         await supervise("docs", self._build, on_up=self._up, on_down=self._down, task_status=task_status)
 

@@ -1,94 +1,93 @@
-"""The Engine: boots the actors in order and is the only thing the HTTP layer calls.
+"""The Engine: every method the HTTP layer awaits, and nothing else.
 
-Boot (`open_engine`): lock DATA_DIR, open state.sqlite on its thread, open the WAL (scan,
-torn-tail cut) with next offset above every checkpoint, replay the WAL tail into state.sqlite,
-then start the WAL writer, the KV actor (supervised), the TTL sweeper and the checkpointer,
-each with `nursery.start` so a failure before readiness surfaces here. The API never sees a
-half-booted engine.
-
-Shutdown (leaving the context): end SSE streams, refuse new calls, close the KV inbox so the
-actor finishes what it accepted, let the WAL writer drain, checkpoint, close files.
+Each method checks its input in the contract's order and hands it to the model that owns it:
+KV to the KV actor (actors/kv.py), documents to DocService (actors/documents.py), vectors to
+VectorManager and its collection actors (actors/vectors.py), SQL to SqlService, API keys to
+KeyService, the change stream to the Broadcaster. Writes go through one call path
+(actors/write_actor.py `call`). Building and stopping an engine, in order, is actors/boot.py.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
-import os
-import shutil
-import tempfile
 import time
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
+import orjson
 import trio
 
-from kissvdb import layout
 from kissvdb.config import Settings
-from kissvdb.docquery import FindQuery, json_path
-from kissvdb.documents import DocDelete, DocItem, DocPut, check_collection, check_doc_key
-from kissvdb.errors import KissError, NotEnabled, NotFound, Unavailable
+from kissvdb.documents.query import FindQuery, json_path
+from kissvdb.documents.state import DocDelete, DocExpire, DocItem, DocPut, check_collection, check_doc_key
+from kissvdb.errors import InvalidArgument, KissError, NotEnabled, NotFound, PayloadTooLarge, Unavailable
 from kissvdb.events import RawJson
-from kissvdb.kv import BatchPut, Delete, KvLimits, KvState, Put, StateItem, check_key
-from kissvdb.recovery import replay_kv
-from kissvdb.sqlresult import JsonChunks
-from kissvdb.statestore import StateStore
+from kissvdb.kv.state import BatchPut, Delete, Expire, Put, StateItem, check_key, check_user_writable
+from kissvdb.sql.result import JsonChunks
+from kissvdb.vectors.collection import INDEX_KINDS
+from kissvdb.vectors.filters import compile_filter
+from kissvdb.vectors.state import (
+    KEEP, AddVector, DeleteBatch, DeleteVector, DimMismatch, ItemError, UpdateVector, UpsertBatch, UpsertVector,
+    VectorLimits, check_id, check_item_shape, check_vector_shape,
+)
+from kissvdb.vectors.store import check_collection_name
 
 from kissvdb.actors.auth_keys import KeyService
 from kissvdb.actors.cdc import Broadcaster
-from kissvdb.actors.documents import DocService, run_doc_ttl_sweeper
+from kissvdb.actors.documents import DocService
+from kissvdb.actors.kv import KvActor, KvService
 from kissvdb.actors.sql import SqlService
-from kissvdb.actors.kv import KvActor
-from kissvdb.actors.mailbox import Request, send_or_overload
-from kissvdb.actors.maintenance import run_checkpointer, run_ttl_sweeper
-from kissvdb.actors.supervisor import supervise
 from kissvdb.actors.threads import DedicatedThread
-from kissvdb.actors.vectors import VectorEngineMethods, VectorManager
+from kissvdb.actors.ttl import Expiring, sweep_once
+from kissvdb.actors.vectors import VectorManager, manifest_key
 from kissvdb.actors.wal import WalWriter
+from kissvdb.actors.write_actor import call
 
 log = logging.getLogger("kissvdb.engine")
 
-# While an engine runs, the cycle collector's youngest generation waits for this many new
-# container objects instead of Python's 700. A write allocates about ten that live until its
-# fsync (request, decision, event, record...): at 700 a collection comes every ~70 writes,
-# finds them alive and promotes them to older generations, which are scanned again and again.
-# Measured in bench/group_commit.py: 8% of a put's instructions at 700, about 1% at 10,000.
-GC_YOUNG_OBJECTS = 10_000
-OVERLOAD_WAIT_S = 0.5  # how long a full inbox may hold a caller before 503
 LIST_LIMIT_MAX = 1000
+
+
+def _kv_gone() -> Unavailable:
+    return Unavailable("kv store unavailable, retry")
+
+
+def _docs_gone() -> Unavailable:
+    return Unavailable("document store unavailable, retry")
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class PutOp:
-    key: str
-    value: RawJson
-    ttl_ms: int | None = None
-    if_revision: int | None = None
+def _manifest_only_entry(name: str, m: dict) -> dict:
+    """A GET /v1/vector entry for a collection that is not loaded: what its manifest says."""
+    return {"collection": name, "dim": m.get("dim", 0), "metric": m.get("metric", "cosine"),
+            "live_count": 0, "total_records": 0, "upsert_count": 0, "file_len": 0, "applied_offset": 0,
+            "created_at_ms": m.get("created_at_ms"), "updated_at_ms": m.get("updated_at_ms"),
+            "segments": None, "deleted_count": None}
 
 
-class Engine(VectorEngineMethods):
+def _collection_gone() -> NotFound:
+    return NotFound("collection or id not found", field="collection")
+
+
+class Engine:
+    """Every method the HTTP layer awaits, and nothing else: typed calls that check their
+    input in the contract's order and send it to the model's actor or service."""
+
     def __init__(self, settings: Settings, wal_log, writer: WalWriter, broadcaster: Broadcaster,
                  store_path: str, store_thread: DedicatedThread, *, clock=now_ms):
         self.settings = settings
         self.wal_log = wal_log
         self.writer = writer
         self.broadcaster = broadcaster
-        self.store_path = store_path
-        self.store_thread = store_thread
-        self.store: StateStore | None = None
         self.clock = clock
-        self.kv_actor: KvActor | None = None
         self.vectors: VectorManager | None = None
-        self.limits = KvLimits(settings.max_key_len, settings.max_json_bytes)
         self.counters = {"state_put_total": 0, "state_delete_total": 0, "vector_ops_total": 0}
         self.checkpointed: dict[str, int] = {}
+        self.kv = KvService(settings, writer, wal_log, store_path, store_thread, clock=clock,
+                            counters=self.counters, checkpointed=self.checkpointed)
+        self.limits = self.kv.limits
         self.recovery_replayed = 0
-        self.kv_restarts = 0
-        self._kv_changed = trio.Event()
         self.closing = False
         self.fatal = trio.Event()
         self.fatal_error: BaseException | None = None
@@ -100,13 +99,7 @@ class Engine(VectorEngineMethods):
     # -- documents, SQL, API keys (issue 4) ----------------------------------------------------
 
     async def call_docs(self, command):
-        actor = self.docs.live_actor()
-        req = Request(command)
-        try:
-            await send_or_overload(actor.inbox, req, OVERLOAD_WAIT_S)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise Unavailable("document store unavailable, retry") from None
-        return await req.wait()
+        return await call(self.docs.live_actor(), command, _docs_gone)
 
     async def doc_put(self, collection: str, id_: str, doc: RawJson, *, ttl_ms: int | None = None,
                       if_revision: int | None = None) -> DocItem:
@@ -132,6 +125,16 @@ class Engine(VectorEngineMethods):
         json_path(field, what="field")
         return await self.docs.live_actor().create_index(collection, field, self.clock())
 
+    def check_doc_address(self, collection: str, id_: str | None = None) -> None:
+        """The collection name (and document id) against the limits, before a body is read."""
+        if id_ is None:
+            check_collection(collection, self.docs.limits)
+        else:
+            check_doc_key(collection, id_, self.docs.limits)
+
+    def check_sql_enabled(self) -> None:
+        self._sql()
+
     def _sql(self) -> SqlService:
         if self.sql is None:
             raise NotEnabled("sqlite module is disabled")
@@ -155,23 +158,19 @@ class Engine(VectorEngineMethods):
 
     # -- KV ----------------------------------------------------------------------------------
 
+    @property
+    def kv_actor(self) -> KvActor | None:
+        """The live KV actor, None while it restarts."""
+        return self.kv.actor
+
     def _kv(self) -> KvActor:
-        actor = self.kv_actor
+        actor = self.kv.actor
         if actor is None or self.closing:
             raise Unavailable("kv store unavailable, retry")
         return actor
 
     async def call_kv(self, command):
-        actor = self._kv()
-        req = Request(command)
-        try:
-            try:
-                actor.inbox.send_nowait(req)  # the common case, without a coroutine
-            except trio.WouldBlock:
-                await send_or_overload(actor.inbox, req, OVERLOAD_WAIT_S)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise Unavailable("kv store unavailable, retry") from None
-        return await req.wait()
+        return await call(self._kv(), command, _kv_gone)
 
     async def kv_get(self, key: str) -> StateItem:
         check_key(key, self.limits)
@@ -185,8 +184,6 @@ class Engine(VectorEngineMethods):
 
     async def kv_list(self, prefix: str, limit: int) -> list[StateItem]:
         if len(prefix.encode("utf-8")) > self.settings.max_key_len:
-            from kissvdb.errors import InvalidArgument
-
             raise InvalidArgument("prefix too long", field="prefix")
         limit = max(0, min(limit, LIST_LIMIT_MAX))
         if limit == 0:
@@ -195,14 +192,253 @@ class Engine(VectorEngineMethods):
 
     async def kv_put(self, key: str, value: RawJson, *, ttl_ms: int | None = None,
                      if_revision: int | None = None) -> StateItem:
-        return await self.call_kv(Put(key, value, ttl_ms, if_revision))
+        check_user_writable(key)
+        return await call(self._kv(), Put(key, value, ttl_ms, if_revision), _kv_gone)
 
     async def kv_delete(self, key: str) -> bool:
+        check_user_writable(key)
         return await self.call_kv(Delete(key))
 
-    async def kv_batch_put(self, ops: list[PutOp]) -> list[StateItem | KissError]:
-        cmd = BatchPut(tuple(Put(o.key, o.value, o.ttl_ms, o.if_revision) for o in ops))
-        return await self.call_kv(cmd)
+    async def kv_batch_put(self, ops: list[Put]) -> list[StateItem | KissError]:
+        for o in ops:
+            check_user_writable(o.key)  # the whole batch is refused: nothing written
+        return await self.call_kv(BatchPut(tuple(ops)))
+
+    # -- vectors (contract §3.5-§3.7: checks run in its order) ---------------------------------
+
+    def _vm(self) -> VectorManager:
+        vm = self.vectors
+        if vm is None or self.closing:
+            raise Unavailable("vector store unavailable, retry")
+        return vm
+
+    def vector_limits(self):
+        s = self.settings
+        return VectorLimits(s.max_id_len, s.max_vector_dim, s.max_json_bytes, s.max_vector_batch,
+                            s.max_collection_len, s.max_k, max_collections=s.max_vector_collections)
+
+    def _check_name(self, name: str) -> None:
+        check_collection_name(name, self.settings.max_collection_len)
+
+    async def _call_vector(self, name: str, command):
+        # A closed inbox: the collection was dropped meanwhile.
+        return await call(self._vm().actor(name), command, _collection_gone)
+
+    # -- collections ---------------------------------------------------------------------
+
+    async def vector_create(self, name: str, dim: int, metric: str, index: str | None = None) -> dict:
+        self._check_name(name)
+        if dim == 0 or dim > self.settings.max_vector_dim:
+            raise InvalidArgument("invalid dim", field="dim")
+        if metric not in ("cosine", "dot"):  # the route answers 422 first; the engine never logs it
+            raise InvalidArgument("metric must be cosine or dot", field="metric")
+        kind = index or self.settings.index_kind
+        if kind == "DISKANN":
+            kind = "IVF_FLAT_Q8"  # TODO(issue DiskANN): a Vamana index; until then IVF_FLAT_Q8 serves
+        if kind not in INDEX_KINDS:
+            raise InvalidArgument("index must be HNSW, IVF_FLAT_Q8 or FLAT", field="index")
+        await self._vm().create(name, dim, metric, kind)
+        return {"collection": name, "dim": dim, "metric": metric, "index": kind}
+
+    async def vector_drop(self, name: str) -> bool:
+        self._check_name(name)
+        await self._vm().drop(name)
+        return True
+
+    async def _kv_manifest(self, name: str):
+        try:
+            item = await self.kv_get(manifest_key(name))
+        except NotFound:
+            return None
+        try:
+            return orjson.loads(item.value)
+        except orjson.JSONDecodeError:
+            return None
+
+    async def vector_list(self) -> list[dict]:
+        """Every collection, sorted by name. `status` (kissvdb addition) is `ready`, `quarantined`
+        (503 on its routes; `reason` says why) or `manifest_only` (known from its KV manifest key
+        alone, as the contract's fallback)."""
+        vm = self._vm()
+        out = {}
+        for name, c in sorted(vm.store.collections.items()):
+            info = c.info()
+            out[name] = {"collection": name, "dim": c.dim, "metric": c.metric, "live_count": info["live_count"],
+                         "total_records": info["total_records"], "upsert_count": info["upsert_count"],
+                         "file_len": info["file_len"], "applied_offset": info["applied_offset"],
+                         "created_at_ms": c.created["created_at_ms"], "updated_at_ms": c.created["created_at_ms"],
+                         "segments": info["segments"], "deleted_count": info["deleted_count"],
+                         "index": c.kind, "status": "ready"}
+        manifests = {}
+        for item in await self.kv_list("vector:", 1000):
+            key = item.key
+            if not key.endswith(":manifest"):
+                continue
+            try:
+                m = orjson.loads(item.value)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(m, dict):
+                manifests[key[len("vector:"):-len(":manifest")]] = m
+        for q in vm.store.quarantined.values():
+            if q.name is not None:
+                out[q.name] = dict(_manifest_only_entry(q.name, manifests.get(q.name, q.facts)), status="quarantined",
+                                   reason=q.reason)
+        # A manifest key without a collection (written by hand) still yields an entry.
+        for name, m in manifests.items():
+            if name not in out:
+                out[name] = dict(_manifest_only_entry(name, m), status="manifest_only")
+        return [out[k] for k in sorted(out)]
+
+    async def vector_info(self, name: str) -> dict:
+        self._check_name(name)
+        vm = self._vm()
+        vm.check_not_quarantined(name)
+        c = vm.store.collections.get(name)
+        manifest = await self._kv_manifest(name)
+        if c is None:
+            if manifest is None or not isinstance(manifest, dict):
+                raise NotFound("collection not found", field="collection")
+            return {"collection": name, "dim": manifest.get("dim"), "metric": manifest.get("metric"), "count": 0,
+                    "created_at_ms": manifest.get("created_at_ms"), "updated_at_ms": manifest.get("updated_at_ms"),
+                    "manifest": manifest, "notes": "using manifest fallback", "segments": None, "deleted": None}
+        info = c.info()
+        return {"collection": name, "dim": c.dim, "metric": c.metric, "count": info["live_count"],
+                "created_at_ms": c.created["created_at_ms"], "updated_at_ms": c.created["created_at_ms"],
+                "manifest": manifest, "notes": None, "segments": info["segments"], "deleted": info["deleted_count"],
+                "index": c.kind, "total_records": info["total_records"], "file_len": info["file_len"],
+                "applied_offset": info["applied_offset"], "runs": info["runs"],
+                "ivf_trained": info["ivf_trained"], "ivf_lists": info["ivf_lists"]}
+
+    # -- mutations ---------------------------------------------------------------------------
+
+    async def vector_put(self, name: str, item, *, add: bool) -> bool:
+        self._check_name(name)
+        check_item_shape(item, self.vector_limits())  # the contract's order: before the collection
+        return await self._call_vector(name, AddVector(item) if add else UpsertVector(item))
+
+    async def vector_update(self, name: str, vid: str, vector, meta) -> bool:
+        self._check_name(name)
+        limits = self.vector_limits()
+        check_id(vid, limits)
+        if vector is not KEEP:
+            check_vector_shape(vector, limits)
+        if meta is not KEEP and meta is not None and len(meta) > limits.max_json_bytes:
+            raise PayloadTooLarge("meta too large", field="meta")
+        return await self._call_vector(name, UpdateVector(vid, vector, meta))
+
+    async def vector_delete(self, name: str, vid: str) -> bool:
+        self._check_name(name)
+        check_id(vid, self.vector_limits())
+        return await self._call_vector(name, DeleteVector(vid))
+
+    async def vector_upsert_batch(self, name: str, items: list) -> list[dict]:
+        self._check_name(name)
+        limits = self.vector_limits()
+        if not items:
+            raise InvalidArgument("items required", field="items")
+        if len(items) > limits.max_vector_batch:
+            raise InvalidArgument("too many items", field="items")
+        checked = []
+        for it in items:
+            if isinstance(it, ItemError):
+                checked.append(it)
+                continue
+            try:
+                check_item_shape(it, limits)
+                checked.append(it)
+            except KissError as exc:
+                checked.append(ItemError(it.id, exc))
+        return await self._call_vector(name, UpsertBatch(tuple(checked)))
+
+    async def vector_delete_batch(self, name: str, ids: list) -> list[dict]:
+        self._check_name(name)
+        limits = self.vector_limits()
+        if not ids:
+            raise InvalidArgument("ids required", field="ids")
+        if len(ids) > limits.max_vector_batch:
+            raise InvalidArgument("too many ids", field="ids")
+        checked = []
+        for vid in ids:
+            try:
+                check_id(vid, limits)
+                checked.append(vid)
+            except KissError as exc:
+                checked.append(ItemError(vid, exc))
+        return await self._call_vector(name, DeleteBatch(tuple(checked)))
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def vector_get(self, name: str, vid: str):
+        self._check_name(name)
+        check_id(vid, self.vector_limits())
+        actor = self._vm().actor(name)
+        got = actor.get(vid)
+        if got is None:
+            raise NotFound("vector id not found", field="id")
+        return got
+
+    async def vector_search(self, name: str, vector, k: int, *, filters=None, filters_size: int = 0,
+                            include_meta: bool = False, group_by: str | None = None, group_limit: int = 1,
+                            nprobe: int | None = None, ef: int | None = None):
+        self._check_name(name)
+        limits = self.vector_limits()
+        check_vector_shape(vector, limits)
+        if k == 0 or k > limits.max_k:
+            raise InvalidArgument("invalid k", field="k")
+        if filters_size > limits.max_json_bytes:
+            raise PayloadTooLarge("filters too large", field="filters")
+        predicate = compile_filter(filters)
+        actor = self._vm().actor(name)
+        if len(vector) != actor.c.dim:
+            raise DimMismatch()
+        self.counters["vector_search_total"] = self.counters.get("vector_search_total", 0) + 1
+        return await actor.search(vector, k, predicate=predicate, include_meta=include_meta, group_by=group_by,
+                                  group_limit=group_limit, nprobe=nprobe, ef=ef)
+
+    async def vector_search_many(self, name: str, queries: list[tuple]) -> list:
+        """Every (vector, k, keyword arguments) of a batch search, concurrently, so unfiltered
+        HNSW queries join one graph-walk batch (actors/vectors.py); each result is its hits or
+        the KissError it raised."""
+        results: list = [None] * len(queries)
+
+        async def one(i: int, vector, k: int, kw: dict) -> None:
+            try:
+                results[i] = await self.vector_search(name, vector, k, **kw)
+            except KissError as exc:
+                results[i] = exc
+
+        async with trio.open_nursery() as nursery:
+            for i, (vector, k, kw) in enumerate(queries):
+                nursery.start_soon(one, i, vector, k, kw)
+        return results
+
+    async def vector_compact(self, name: str) -> dict:
+        self._check_name(name)
+        actor = self._vm().actor(name)
+        ran = await actor.compact()
+        return {"ok": True, **ran, **actor.c.info()}
+
+    def vector_metrics(self) -> list[tuple[str, str, float]]:
+        vm = self.vectors
+        if vm is None:
+            return []
+        colls = list(vm.store.collections.values())
+        infos = [c.info() for c in colls]
+        return [
+            ("kissvdb_vector_collections", "gauge", len(colls)),
+            ("kissvdb_vector_quarantined", "gauge", len(vm.store.quarantined)),
+            ("kissvdb_vector_live", "gauge", sum(i["live_count"] for i in infos)),
+            ("kissvdb_vector_records", "gauge", sum(i["total_records"] for i in infos)),
+            ("kissvdb_vector_file_bytes", "gauge", sum(i["file_len"] for i in infos)),
+            ("kissvdb_vector_searches_total", "counter", self.counters.get("vector_search_total", 0)),
+            ("kissvdb_vector_maintenance_total", "counter",
+             sum(a.maintenance_runs for a in vm.actors.values())),
+            ("kissvdb_vector_restarts_total", "counter", vm.restarts),
+            ("kissvdb_vector_search_batches_total", "counter", sum(a.search_batches for a in vm.actors.values())),
+            ("kissvdb_vector_search_batched_total", "counter", sum(a.search_batched for a in vm.actors.values())),
+            ("kissvdb_vector_checkpoint_offset", "gauge", vm.store.checkpointed_floor()),
+        ]
 
     # -- change stream -------------------------------------------------------------------
 
@@ -245,7 +481,17 @@ class Engine(VectorEngineMethods):
         if removed:
             log.info("retention: dropped %d WAL segment(s) checkpointed past offset %d", len(removed), floor)
 
-    def _on_fatal(self, exc: BaseException) -> None:
+    def expiring(self) -> list[Expiring]:
+        """The models the TTL sweeper visits: KV keys, then documents."""
+        return [Expiring(lambda: self.kv_actor, Expire, self.call_kv),
+                Expiring(lambda: self.docs.actor if self.docs is not None else None, DocExpire, self.call_docs)]
+
+    async def sweep_ttl(self) -> int:
+        """One TTL sweep over every model now (the sweeper's round); how many items expired."""
+        return sum([await sweep_once(m, self.clock) for m in self.expiring()])
+
+    def on_fatal(self, exc: BaseException) -> None:
+        """The WAL writer failed for good: the server stops (fail-stop)."""
         self.fatal_error = exc
         self.fatal.set()
         self.shutdown_requested.set()
@@ -274,180 +520,8 @@ class Engine(VectorEngineMethods):
             ("kissvdb_recovery_replayed_events", "gauge", self.recovery_replayed),
             ("kissvdb_kv_cache_items", "gauge", kv.get("cached", 0)),
             ("kissvdb_kv_inflight", "gauge", kv.get("inflight", 0)),
-            ("kissvdb_kv_restarts_total", "counter", self.kv_restarts),
+            ("kissvdb_kv_restarts_total", "counter", self.kv.restarts),
             ("kissvdb_sse_log_reads_total", "counter", b.log_reads_total),
             ("kissvdb_sse_gaps_total", "counter", b.gaps_total),
         ] + (self.docs.metrics() if self.docs is not None else []) + (
             self.sql.metrics() if self.sql is not None else []) + self.vector_metrics()
-
-    # -- KV actor lifecycle ------------------------------------------------------------------
-
-    async def _build_kv_actor(self) -> KvActor:
-        """A fresh KV actor from durable state: (re)open state.sqlite and replay the WAL tail."""
-        s = self.settings
-        if self.store is not None:
-            old = self.store
-            self.store = None
-            await self.store_thread.run(old.close)
-        self.store = await self.store_thread.run(lambda: StateStore(self.store_path, durable=not s.memory))
-        upto = self.writer.durable_offset
-        replayed = await self.store_thread.run(lambda: replay_kv(self.store, self.wal_log, upto))
-        if self.kv_actor is None and self.recovery_replayed == 0:
-            self.recovery_replayed = replayed
-        # Make the replayed state durable now, so retention and metrics start from a real
-        # checkpoint instead of waiting for the first periodic one.
-        durable = await self.store_thread.run(self.store.checkpoint)
-        self.checkpointed["kv"] = durable.get("kv", 0)
-        state = KvState(self.limits, s.kv_cache_items)
-        return KvActor(state, self.store, self.store_thread, self.writer, inbox_size=s.inbox_requests_max,
-                       inflight_max=s.inbox_requests_max * 4, clock=self.clock, counters=self.counters)
-
-    def _kv_up(self, actor: KvActor) -> None:
-        self.kv_actor = actor
-        self._kv_changed.set()
-        self._kv_changed = trio.Event()
-
-    def _kv_down(self) -> None:
-        self.kv_actor = None
-        self.kv_restarts += 1
-        self._kv_changed.set()
-        self._kv_changed = trio.Event()
-
-    async def wait_kv_changed(self) -> None:
-        """Wait until the KV actor goes down or comes (back) up."""
-        await self._kv_changed.wait()
-
-
-@asynccontextmanager
-async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=now_ms):
-    from kissvdb.datadir import DataDir
-    from kissvdb.wal.log import WalLog
-
-    tmp = None
-    if settings.memory:
-        tmp = tempfile.mkdtemp(prefix="kissvdb-memory-")
-        settings = settings.with_(data_dir=tmp)
-    datadir = await trio.to_thread.run_sync(lambda: DataDir.open(settings.data_dir))
-    store_thread = DedicatedThread("kissvdb-state")
-    docs_thread = DedicatedThread("kissvdb-docs")
-    gc_threshold = gc.get_threshold()
-    gc.set_threshold(max(GC_YOUNG_OBJECTS, gc_threshold[0]), *gc_threshold[1:])
-    try:
-        store_path = os.path.join(settings.data_dir, layout.STATE_DB)
-        probe = await store_thread.run(lambda: StateStore(store_path, durable=not settings.memory))
-        applied = probe.applied_offsets()
-        await store_thread.run(probe.close)
-        floor = min(applied.values(), default=0)
-        ceiling = max(applied.values(), default=0)
-        wal_log = await trio.to_thread.run_sync(lambda: WalLog.open(
-            settings.data_dir, segment_max_bytes=settings.wal_segment_max_bytes,
-            min_next_offset=ceiling + 1, verify_from=floor + 1, fsync=not settings.memory))
-        log.info("WAL: offsets %d..%d, next %d", wal_log.first_offset, wal_log.last_offset, wal_log.next_offset)
-        broadcaster = Broadcaster(wal_log, ring_size=settings.event_buffer_size,
-                                  batch_max=settings.live_broadcast_capacity)
-        broadcaster.set_durable_offset(wal_log.last_offset)
-        engine_box: list[Engine] = []
-        writer = WalWriter(wal_log, broadcaster, inbox_size=settings.inbox_requests_max,
-                           batch_bytes_max=settings.wal_batch_bytes_max, fsync_delay_s=fsync_delay_s,
-                           on_fatal=lambda exc: engine_box[0]._on_fatal(exc))
-        engine = Engine(settings, wal_log, writer, broadcaster, store_path, store_thread, clock=clock)
-        engine_box.append(engine)
-        try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(writer.run)
-                await nursery.start(lambda task_status: supervise(
-                    "kv", engine._build_kv_actor, on_up=engine._kv_up, on_down=engine._kv_down,
-                    task_status=task_status))
-                engine.docs = DocService(settings, writer, wal_log, store_path, docs_thread, clock=clock)
-                await nursery.start(engine.docs.run)
-                engine.keys = KeyService(os.path.join(settings.data_dir, layout.KEYS_DB), clock=clock,
-                                         on_revoke=broadcaster.revoke, durable=not settings.memory,
-                                         keys_max=settings.max_api_keys)
-                await engine.keys.open()
-                if settings.sqlite_enabled:
-                    engine.sql = SqlService(settings, writer, clock=clock)
-                    await engine.sql.open()
-                log.info("recovery: replayed %d events", engine.recovery_replayed)
-                await _open_vectors(engine, nursery)
-                background = trio.CancelScope()
-
-                async def maintenance():
-                    with background:
-                        async with trio.open_nursery() as inner:
-                            inner.start_soon(run_ttl_sweeper, engine)
-                            inner.start_soon(run_checkpointer, engine)
-                            inner.start_soon(run_doc_ttl_sweeper, engine)
-
-                nursery.start_soon(maintenance)
-                try:
-                    yield engine
-                finally:
-                    with trio.CancelScope(shield=True):
-                        await _shutdown(engine, background)
-        finally:
-            with trio.CancelScope(shield=True):
-                for service in (engine.docs, engine.sql, engine.keys):
-                    if service is not None:
-                        await service.aclose()
-                if engine.store is not None:
-                    await store_thread.run(engine.store.close)
-                if engine.vectors is not None:
-                    await trio.to_thread.run_sync(engine.vectors.store.close)
-                await trio.to_thread.run_sync(wal_log.close)
-    finally:
-        gc.set_threshold(*gc_threshold)
-        with trio.CancelScope(shield=True):
-            await docs_thread.aclose()
-            await store_thread.aclose()
-            await trio.to_thread.run_sync(datadir.close)
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
-
-
-async def _open_vectors(engine: Engine, nursery: trio.Nursery) -> None:
-    """Open every vector collection (saved indexes, no rebuild) and replay the WAL tail past them."""
-    from kissvdb.vectors.collection import VectorParams
-    from kissvdb.vectors.store import VectorStore
-
-    s = engine.settings
-    params = VectorParams.from_settings(s)
-    root = os.path.join(s.data_dir, layout.VECTORS_DIR)
-    upto = engine.writer.durable_offset
-
-    def load():
-        store = VectorStore.open(root, params)
-        replayed = store.replay(engine.wal_log, upto)
-        return store, replayed
-
-    store, replayed = await trio.to_thread.run_sync(load)
-    log.info("recovery: %d vector collection(s), %d quarantined, replayed %d vector events",
-             len(store.collections), len(store.quarantined), replayed)
-    engine.vectors = VectorManager(store, engine.writer, engine.vector_limits(), params,
-                                   inbox_size=s.inbox_requests_max, counters=engine.counters, clock=engine.clock,
-                                   search_threads=max(2, os.cpu_count() or 1))
-    await engine.vectors.start(nursery)
-
-
-async def _shutdown(engine: Engine, background: trio.CancelScope) -> None:
-    """End streams, drain accepted writes, checkpoint. Runs shielded, with a deadline."""
-    engine.broadcaster.close()
-    background.cancel()
-    with trio.move_on_after(30):
-        actor = engine.kv_actor
-        engine.closing = True
-        if engine.vectors is not None:
-            await engine.vectors.aclose()
-        if actor is not None:
-            await actor.inbox.aclose()
-            await actor._pending.drained()
-        if engine.docs is not None:
-            await engine.docs.close()
-        if engine.sql is not None:
-            await engine.sql.close()
-        await engine.writer.send_channel.aclose()
-        if engine.writer.failed is None and engine.kv_actor is not None:
-            try:
-                await engine.checkpoint()
-                log.info("shutdown: checkpointed at offset %d", engine.checkpointed.get("kv", 0))
-            except Exception:
-                log.exception("shutdown: final checkpoint failed (the WAL still holds everything)")

@@ -32,6 +32,10 @@ class Request:
         self._value = None
         self._error: BaseException | None = None
 
+    def queued(self) -> None:
+        """Its events went to the WAL writer: from now on its caller waits for the verdict."""
+        self.state = QUEUED
+
     def succeed(self, value) -> None:
         if self.state != DONE:
             self.state = DONE

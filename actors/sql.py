@@ -2,7 +2,7 @@
 
 - `query` goes to one of `READERS` query_only connections (round robin), each on its own thread,
   so reads run beside a long write. The thread returns the response body, JSON encoded in
-  pieces as the rows are stepped (kissvdb/sqlresult.py), so neither encoding nor a large result ever runs
+  pieces as the rows are stepped (kissvdb/sql/result.py), so neither encoding nor a large result ever runs
   on the event loop, and the time limit covers both. If the caller is cancelled (request
   timeout, client gone), the statement is interrupted by the progress handler instead of
   running on.
@@ -28,15 +28,15 @@ import time
 import trio
 
 from kissvdb.errors import NotEnabled, Overloaded
-from kissvdb.sqlresult import JsonChunks
-from kissvdb.usersql import SqlJob, SqlLimits, UserSqlReader, UserSqlWriter
+from kissvdb.events import SQL_EXEC
+from kissvdb.sql.result import JsonChunks
+from kissvdb.sql.user import SqlJob, SqlLimits, UserSqlReader, UserSqlWriter
 
 from kissvdb.actors.threads import DedicatedThread
 from kissvdb.actors.wal import WalWrite
 
 log = logging.getLogger("kissvdb.sql")
 
-SQL_EXEC = "sql_exec"
 READERS = 2
 TIME_LIMIT_MARGIN_MS = 1000  # the statement limit stays this far below REQUEST_TIMEOUT_SECS
 

@@ -1,17 +1,11 @@
-"""The write actor behind KV and documents: state in memory, state.sqlite on a store thread.
+"""The write actor of KV and documents: state in memory, state.sqlite on a store thread.
 
-Main loop: take the requests in the inbox (up to DRAIN_MAX), load the keys they need that are
-not cached, decide each one against durable state + the in-flight overlay, and queue the events
-of all of them to the WAL writer as ONE write. It never waits for a write's fsync before
-deciding the next batch. One write per inbox wake-up (not per request) keeps the per-request
-cost to the decision itself: one message, one event and one wake-up per batch.
-
-Applier task: waits for the oldest queued write to be resolved, then applies every resolved
-write at the head (cache first, then one state.sqlite transaction for the lot, submitted to the
-store thread without waiting) and replies. Replies therefore come in offset order and only
-after the change is visible to reads. While the store thread is busy, later batches join the
-transaction still waiting for it (fewer, larger transactions: SQLite writes each dirty page
-once per commit).
+A WriteActor (actors/write_actor.py) whose model keeps a bounded cache of durable state and the
+full set in state.sqlite. Before deciding a batch it loads the keys the batch needs that are
+not cached. Applying a round of durable writes updates the cache first, then hands the changes
+to the store thread as one state.sqlite transaction, without waiting. While the store thread is
+busy, later rounds join the transaction still waiting for it (fewer, larger transactions:
+SQLite writes each dirty page once per commit).
 
 Reads do not go through the inbox: a cache hit is answered on the spot, a miss or a listing is
 a job on the store thread, which runs after every apply submitted before it. An idle actor
@@ -29,40 +23,14 @@ from collections import deque
 
 import trio
 
-from kissvdb.errors import KissError, PersistenceError, Unavailable
+from kissvdb.actors.mailbox import Request
+from kissvdb.actors.write_actor import Queued, WriteActor
 
-from kissvdb.actors.mailbox import CANCELLED, QUEUED, PendingWrites, Request, receive_batch, refuse_undecided
-from kissvdb.actors.wal import WalWrite
-
-DRAIN_MAX = 64  # requests decided per inbox wake-up
 APPLY_JOIN_MAX = 8192  # changes one state.sqlite transaction may gather while it waits
 
 
 class StoreFailed(Exception):
     """state.sqlite refused an apply: the actor stops and its supervisor rebuilds it."""
-
-
-class Pending:
-    """One request's part of a queued write: its decisions and, once durable, their records."""
-
-    __slots__ = ("request", "decisions", "slots", "records", "changes")
-
-    def __init__(self, request, decisions, slots):
-        self.request = request
-        self.decisions = decisions
-        self.slots = slots  # for a batch: per-op result or error, decisions fill the None slots
-        self.records = None  # this request's EventRecords, in decision order, once durable
-        self.changes = None  # what state.apply returned for each record, once applied
-
-
-class _Queued:
-    """One write to the WAL: the events of the requests decided in one inbox wake-up."""
-
-    __slots__ = ("write", "pendings")
-
-    def __init__(self, write: WalWrite, pendings: list[Pending]):
-        self.write = write
-        self.pendings = pendings
 
 
 class _ApplyJob:
@@ -93,44 +61,25 @@ class _ApplyJob:
             self.started = True
 
 
-class StoreActor:
-    UNAVAILABLE = "store restarting, retry"  # what callers hear while it restarts
+class StoreActor(WriteActor):
     STORE_NAME = "state.sqlite"
-    EXPIRE: type = type(None)  # the TTL command, which answers None (not False) when a no-op
 
     def __init__(self, state, store, store_thread, wal_writer, *, inbox_size: int, inflight_max: int,
                  clock, counters):
-        self.state = state
+        super().__init__(state, wal_writer, inbox_size=inbox_size, inflight_max=inflight_max, clock=clock,
+                         counters=counters)
         self.store = store
         self.thread = store_thread
-        self.writer = wal_writer
-        self.inbox, self._receive = trio.open_memory_channel(inbox_size)
-        self._wal = wal_writer.send_channel.clone()
-        self.inflight_max = inflight_max
-        self.clock = clock
-        self.counters = counters
-        self.epoch = wal_writer.epoch
-        self._pending = PendingWrites()  # of _Queued, weighed by their requests
-        self._applying: list = []  # (_Queued, apply results): durable, popped, being applied
         self._store_error: BaseException | None = None
         self._store_failed = trio.Event()
         self._submitted_applied = 0
         self._apply_job: _ApplyJob | None = None  # the last one submitted to the store thread
         self._committed: deque = deque()  # touched lists of committed jobs (appended by the store thread)
-        self._batch: list[Request] = []  # taken from the inbox, not yet decided
-        self.closed = False
+        self._round: tuple[list, list] = ([], [])  # this applier round's (changes, touched)
 
     # -- what a subclass says ----------------------------------------------------------------
 
     def keys_of(self, command) -> list:
-        raise NotImplementedError
-
-    def batch_ops(self, command) -> list | None:
-        """The operations of a batch command (each decided on its own), or None."""
-        return None
-
-    def result(self, p: Pending):
-        """What the caller of a write that became durable hears."""
         raise NotImplementedError
 
     def applied(self, record, change) -> object:
@@ -141,202 +90,53 @@ class StoreActor:
         """The store thread's job: one state.sqlite transaction for `changes`."""
         raise NotImplementedError
 
-    # -- lifecycle -------------------------------------------------------------------------
+    # -- the write loop's hooks ------------------------------------------------------------
 
-    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._applier)
-            nursery.start_soon(self._watch_store)
-            task_status.started(self)
-            async with self._receive, self._wal:
-                await self._serve_inbox()
-                await self._pending.drained()  # inbox closed (shutdown): finish what was accepted
-            nursery.cancel_scope.cancel()
-
-    async def wait_drained(self) -> None:
-        await self._pending.drained()
+    def start_tasks(self, nursery: trio.Nursery) -> None:
+        nursery.start_soon(self._watch_store)
 
     async def _watch_store(self) -> None:
         await self._store_failed.wait()
         raise StoreFailed(f"{self.STORE_NAME} failed: {self._store_error!r}") from self._store_error
 
-    async def settle_after_crash(self) -> None:
-        """After a crash: acknowledge what was durable and being applied (the rebuilt actor
-        replays it from the WAL), refuse what was never queued, and report the WAL writer's
-        verdict for everything queued, shielded."""
-        self.closed = True
-        for queued, _ in self._applying:
-            self._reply(queued, None)
-        self._applying = []
-        refuse_undecided(self._batch, self._receive, Unavailable(self.UNAVAILABLE))
-        with trio.CancelScope(shield=True):
-            for queued in list(self._pending):
-                await queued.write.done.wait()
-                if queued.write.error is not None:
-                    for p in queued.pendings:
-                        p.request.fail(queued.write.error)
-                else:
-                    self._reply(queued, None)
-        self._pending.clear()
-
-    # -- deciding ----------------------------------------------------------------------------
-
-    async def _serve_inbox(self) -> None:
-        receive = self._receive
-        while True:
-            batch = await receive_batch(receive, DRAIN_MAX)
-            if batch is None:
-                return
-            self._batch = batch
-            keys = {k for r in batch for k in self.keys_of(r.command)}
-            self.state.pin(keys)
-            try:
-                missing = self.state.missing(keys)
-                if missing:
-                    await self._load(missing)
-                await self._decide_batch(batch)
-            finally:
-                self.state.unpin(keys)
-
-    async def _decide_batch(self, batch: list[Request]) -> None:
-        """Decide `batch` in order and queue the events as one write (more than one only when
-        the in-flight bound is reached and the rest must wait for room)."""
-        pending = self._pending
-        now = self.clock()
-        write, queued = WalWrite([], self.epoch), []
+    async def _decide_received(self, batch: list[Request]) -> None:
+        keys = {k for r in batch for k in self.keys_of(r.command)}
+        self.state.pin(keys)
         try:
-            for req in batch:
-                if req.state == CANCELLED:
-                    continue
-                if pending.requests + len(queued) >= self.inflight_max:
-                    await self._queue(write, queued)
-                    await pending.room(self.inflight_max)
-                    now = self.clock()
-                    write, queued = WalWrite([], self.epoch), []
-                p = self._decide(req, now, write)
-                if p is not None:
-                    queued.append(p)
-        except BaseException:
-            # A decision raised (a bug: the actor crashes) or the actor was cancelled: the
-            # requests decided into `write` were never sent, so nothing of them was written.
-            for p in queued:
-                p.request.fail(Unavailable(self.UNAVAILABLE))
-            raise
-        await self._queue(write, queued)
+            missing = self.state.missing(keys)
+            if missing:
+                await self._load(missing)
+            await self._decide_batch(batch)
+        finally:
+            self.state.unpin(keys)
 
-    def _decide(self, req: Request, now: int, write: WalWrite) -> Pending | None:
-        """Decide one request and add its events to `write`; None if it was answered here
-        (refused, a no-op, or a batch whose every operation was refused)."""
-        cmd = req.command
+    async def apply_durable(self, done: list[Queued]) -> list:
+        """Apply to the cache now; the state.sqlite transaction is submitted by after_apply,
+        once the callers have their answers."""
+        self._release_committed()
         state = self.state
-        slots = None
-        ops = self.batch_ops(cmd)
-        if ops is not None:
-            slots = []
-            decisions = []
-            for op in ops:
-                try:
-                    d = state.decide(op, now)
-                except KissError as exc:
-                    slots.append(exc)
-                    continue
-                slots.append(None)
-                decisions.append(d)
-                state.begin(d, write)  # later ops (and requests) see it; `write` is the token
-            if not decisions:
-                req.succeed(slots)
-                return None
-            write.events.extend((now, d.type, d.data) for d in decisions)
-        else:
-            try:
-                d = state.decide(cmd, now)
-            except KissError as exc:
-                req.fail(exc)
-                return None
-            if d is None:
-                req.succeed(None if isinstance(cmd, self.EXPIRE) else False)
-                return None
-            decisions = [d]
-            state.begin(d, write)
-            write.events.append((now, d.type, d.data))
-        req.state = QUEUED
-        return Pending(req, decisions, slots)
+        changes = []
+        touched = []
+        out = []
+        for queued in done:
+            results: list = []
+            for record in queued.write.records:
+                change = state.apply(record)
+                results.append(change)
+                if change is not None:
+                    changes.append(change)
+                    touched.append((self.applied(record, change), record.offset))
+            out.append(results)
+        self._round = (changes, touched)
+        return out
 
-    async def _queue(self, write: WalWrite, queued: list[Pending]) -> None:
-        if not queued:
-            return
-        self._pending.push(_Queued(write, queued), len(queued))
-        try:
-            try:
-                self._wal.send_nowait(write)  # the common case: no task switch per batch
-            except trio.WouldBlock:
-                await self._wal.send(write)  # the WAL writer's inbox is full: backpressure
-        except BaseException:
-            # Not delivered (the actor is cancelled, or the WAL writer is gone): nothing of it
-            # was written, and its callers, waiting shielded since QUEUED, must hear that.
-            write.error = PersistenceError("failed to persist event: write abandoned, nothing was written", status=503)
-            write.done.set()
-            raise
-
-    # -- applying ----------------------------------------------------------------------------
-
-    async def _applier(self) -> None:
-        pending = self._pending
-        state = self.state
-        while True:
-            settled = await pending.settled()
-            self._release_committed()
-            changes = []
-            touched = []
-            for _ in range(settled):
-                queued = pending.pop()
-                write = queued.write
-                if write.error is not None:
-                    self._fail(queued, write.error)
-                    continue
-                results: list = []
-                self._applying.append((queued, results))
-                for record in write.records:
-                    change = state.apply(record)
-                    results.append(change)
-                    if change is not None:
-                        changes.append(change)
-                        touched.append((self.applied(record, change), record.offset))
-                for p in queued.pendings:
-                    for d in p.decisions:
-                        state.finish(d.key, write)
-            applying, self._applying = self._applying, []
-            for queued, results in applying:
-                self._reply(queued, results)
-            # Every event of this materializer up to the durable offset is applied now (a head
-            # that is not done is not durable), so state.sqlite may record that offset even if
-            # it was not ours.
-            self._submit_apply(changes, touched, self.writer.durable_offset)
-            pending.changed()
-
-    def _reply(self, queued: _Queued, results: list | None) -> None:
-        """Answer the requests of a durable write; `results` are the apply results of its
-        records (None when the actor crashed before applying them)."""
-        records = queued.write.records
-        i = 0
-        for p in queued.pendings:
-            n = len(p.decisions)
-            p.records = records[i : i + n]
-            if results is not None:
-                p.changes = results[i : i + n]
-            i += n
-            p.request.succeed(self.result(p))
-
-    def _fail(self, queued: _Queued, error: PersistenceError) -> None:
-        for p in queued.pendings:
-            for d in p.decisions:
-                self.state.finish(d.key, queued.write)
-        if self.writer.epoch != self.epoch:
-            # Writes decided on top of the failed ones will fail too; start from durable state.
-            self.state.drop_inflight()
-            self.epoch = self.writer.epoch
-        for p in queued.pendings:
-            p.request.fail(error)
+    def after_apply(self) -> None:
+        # Every event of this materializer up to the durable offset is applied now (a head
+        # that is not done is not durable), so state.sqlite may record that offset even if
+        # it was not ours.
+        changes, touched = self._round
+        self._round = ([], [])
+        self._submit_apply(changes, touched, self.writer.durable_offset)
 
     def _submit_apply(self, changes, touched, applied_offset: int) -> None:
         if not changes and applied_offset <= self._submitted_applied:
@@ -391,7 +191,7 @@ class StoreActor:
 
     async def checkpoint(self) -> dict[str, int]:
         """Advance the applied offset if idle, then make the store durable up to it."""
-        if not self._pending:
+        if self.idle:
             self._submit_apply([], [], self.writer.durable_offset)
         offsets = await self.thread.run(self.store.checkpoint)
         self._release_committed()  # an idle actor's last commits

@@ -25,34 +25,29 @@ import logging
 import math
 import time
 
+import orjson
 import trio
 
-from kissvdb.errors import AlreadyExists, InvalidArgument, KissError, NotFound, PersistenceError, Unavailable
-from kissvdb.events import EventRecord
+from kissvdb.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
+from kissvdb.events import VECTOR_COLLECTION_CREATED, VECTOR_COLLECTION_DELETED, EventRecord, RawJson
+from kissvdb.kv.state import Along, Delete, Put
+from kissvdb.recovery import replay
+from kissvdb.vectors.collection import Collection
 from kissvdb.vectors.hnsw import WouldBlock
-from kissvdb.vectors.state import (
-    DeleteBatch, UpsertBatch, VectorState, to_op, VECTOR_COLLECTION_CREATED, VECTOR_COLLECTION_DELETED,
-)
+from kissvdb.vectors.state import DeleteBatch, UpsertBatch, VectorState, to_op
+from kissvdb.vectors.store import VectorReplay
 
-from kissvdb.actors.mailbox import CANCELLED, QUEUED, PendingWrites, Request, receive_batch, settle_crashed
-from kissvdb.actors.wal import WalWrite
+from kissvdb.actors.supervisor import supervise
+from kissvdb.actors.write_actor import Pending, WriteActor
 
 SEARCH_BATCHES_IN_FLIGHT = 2
 
+
+def manifest_key(name: str) -> str:
+    """The KV key of a collection's manifest (contract §3.5), written only with its events."""
+    return f"vector:{name}:manifest"
+
 log = logging.getLogger("kissvdb.vectors")
-
-DRAIN_MAX = 64
-
-
-class _Pending:
-    __slots__ = ("request", "decisions", "write", "slots")
-
-    def __init__(self, request, decisions, write, slots):
-        self.request = request
-        self.decisions = decisions
-        self.write = write
-        self.slots = slots
-
 
 class _CompactionJob:
     """One requested compaction: what it ran (or its error), and when it was done."""
@@ -65,26 +60,23 @@ class _CompactionJob:
         self.error: BaseException | None = None
 
 
-class VectorActor:
+class VectorActor(WriteActor):
+    """One collection's writes through the write loop (actors/write_actor.py); its searches,
+    gets and maintenance beside it."""
+
+    UNAVAILABLE = "vector collection restarting, retry"
+
     def __init__(self, collection, limits, wal_writer, *, inbox_size: int, inflight_max: int, counters,
                  apply_limiter: trio.CapacityLimiter, search_limiter: trio.CapacityLimiter,
                  build_limiter: trio.CapacityLimiter, clock):
+        super().__init__(VectorState(collection, limits), wal_writer, inbox_size=inbox_size,
+                         inflight_max=inflight_max, clock=clock, counters=counters)
         self.c = collection
         self.name = collection.name
-        self.state = VectorState(collection, limits)
-        self.writer = wal_writer
-        self.inbox, self._receive = trio.open_memory_channel(inbox_size)
-        self._wal = wal_writer.send_channel.clone()
-        self.inflight_max = inflight_max
-        self.counters = counters
         self.apply_limiter = apply_limiter
         self.search_limiter = search_limiter
         self.build_limiter = build_limiter
-        self.clock = clock
-        self.epoch = wal_writer.epoch
-        self._pending = PendingWrites()  # of _Pending
         self._maintenance_wanted = trio.Event()
-        self._applying: list = []
         self._search_queue: list = []
         self._search_ready = trio.Event()
         self._search_inflight: list = []
@@ -94,127 +86,43 @@ class VectorActor:
         # One hnswlib thread per batch: a second one would take the core the event loop needs
         # to parse the next requests (2-CPU measurement in docs/BENCHMARKS.md).
         self.search_threads = 1
-        self._batch: list[Request] = []
         self.maintenance_runs = 0
         self._nursery: trio.Nursery | None = None
         self._compaction_lock = trio.Lock()
         self._compaction_next: _CompactionJob | None = None  # requested, not started yet
-        self.closed = False
 
-    # -- lifecycle -------------------------------------------------------------------------
+    # -- the write loop's hooks --------------------------------------------------------------
 
-    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._applier)
-            nursery.start_soon(self._maintainer)
-            self._batcher_running = True
-            nursery.start_soon(self._batcher)
-            self._maintenance_wanted.set()  # a collection may open already due (e.g. untrained)
-            task_status.started(self)
-            async with self._receive, self._wal:
-                await self._serve_inbox()
-                await self._pending.drained()
-            nursery.cancel_scope.cancel()
+    def start_tasks(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        nursery.start_soon(self._maintainer)
+        self._batcher_running = True
+        nursery.start_soon(self._batcher)
+        self._maintenance_wanted.set()  # a collection may open already due (e.g. untrained)
 
-    async def settle_after_crash(self) -> None:
-        """After a crash: what was being applied is durable in the WAL (the collection is rebuilt
-        from it before serving again), so it is acknowledged; the rest as every actor does."""
-        self.closed = True
-        for p in self._applying:
-            p.request.succeed(self._result(p))
-        self._applying = []
-        await settle_crashed(self._batch, self._receive, self._pending,
-                             Unavailable("vector collection restarting, retry"), self._result)
+    def batch_ops(self, command):
+        if isinstance(command, UpsertBatch):
+            return command.items
+        if isinstance(command, DeleteBatch):
+            return command.ids
+        return None
 
-    # -- deciding ----------------------------------------------------------------------------
+    def refused_batch(self, command, slots: list):
+        return self._batch_results(command, slots, [])
 
-    async def _serve_inbox(self) -> None:
-        receive = self._receive
-        while True:
-            batch = await receive_batch(receive, DRAIN_MAX)
-            if batch is None:
-                return
-            self._batch = batch
-            for req in batch:
-                if req.state == CANCELLED:
-                    continue
-                await self._pending.room(self.inflight_max)
-                await self._decide_and_queue(req)
-
-    async def _decide_and_queue(self, req: Request) -> None:
-        cmd = req.command
-        state = self.state
-        now = self.clock()
-        write = WalWrite([], self.epoch)
-        slots = None
-        if isinstance(cmd, (UpsertBatch, DeleteBatch)):
-            slots = []
-            decisions = []
-            items = cmd.items if isinstance(cmd, UpsertBatch) else cmd.ids
-            for item in items:
-                d = state.decide_item(item) if isinstance(cmd, UpsertBatch) else state.decide_delete_item(item)
-                if isinstance(d, KissError):
-                    slots.append(d)
-                    continue
-                slots.append(None)
-                decisions.append(d)
-                state.begin(d, write)
-            if not decisions:
-                req.succeed(self._batch_results(cmd, slots, []))
-                return
-        else:
-            try:
-                d = state.decide(cmd)
-            except KissError as exc:
-                req.fail(exc)
-                return
-            decisions = [d]
-            state.begin(d, write)
-        write.events = [(now, d.type, d.data) for d in decisions]
-        req.state = QUEUED
-        self._pending.push(_Pending(req, decisions, write, slots))
-        await self._wal.send(write)
-
-    # -- applying ----------------------------------------------------------------------------
-
-    async def _applier(self) -> None:
-        pending = self._pending
+    async def apply_durable(self, done: list) -> list:
+        """ONE Collection.apply call in a worker thread for every durable write of the round
+        (run files, index add); every event of this collection up to the durable offset is in
+        it or applied, so the collection may record that offset."""
         metric = self.c.metric
-        while True:
-            settled = await pending.settled()
-            done = []
-            ops = []
-            for _ in range(settled):
-                p = pending.pop()
-                if p.write.error is not None:
-                    self._fail(p, p.write.error)
-                    continue
-                done.append(p)
-                ops.extend(to_op(r, metric) for r in p.write.records)
-            # Every event of this collection up to the durable offset is in `ops` or applied.
-            durable = self.writer.durable_offset
-            self._applying = done  # durable: if the apply fails, settle_after_crash acks them
-            await trio.to_thread.run_sync(self.c.apply, ops, durable, limiter=self.apply_limiter)
-            self._applying = []
-            self.counters["vector_ops_total"] += len(ops)
-            for p in done:
-                for d in p.decisions:
-                    self.state.finish(d.id, p.write)
-                p.request.succeed(self._result(p))
-            self._pending.changed()
-            if ops:
-                self._maintenance_wanted.set()
+        ops = [to_op(r, metric) for queued in done for r in queued.write.records]
+        await trio.to_thread.run_sync(self.c.apply, ops, self.writer.durable_offset, limiter=self.apply_limiter)
+        self.counters["vector_ops_total"] += len(ops)
+        if ops:
+            self._maintenance_wanted.set()
+        return [None] * len(done)
 
-    def _fail(self, p: _Pending, error: PersistenceError) -> None:
-        for d in p.decisions:
-            self.state.finish(d.id, p.write)
-        if self.writer.epoch != self.epoch:
-            self.state.drop_inflight()
-            self.epoch = self.writer.epoch
-        p.request.fail(error)
-
-    def _result(self, p: _Pending):
+    def result(self, p: Pending):
         cmd = p.request.command
         if isinstance(cmd, (UpsertBatch, DeleteBatch)):
             return self._batch_results(cmd, p.slots, p.decisions)
@@ -336,10 +244,14 @@ class VectorActor:
 
     async def checkpoint(self) -> int:
         """Advance the applied offset if idle, then make the collection durable up to it."""
-        if not self._pending:
+        if self.idle:
             durable = self.writer.durable_offset
             await trio.to_thread.run_sync(self.c.apply, [], durable, limiter=self.apply_limiter)
         return await trio.to_thread.run_sync(self.c.checkpoint, limiter=self.apply_limiter)
+
+    def want_maintenance(self) -> None:
+        """Look again at what is due (the checkpointer's schedule)."""
+        self._maintenance_wanted.set()
 
     async def _maintainer(self) -> None:
         while True:
@@ -429,8 +341,10 @@ class _StartedOnce:
 class VectorManager:
     """The collections of an engine: creation, drop, lookup. Lives in the Engine."""
 
-    def __init__(self, store, writer, limits, params, *, inbox_size: int, counters, clock, search_threads: int):
+    def __init__(self, store, writer, limits, params, *, inbox_size: int, counters, clock, search_threads: int,
+                 call_kv):
         self.store = store
+        self.call_kv = call_kv  # the KV actor logs a collection's events with its manifest key
         self.writer = writer
         self.limits = limits
         self.params = params
@@ -442,11 +356,11 @@ class VectorManager:
         self.search_limiter = trio.CapacityLimiter(search_threads)
         self.build_limiter = trio.CapacityLimiter(1)
         self.nursery: trio.Nursery | None = None
-        self._wal = writer.send_channel.clone()
         self.closing = False
         self.restarts = 0
         self._stopped: dict[str, trio.Event] = {}
         self._dropping: set[str] = set()
+        self._closed = trio.Event()  # set by aclose: `run` ends once its actors have stopped
 
     def actor(self, name: str) -> VectorActor:
         a = self.actors.get(name)
@@ -468,14 +382,18 @@ class VectorManager:
                            apply_limiter=trio.CapacityLimiter(1), search_limiter=self.search_limiter,
                            build_limiter=self.build_limiter, clock=self.clock)
 
-    async def start(self, nursery: trio.Nursery) -> None:
-        self.nursery = nursery
-        for coll in list(self.store.collections.values()):
-            await nursery.start(self._supervise, coll.name)
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Run every collection's actor in the manager's own nursery (started, then created
+        ones) until `aclose` has drained them."""
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            for coll in list(self.store.collections.values()):
+                await nursery.start(self._supervise, coll.name)
+            task_status.started(self)
+            await self._closed.wait()
 
     async def _supervise(self, name: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Run the collection's actor; on a crash, reopen it from disk + WAL and start again."""
-        from kissvdb.actors.supervisor import supervise
 
         async def factory():
             if name in self.actors:  # a restart: rebuild from the checkpoint and the WAL tail
@@ -505,13 +423,12 @@ class VectorManager:
             stopped.set()
 
     def _reopen(self, name: str) -> None:
-        from kissvdb.vectors.collection import Collection
 
         old = self.store.collections[name]
         old.close()
         coll = Collection.open(old.dir, self.params)
         self.store.collections[name] = coll
-        self.store.replay_collection(coll, self.writer.log, self.writer.durable_offset)
+        replay(self.writer.log, self.writer.durable_offset, [VectorReplay(self.store, only=coll)])
 
 
     async def create(self, name: str, dim: int, metric: str, kind: str):
@@ -531,20 +448,18 @@ class VectorManager:
                 raise InvalidArgument(f"too many collections (MAX_VECTOR_COLLECTIONS is "
                                       f"{self.limits.max_collections}); drop one first", field="collection")
             await trio.to_thread.run_sync(self.store.prepare_create, name)
-            write = WalWrite([(self.clock(), VECTOR_COLLECTION_CREATED,
-                               {"collection": name, "dim": dim, "metric": metric, "index": kind})], self.writer.epoch)
+            ts = self.clock()
+            event = (ts, VECTOR_COLLECTION_CREATED, {"collection": name, "dim": dim, "metric": metric, "index": kind})
+            manifest = {"collection": name, "dim": dim, "metric": metric, "created_at_ms": ts, "updated_at_ms": ts}
+            put = Put(manifest_key(name), RawJson(orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS)))
             try:
-                await self._wal.send(write)
+                records = await self.call_kv(Along(put, (event,)))  # one WAL write: both or neither
             except BaseException:
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(self.store.abandon_create, name)
                 raise
+            rec: EventRecord = records[0]
             with trio.CancelScope(shield=True):
-                await write.done.wait()
-                if write.error is not None:
-                    await trio.to_thread.run_sync(self.store.abandon_create, name)
-                    raise write.error
-                rec: EventRecord = write.records[0]
                 coll = await trio.to_thread.run_sync(
                     self.store.create, name, dim, metric, kind, rec.offset, rec.ts_ms)
                 if coll is not None:
@@ -554,19 +469,16 @@ class VectorManager:
     async def drop(self, name: str):
         async with self.lock:
             actor = self.actor(name)
-            write = WalWrite([(self.clock(), VECTOR_COLLECTION_DELETED, {"collection": name})], self.writer.epoch)
-            await self._wal.send(write)
+            event = (self.clock(), VECTOR_COLLECTION_DELETED, {"collection": name})
+            records = await self.call_kv(Along(Delete(manifest_key(name)), (event,)))
             with trio.CancelScope(shield=True):
-                await write.done.wait()
-                if write.error is not None:
-                    raise write.error
                 self._dropping.add(name)
                 try:
                     actor.closed = True
                     await actor.inbox.aclose()  # the actor finishes what it accepted, then stops
                     await self._stopped[name].wait()
                     self.actors.pop(name, None)
-                    await trio.to_thread.run_sync(self.store.drop, name, write.records[0].offset)
+                    await trio.to_thread.run_sync(self.store.drop, name, records[0].offset)
                 finally:
                     self._dropping.discard(name)
             return True
@@ -574,12 +486,12 @@ class VectorManager:
     async def checkpoint(self) -> int:
         """Checkpoint every collection and the registry; return the durable floor.
 
-        Also the compactor's schedule: every collection looks again at what is due (thresholds
+        Also the maintenance schedule: every collection looks again at what is due (thresholds
         are checked after each apply too)."""
         for name, actor in list(self.actors.items()):
             if not actor.closed:
                 await actor.checkpoint()
-                actor._maintenance_wanted.set()
+                actor.want_maintenance()
         if not self.lock.locked():
             self.store.advance(self.writer.durable_offset)
         await trio.to_thread.run_sync(self.store.checkpoint_registry)
@@ -588,286 +500,10 @@ class VectorManager:
     async def aclose(self) -> None:
         """Finish accepted writes of every collection (shutdown)."""
         self.closing = True
-        for actor in list(self.actors.values()):
-            await actor.inbox.aclose()
-        for actor in list(self.actors.values()):
-            await actor._pending.drained()
-        await self._wal.aclose()
-
-
-# ---- Engine methods (mixed into kissvdb.actors.engine.Engine) ---------------------------------
-
-
-def _manifest_only_entry(name: str, m: dict) -> dict:
-    """A GET /v1/vector entry for a collection that is not loaded: what its manifest says."""
-    return {"collection": name, "dim": m.get("dim", 0), "metric": m.get("metric", "cosine"),
-            "live_count": 0, "total_records": 0, "upsert_count": 0, "file_len": 0, "applied_offset": 0,
-            "created_at_ms": m.get("created_at_ms"), "updated_at_ms": m.get("updated_at_ms"),
-            "segments": None, "deleted_count": None}
-
-
-class VectorEngineMethods:
-    """Typed async vector methods of the Engine; checks run in the contract's order (§3.5-§3.7)."""
-
-    vectors: VectorManager | None
-
-    def _vm(self) -> VectorManager:
-        vm = self.vectors
-        if vm is None or self.closing:
-            raise Unavailable("vector store unavailable, retry")
-        return vm
-
-    def vector_limits(self):
-        from kissvdb.vectors.state import VectorLimits
-
-        s = self.settings
-        return VectorLimits(s.max_id_len, s.max_vector_dim, s.max_json_bytes, s.max_vector_batch,
-                            s.max_collection_len, s.max_k, max_collections=s.max_vector_collections)
-
-    def _check_name(self, name: str) -> None:
-        from kissvdb.vectors.store import check_collection_name
-
-        check_collection_name(name, self.settings.max_collection_len)
-
-    async def _call_vector(self, name: str, command):
-        from kissvdb.actors.mailbox import send_or_overload
-
-        actor = self._vm().actor(name)
-        req = Request(command)
         try:
-            await send_or_overload(actor.inbox, req, 0.5)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise NotFound("collection or id not found", field="collection") from None
-        return await req.wait()
-
-    # -- collections ---------------------------------------------------------------------
-
-    async def vector_create(self, name: str, dim: int, metric: str, index: str | None = None) -> dict:
-        from kissvdb.errors import InvalidArgument
-        from kissvdb.events import RawJson
-        import orjson
-
-        from kissvdb.vectors.collection import INDEX_KINDS
-
-        self._check_name(name)
-        if dim == 0 or dim > self.settings.max_vector_dim:
-            raise InvalidArgument("invalid dim", field="dim")
-        if metric not in ("cosine", "dot"):  # the route answers 422 first; the engine never logs it
-            raise InvalidArgument("metric must be cosine or dot", field="metric")
-        kind = index or self.settings.index_kind
-        if kind == "DISKANN":
-            kind = "IVF_FLAT_Q8"  # TODO(issue DiskANN): a Vamana index; until then IVF_FLAT_Q8 serves
-        if kind not in INDEX_KINDS:
-            raise InvalidArgument("index must be HNSW, IVF_FLAT_Q8 or FLAT", field="index")
-        rec = await self._vm().create(name, dim, metric, kind)
-        manifest = {"collection": name, "dim": dim, "metric": metric, "created_at_ms": rec.ts_ms,
-                    "updated_at_ms": rec.ts_ms}
-        await self.kv_put(f"vector:{name}:manifest", RawJson(orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS)))
-        return {"collection": name, "dim": dim, "metric": metric, "index": kind}
-
-    async def vector_drop(self, name: str) -> bool:
-        self._check_name(name)
-        await self._vm().drop(name)
-        await self.kv_delete(f"vector:{name}:manifest")
-        return True
-
-    async def _kv_manifest(self, name: str):
-        import orjson
-
-        try:
-            item = await self.kv_get(f"vector:{name}:manifest")
-        except NotFound:
-            return None
-        try:
-            return orjson.loads(item.value)
-        except orjson.JSONDecodeError:
-            return None
-
-    async def vector_list(self) -> list[dict]:
-        """Every collection, sorted by name. `status` (kissvdb addition) is `ready`, `quarantined`
-        (503 on its routes; `reason` says why) or `manifest_only` (known from its KV manifest key
-        alone, as the contract's fallback)."""
-        import orjson
-
-        vm = self._vm()
-        out = {}
-        for name, c in sorted(vm.store.collections.items()):
-            info = c.info()
-            out[name] = {"collection": name, "dim": c.dim, "metric": c.metric, "live_count": info["live_count"],
-                         "total_records": info["total_records"], "upsert_count": info["upsert_count"],
-                         "file_len": info["file_len"], "applied_offset": info["applied_offset"],
-                         "created_at_ms": c.created["created_at_ms"], "updated_at_ms": c.created["created_at_ms"],
-                         "segments": info["segments"], "deleted_count": info["deleted_count"],
-                         "index": c.kind, "status": "ready"}
-        manifests = {}
-        for item in await self.kv_list("vector:", 1000):
-            key = item.key
-            if not key.endswith(":manifest"):
-                continue
-            try:
-                m = orjson.loads(item.value)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(m, dict):
-                manifests[key[len("vector:"):-len(":manifest")]] = m
-        for q in vm.store.quarantined.values():
-            if q.name is not None:
-                out[q.name] = dict(_manifest_only_entry(q.name, manifests.get(q.name, q.facts)), status="quarantined",
-                                   reason=q.reason)
-        # A manifest key without a collection (written by hand) still yields an entry.
-        for name, m in manifests.items():
-            if name not in out:
-                out[name] = dict(_manifest_only_entry(name, m), status="manifest_only")
-        return [out[k] for k in sorted(out)]
-
-    async def vector_info(self, name: str) -> dict:
-        self._check_name(name)
-        vm = self._vm()
-        vm.check_not_quarantined(name)
-        c = vm.store.collections.get(name)
-        manifest = await self._kv_manifest(name)
-        if c is None:
-            if manifest is None or not isinstance(manifest, dict):
-                raise NotFound("collection not found", field="collection")
-            return {"collection": name, "dim": manifest.get("dim"), "metric": manifest.get("metric"), "count": 0,
-                    "created_at_ms": manifest.get("created_at_ms"), "updated_at_ms": manifest.get("updated_at_ms"),
-                    "manifest": manifest, "notes": "using manifest fallback", "segments": None, "deleted": None}
-        info = c.info()
-        return {"collection": name, "dim": c.dim, "metric": c.metric, "count": info["live_count"],
-                "created_at_ms": c.created["created_at_ms"], "updated_at_ms": c.created["created_at_ms"],
-                "manifest": manifest, "notes": None, "segments": info["segments"], "deleted": info["deleted_count"],
-                "index": c.kind, "total_records": info["total_records"], "file_len": info["file_len"],
-                "applied_offset": info["applied_offset"], "runs": info["runs"],
-                "ivf_trained": info["ivf_trained"], "ivf_lists": info["ivf_lists"]}
-
-    # -- mutations ---------------------------------------------------------------------------
-
-    async def vector_put(self, name: str, item, *, add: bool) -> bool:
-        from kissvdb.vectors.state import AddVector, UpsertVector, check_item_shape
-
-        self._check_name(name)
-        check_item_shape(item, self.vector_limits())  # the contract's order: before the collection
-        return await self._call_vector(name, AddVector(item) if add else UpsertVector(item))
-
-    async def vector_update(self, name: str, vid: str, vector, meta) -> bool:
-        from kissvdb.vectors.state import KEEP, UpdateVector, check_id, check_vector_shape
-        from kissvdb.errors import PayloadTooLarge
-
-        self._check_name(name)
-        limits = self.vector_limits()
-        check_id(vid, limits)
-        if vector is not KEEP:
-            check_vector_shape(vector, limits)
-        if meta is not KEEP and meta is not None and len(meta) > limits.max_json_bytes:
-            raise PayloadTooLarge("meta too large", field="meta")
-        return await self._call_vector(name, UpdateVector(vid, vector, meta))
-
-    async def vector_delete(self, name: str, vid: str) -> bool:
-        from kissvdb.vectors.state import DeleteVector, check_id
-
-        self._check_name(name)
-        check_id(vid, self.vector_limits())
-        return await self._call_vector(name, DeleteVector(vid))
-
-    async def vector_upsert_batch(self, name: str, items: list) -> list[dict]:
-        from kissvdb.errors import InvalidArgument, KissError
-        from kissvdb.vectors.state import ItemError, UpsertBatch, check_item_shape
-
-        self._check_name(name)
-        limits = self.vector_limits()
-        if not items:
-            raise InvalidArgument("items required", field="items")
-        if len(items) > limits.max_vector_batch:
-            raise InvalidArgument("too many items", field="items")
-        checked = []
-        for it in items:
-            if isinstance(it, ItemError):
-                checked.append(it)
-                continue
-            try:
-                check_item_shape(it, limits)
-                checked.append(it)
-            except KissError as exc:
-                checked.append(ItemError(it.id, exc))
-        return await self._call_vector(name, UpsertBatch(tuple(checked)))
-
-    async def vector_delete_batch(self, name: str, ids: list) -> list[dict]:
-        from kissvdb.errors import InvalidArgument, KissError
-        from kissvdb.vectors.state import DeleteBatch, ItemError, check_id
-
-        self._check_name(name)
-        limits = self.vector_limits()
-        if not ids:
-            raise InvalidArgument("ids required", field="ids")
-        if len(ids) > limits.max_vector_batch:
-            raise InvalidArgument("too many ids", field="ids")
-        checked = []
-        for vid in ids:
-            try:
-                check_id(vid, limits)
-                checked.append(vid)
-            except KissError as exc:
-                checked.append(ItemError(vid, exc))
-        return await self._call_vector(name, DeleteBatch(tuple(checked)))
-
-    # -- reads -------------------------------------------------------------------------------
-
-    async def vector_get(self, name: str, vid: str):
-        from kissvdb.vectors.state import check_id
-
-        self._check_name(name)
-        check_id(vid, self.vector_limits())
-        actor = self._vm().actor(name)
-        got = actor.get(vid)
-        if got is None:
-            raise NotFound("vector id not found", field="id")
-        return got
-
-    async def vector_search(self, name: str, vector, k: int, *, filters=None, filters_size: int = 0,
-                            include_meta: bool = False, group_by: str | None = None, group_limit: int = 1,
-                            nprobe: int | None = None, ef: int | None = None):
-        from kissvdb.errors import InvalidArgument, PayloadTooLarge
-        from kissvdb.vectors.filters import compile_filter
-        from kissvdb.vectors.state import DimMismatch, check_vector_shape
-
-        self._check_name(name)
-        limits = self.vector_limits()
-        check_vector_shape(vector, limits)
-        if k == 0 or k > limits.max_k:
-            raise InvalidArgument("invalid k", field="k")
-        if filters_size > limits.max_json_bytes:
-            raise PayloadTooLarge("filters too large", field="filters")
-        predicate = compile_filter(filters)
-        actor = self._vm().actor(name)
-        if len(vector) != actor.c.dim:
-            raise DimMismatch()
-        self.counters["vector_search_total"] = self.counters.get("vector_search_total", 0) + 1
-        return await actor.search(vector, k, predicate=predicate, include_meta=include_meta, group_by=group_by,
-                                  group_limit=group_limit, nprobe=nprobe, ef=ef)
-
-    async def vector_compact(self, name: str) -> dict:
-        self._check_name(name)
-        actor = self._vm().actor(name)
-        ran = await actor.compact()
-        return {"ok": True, **ran, **actor.c.info()}
-
-    def vector_metrics(self) -> list[tuple[str, str, float]]:
-        vm = self.vectors
-        if vm is None:
-            return []
-        colls = list(vm.store.collections.values())
-        infos = [c.info() for c in colls]
-        return [
-            ("kissvdb_vector_collections", "gauge", len(colls)),
-            ("kissvdb_vector_quarantined", "gauge", len(vm.store.quarantined)),
-            ("kissvdb_vector_live", "gauge", sum(i["live_count"] for i in infos)),
-            ("kissvdb_vector_records", "gauge", sum(i["total_records"] for i in infos)),
-            ("kissvdb_vector_file_bytes", "gauge", sum(i["file_len"] for i in infos)),
-            ("kissvdb_vector_searches_total", "counter", self.counters.get("vector_search_total", 0)),
-            ("kissvdb_vector_maintenance_total", "counter",
-             sum(a.maintenance_runs for a in vm.actors.values())),
-            ("kissvdb_vector_restarts_total", "counter", vm.restarts),
-            ("kissvdb_vector_search_batches_total", "counter", sum(a.search_batches for a in vm.actors.values())),
-            ("kissvdb_vector_search_batched_total", "counter", sum(a.search_batched for a in vm.actors.values())),
-            ("kissvdb_vector_checkpoint_offset", "gauge", vm.store.checkpointed_floor()),
-        ]
+            for actor in list(self.actors.values()):
+                await actor.inbox.aclose()
+            for actor in list(self.actors.values()):
+                await actor.wait_drained()
+        finally:
+            self._closed.set()

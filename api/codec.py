@@ -194,7 +194,7 @@ JOIN_BYTES_MAX = 256 << 10  # a body in pieces up to this size is joined: cheape
 
 def json_chunks_response(body, status: int = 200, content_type: str = JSON) -> Response:
     """A response whose body is JSON (or `content_type`) already encoded in pieces
-    (`kissvdb.sqlresult.JsonChunks`).
+    (`kissvdb.sql.result.JsonChunks`).
 
     A large body is sent piece by piece under its Content-Length and never joined: joining
     megabytes is one copy that holds the GIL (and so the event loop) for tens of milliseconds,

@@ -13,7 +13,7 @@ Guarantees:
 - Every byte added is counted. Past `bytes_max` the writer drops what it holds and raises the
   caller's error: an answer over its cap costs at most one batch beyond the cap. `reserve`
   refuses up front from a lower bound, before anything is encoded.
-- The result is a `JsonChunks` (kissvdb/sqlresult.py): pieces sent in order under one
+- The result is a `JsonChunks` (kissvdb/sql/result.py): pieces sent in order under one
   Content-Length and never joined (api.codec.json_chunks_response).
 Never does: decide what goes into an answer, or what its cap is.
 """
@@ -27,7 +27,7 @@ import orjson
 import trio
 
 from kissvdb.errors import KissError
-from kissvdb.sqlresult import JsonChunks
+from kissvdb.sql.result import JsonChunks
 
 PIECE_BYTES = 256 << 10  # stored bytes encoded per call, between two yields to the loop
 # ... when each stored value is parsed and encoded again (a JSON meta into CBOR): about ten

@@ -37,7 +37,7 @@ from typing import Awaitable, Callable
 import trio
 
 from kissvdb import datadir
-from kissvdb.actors.engine import open_engine
+from kissvdb.actors.boot import open_engine
 from kissvdb.api.app import create_app
 from kissvdb.config import Settings
 from kissvdb.errors import ConfigError, Corruption, DataDirLocked

@@ -2,7 +2,7 @@
 
 Builds the data directory once (kept as a pristine copy, reused by later runs unless --rebuild):
 
-1. through the real engine, in process (`kissvdb.actors.engine.open_engine` + `kv_batch_put`,
+1. through the real engine, in process (`kissvdb.actors.boot.open_engine` + `kv_batch_put`,
    several concurrent callers so the WAL writer group-commits): 1,000,000 distinct keys
    (revision 1), then 900,000 overwrites (revision 2). Closing the engine checkpoints at
    offset 1,900,000, as a graceful shutdown does.
@@ -60,7 +60,8 @@ def key_for(i: int) -> str:
 async def build_with_engine(data_dir: Path, keys: int, overwrites: int) -> int:
     import trio
 
-    from kissvdb.actors.engine import PutOp, open_engine
+    from kissvdb.actors.boot import open_engine
+    from kissvdb.kv.state import Put
     from kissvdb.config import Settings
     from kissvdb.events import RawJson
 
@@ -79,7 +80,7 @@ async def build_with_engine(data_dir: Path, keys: int, overwrites: int) -> int:
             nonlocal done
             while queue:
                 batch = queue.pop()
-                results = await engine.kv_batch_put([PutOp(key_for(i), RawJson(value_for(i, rev))) for i, rev in batch])
+                results = await engine.kv_batch_put([Put(key_for(i), RawJson(value_for(i, rev))) for i, rev in batch])
                 for (i, rev), result in zip(batch, results):
                     if getattr(result, "revision", None) != rev:
                         raise RuntimeError(f"{key_for(i)}: expected revision {rev}, got {result!r}")

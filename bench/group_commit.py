@@ -49,7 +49,10 @@ if os.environ.get(NO_HNSWLIB):
 
 from kissvdb.config import Settings
 from kissvdb.events import RawJson
-from kissvdb.actors.engine import open_engine
+try:
+    from kissvdb.actors.boot import open_engine
+except ImportError:  # a --baseline checkout from before actors/boot.py existed
+    from kissvdb.actors.engine import open_engine
 
 sys.path.insert(0, os.path.dirname(__file__))
 from report import progress as say, table, write_section  # noqa: E402

@@ -75,8 +75,8 @@ def big_doc(i: int) -> bytes:
 
 def seed_docs(data_dir: Path, n: int) -> float:
     """n documents into state.sqlite through the materializer's apply path; returns seconds."""
-    from kissvdb.docstore import DocStore
-    from kissvdb.documents import PUT
+    from kissvdb.documents.table import DocStore
+    from kissvdb.documents.state import PUT
 
     t0 = time.monotonic()
     store = DocStore(str(data_dir / "state.sqlite"))
@@ -113,8 +113,8 @@ def inprocess_find_p50(data_dir: Path, groups: int, samples: int = 2000) -> tupl
     """(p50 ms, p99 ms) of DocReader.find with an equality filter on the indexed field."""
     import random
 
-    from kissvdb.docquery import FindQuery, compile_find
-    from kissvdb.docreader import DocReader
+    from kissvdb.documents.query import FindQuery, compile_find
+    from kissvdb.documents.reader import DocReader
 
     store = DocReader(str(data_dir / "state.sqlite"))
     rng = random.Random(7)
@@ -136,9 +136,9 @@ def engine_find_p50(data_dir: Path, groups: int, samples: int = 2000) -> tuple[f
 
     import trio
 
-    from kissvdb.actors.engine import open_engine
+    from kissvdb.actors.boot import open_engine
     from kissvdb.config import Settings
-    from kissvdb.docquery import FindQuery
+    from kissvdb.documents.query import FindQuery
 
     times: list[float] = []
 

@@ -2,7 +2,7 @@
 
 The old way (the baseline, rebuilt here in a few lines) stepped every row into a list of dicts,
 then encoded the whole list with one orjson call. kissvdb now encodes rows in batches while
-SQLite steps them (kissvdb/sqlresult.py, via `UserSqlReader.query`). Both run on the same
+SQLite steps them (kissvdb/sql/result.py, via `UserSqlReader.query`). Both run on the same
 SQLite file in this process. For each workload the script reports CPU time per query
 (time.process_time), the peak of Python memory while it runs (tracemalloc, in a separate
 pass), with the ratio new / old, and the longest time another thread (standing in for the
@@ -26,7 +26,7 @@ import tracemalloc
 import apsw
 import orjson
 
-from kissvdb.usersql import SqlJob, SqlLimits, UserSqlReader, UserSqlWriter
+from kissvdb.sql.user import SqlJob, SqlLimits, UserSqlReader, UserSqlWriter
 
 sys.path.insert(0, os.path.dirname(__file__))
 from report import progress as say, table, write_section  # noqa: E402

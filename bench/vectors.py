@@ -302,7 +302,7 @@ def bench_engine_ingest(kind, base, args):
     """Ingest through the Engine in-process: decide, WAL group commit + fsync, apply, reply."""
     import trio
 
-    from kissvdb.actors.engine import open_engine
+    from kissvdb.actors.boot import open_engine
     from kissvdb.config import Settings
     from kissvdb.vectors.state import Item
 

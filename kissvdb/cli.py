@@ -293,7 +293,7 @@ def _repair(args: argparse.Namespace) -> int:
 def _vacuum(args: argparse.Namespace) -> int:
     import os
 
-    data_dir = args.data_dir or os.environ.get("DATA_DIR") or "./data"
+    data_dir = args.data_dir or os.environ.get("DATA_DIR") or Settings().data_dir
 
     def run() -> int:
         from kissvdb.layout import COLLECTIONS_DIR, VECTORS_DIR, collection_dir_name, is_valid_collection_name

@@ -19,8 +19,24 @@ import cbor2
 
 from kissvdb.wal.payload import encode_fast
 
-STATE_UPDATED = "state_updated"
-STATE_DELETED = "state_deleted"
+# Every event type, here and nowhere else (docs/openapi.yaml is tested against this list).
+STATE_UPDATED = "state_updated"  # KV: {key, value, revision, expires_at_ms}
+STATE_DELETED = "state_deleted"  # KV: {key, reason: explicit | ttl}
+DOC_UPSERTED = "doc_upserted"  # documents: {collection, id, doc, revision, expires_at_ms}
+DOC_DELETED = "doc_deleted"  # documents: {collection, id, reason}
+SQL_EXEC = "sql_exec"  # user SQL, after SQLite committed: {statement, rows_affected}
+VECTOR_COLLECTION_CREATED = "vector_collection_created"  # {collection, dim, metric, index}
+VECTOR_COLLECTION_DELETED = "vector_collection_deleted"  # {collection}
+VECTOR_ADDED = "vector_added"  # {collection, id, vector, meta}
+VECTOR_UPSERTED = "vector_upserted"  # {collection, id, vector, meta}
+VECTOR_UPDATED = "vector_updated"  # {collection, id, vector, meta}
+VECTOR_DELETED = "vector_deleted"  # {collection, id}
+
+KV_EVENTS = (STATE_UPDATED, STATE_DELETED)
+DOC_EVENTS = (DOC_UPSERTED, DOC_DELETED)
+VECTOR_MUTATIONS = (VECTOR_ADDED, VECTOR_UPSERTED, VECTOR_UPDATED)
+VECTOR_EVENTS = VECTOR_MUTATIONS + (VECTOR_DELETED,)  # of one vector (not the collection's)
+EVENT_TYPES = KV_EVENTS + DOC_EVENTS + (SQL_EXEC, VECTOR_COLLECTION_CREATED, VECTOR_COLLECTION_DELETED) + VECTOR_EVENTS
 
 TAG_EMBEDDED_JSON = 262
 TAG_FLOAT32_LE = 85

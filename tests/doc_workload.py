@@ -20,7 +20,7 @@ from __future__ import annotations
 import orjson
 
 from kissvdb.config import Settings
-from kissvdb.docquery import FILTER_TERMS_MAX, IN_VALUES_MAX, SORT_FIELDS_MAX
+from kissvdb.documents.query import FILTER_TERMS_MAX, IN_VALUES_MAX, SORT_FIELDS_MAX
 
 DEFAULTS = Settings()
 FIELDS = 1280

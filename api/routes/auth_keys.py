@@ -11,7 +11,7 @@ POST body: `{"name": string (required), "role": "admin"|"write"|"user"|"read" ["
 is refused with 400) and keys live in our own store (DATA_DIR/keys.sqlite, hashed), not in the
 user's SQL database, so these routes work whether or not SQLITE_ENABLED is on (the original
 answered 501 "auth store not enabled" without SQLite). The static API_KEY is an admin key that
-is not listed and cannot be deleted here. Caps (kissvdb/keystore.py, MAX_API_KEYS), so the list
+is not listed and cannot be deleted here. Caps (kissvdb/keys/store.py, MAX_API_KEYS), so the list
 stays a few MB: a name of at most 256 bytes (400 `name`), permissions of at most 4 KiB of JSON
 (413 `permissions`), at most MAX_API_KEYS stored keys (400).
 """

@@ -12,7 +12,7 @@ The PUT body is the document itself (any JSON value), so the additions the origi
 in the query string: `if_revision` (409 revision_mismatch when stale or absent, as KV's CAS) and
 `ttl_ms` (expiry is a logged `doc_deleted` event with reason "ttl"). DELETE takes `if_revision`.
 `find` takes `{"filter", "limit" [20, at most MAX_DOC_FIND, at least 1], "sort", "cursor"}`;
-its semantics live in kissvdb/docquery.py. Checks in the contract's order: collection length
+its semantics live in kissvdb/documents/query.py. Checks in the contract's order: collection length
 (and name characters), id length, doc size. A document id equal to a static segment (`find`,
 `_index`) cannot be used (405), as in the original.
 """
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import orjson
 
-from kissvdb.docquery import FindQuery, parse_sort
-from kissvdb.documents import RESERVED_IDS, check_collection, check_doc_key
+from kissvdb.documents.query import FindQuery, parse_sort
+from kissvdb.documents.state import RESERVED_IDS
 from kissvdb.errors import PayloadTooLarge, UnprocessableEntity
 
 from ..codec import canonical_json, optional_uint, query_uint, raw_json_response, read_json, read_json_object, require_str
@@ -45,11 +45,8 @@ def routes(app) -> list[Route]:
     max_find = settings.max_doc_find
     max_json = settings.max_json_bytes
 
-    def limits():
-        return engine.docs.limits
-
     async def doc_put(request, collection: str, id: str):
-        check_doc_key(collection, id, limits())
+        engine.check_doc_address(collection, id)
         if_revision = query_uint(request.args, "if_revision")
         ttl_ms = query_uint(request.args, "ttl_ms")
         doc = canonical_json(await read_json(request), "body")
@@ -61,13 +58,13 @@ def routes(app) -> list[Route]:
         return raw_json_response(_dumps(doc_json(item)))
 
     async def doc_delete(request, collection: str, id: str):
-        check_doc_key(collection, id, limits())
+        engine.check_doc_address(collection, id)
         if_revision = query_uint(request.args, "if_revision")
         deleted = await engine.doc_delete(collection, id, if_revision=if_revision)
         return raw_json_response(b'{"deleted":true}' if deleted else b'{"deleted":false}')
 
     async def doc_find(request, collection: str):
-        check_collection(collection, limits())
+        engine.check_doc_address(collection)
         body = await read_json_object(request)
         flt = body.get("filter")
         if flt is not None and len(canonical_json(flt, "filter")) > max_json:
@@ -83,7 +80,7 @@ def routes(app) -> list[Route]:
         return raw_json_response(_dumps({"documents": documents, "next_cursor": next_cursor}))
 
     async def doc_index(request, collection: str):
-        check_collection(collection, limits())
+        engine.check_doc_address(collection)
         body = await read_json_object(request)
         field = require_str(body, "field")
         name, created = await engine.doc_create_index(collection, field)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import orjson
 
-from kissvdb.errors import NotEnabled, UnprocessableEntity
+from kissvdb.errors import UnprocessableEntity
 
 from ..codec import json_chunks_response, raw_json_response, read_json_object, require_str
 from ..routing import Route
@@ -31,8 +31,7 @@ def routes(app) -> list[Route]:
     engine = app.engine
 
     async def parse(request) -> tuple[str, object]:
-        if engine.sql is None:
-            raise NotEnabled("sqlite module is disabled")
+        engine.check_sql_enabled()  # 404 before the body is read
         body = await read_json_object(request)
         sql = require_str(body, "sql")
         params = body.get("params")

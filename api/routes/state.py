@@ -25,7 +25,7 @@ from __future__ import annotations
 import orjson
 
 from kissvdb.errors import InvalidArgument, KissError, UnprocessableEntity
-from kissvdb.actors.engine import PutOp
+from kissvdb.kv.state import Put, check_user_writable
 
 from ..codec import (
     canonical_json,
@@ -64,14 +64,14 @@ def item_weight(item) -> int:
     return len(item.value) + len(item.key) + ITEM_JSON_BYTES
 
 
-def _put_op(op: object, index: int) -> PutOp:
+def _put_op(op: object, index: int) -> Put:
     """One batch operation's fields, checked. Raises UnprocessableEntity naming the field."""
     path = f"operations[{index}]"
     key = op["key"]  # type: ignore[index]  (checked by the caller)
     value = require(op, "value", f"{path}.value")  # type: ignore[arg-type]
     ttl_ms = optional_uint(op, "ttl_ms", f"{path}.ttl_ms")  # type: ignore[arg-type]
     if_revision = optional_uint(op, "if_revision", f"{path}.if_revision")  # type: ignore[arg-type]
-    return PutOp(key, canonical_json(value, f"{path}.value"), ttl_ms, if_revision)
+    return Put(key, canonical_json(value, f"{path}.value"), ttl_ms, if_revision)
 
 
 def routes(app) -> list[Route]:
@@ -123,10 +123,11 @@ def routes(app) -> list[Route]:
                 raise UnprocessableEntity(
                     "operation must be a JSON object", field=f"operations[{index}]"
                 )
-            require_str(op, "key", f"operations[{index}].key")
+            path = f"operations[{index}].key"
+            check_user_writable(require_str(op, "key", path), path)
 
         results: list[dict | None] = [None] * len(operations)
-        valid: list[PutOp] = []
+        valid: list[Put] = []
         positions: list[int] = []
         for index, op in enumerate(operations):
             try:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import cbor2
 import numpy as np
 import orjson
-import trio
 
 from kissvdb.errors import InvalidArgument, KissError, UnprocessableEntity
 from kissvdb.events import RawJson
@@ -365,29 +364,16 @@ def routes(app) -> list[Route]:
             if type(q) is not dict:
                 raise UnprocessableEntity("query must be an object", field=f"queries[{i}]")
             args.append(_search_args(q, f"queries[{i}]."))
-        results: list = [None] * len(args)
-        weights = [0] * len(args)
-        errors: dict[int, KissError] = {}
-
-        async def one(i: int, vector, k: int, kw: dict) -> None:
-            try:
-                results[i] = hits = await engine.vector_search(collection, vector, k, **kw)
-            except KissError as exc:
-                errors[i] = exc
-                return
-            weights[i] = _hits_weight(hits)
-
-        # Concurrently: unfiltered HNSW queries join one graph walk batch (actors/vectors.py).
-        async with trio.open_nursery() as nursery:
-            for i, (vector, k, kw) in enumerate(args):
-                nursery.start_soon(one, i, vector, k, kw)
+        results = await engine.vector_search_many(collection, args)
+        errors = {i: r for i, r in enumerate(results) if isinstance(r, KissError)}
         if errors:  # the whole request fails, naming the first bad query's field
             i = min(errors)
             exc = errors[i]
             if exc.field is not None and exc.field.split(".")[0] in _SEARCH_FIELDS:
                 exc.field = f"queries[{i}].{exc.field}"
             raise exc
-        return await _search_answer(request, results, weights, batch=True, bytes_max=result_bytes_max)
+        return await _search_answer(request, results, [_hits_weight(r) for r in results], batch=True,
+                                    bytes_max=result_bytes_max)
 
     async def vector_compact(request, collection: str):
         return _respond(request, await engine.vector_compact(collection))

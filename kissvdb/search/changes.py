@@ -21,9 +21,10 @@ from typing import Iterable
 
 import orjson
 
+from kissvdb.events import VECTOR_COLLECTION_DELETED as COLLECTION_DELETED
+from kissvdb.events import VECTOR_DELETED as DELETED
+from kissvdb.events import VECTOR_MUTATIONS as MUTATIONS
 from kissvdb.events import EventRecord, RawJson
-from kissvdb.vectors.state import MUTATIONS, VECTOR_COLLECTION_DELETED as COLLECTION_DELETED
-from kissvdb.vectors.state import VECTOR_DELETED as DELETED
 
 from .request import METADATA_FIELDS, U32_MAX, U64_MAX, SearchDocument
 from .store import Clear, Put, Remove

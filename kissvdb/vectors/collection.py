@@ -32,6 +32,7 @@ from typing import NamedTuple
 import numpy as np
 import orjson
 
+from kissvdb.config import Settings
 from kissvdb.errors import Corruption
 from kissvdb.vectors import manifest as manifest_mod
 from kissvdb.vectors import runs as runs_mod
@@ -49,20 +50,24 @@ INDEX_KINDS = ("HNSW", "IVF_FLAT_Q8", "FLAT")
 HNSW_MERGE_FANIN = 4  # sealed segments of one size tier merged together
 
 
+_DEFAULTS = Settings()
+
+
 @dataclass(frozen=True, slots=True)
 class VectorParams:
     """Settings a collection runs with (copied into manifest.json at each checkpoint)."""
 
-    run_target_bytes: int = 134217728
-    run_retention: int = 8
-    compaction_trigger_tombstone_ratio: float = 0.2
-    compaction_max_bytes_per_pass: int = 1073741824
-    ivf_clusters: int = 4096
-    ivf_nprobe: int = 16
-    ivf_training_sample: int = 200000
-    ivf_min_train_vectors: int = 1024
-    ivf_retrain_min_deltas: int = 50000
-    q8_refine_topk: int = 512
+    # The defaults are the settings' (kissvdb/config.py), not a second copy of them.
+    run_target_bytes: int = _DEFAULTS.run_target_bytes
+    run_retention: int = _DEFAULTS.run_retention
+    compaction_trigger_tombstone_ratio: float = _DEFAULTS.compaction_trigger_tombstone_ratio
+    compaction_max_bytes_per_pass: int = _DEFAULTS.compaction_max_bytes_per_pass
+    ivf_clusters: int = _DEFAULTS.ivf_clusters
+    ivf_nprobe: int = _DEFAULTS.ivf_nprobe
+    ivf_training_sample: int = _DEFAULTS.ivf_training_sample
+    ivf_min_train_vectors: int = _DEFAULTS.ivf_min_train_vectors
+    ivf_retrain_min_deltas: int = _DEFAULTS.ivf_retrain_min_deltas
+    q8_refine_topk: int = _DEFAULTS.q8_refine_topk
     ivf_kmeans_iters: int = 15
     exact_max_rows: int = 512  # at most this many candidates: exact scan
     hnsw: HnswParams = field(default_factory=HnswParams)

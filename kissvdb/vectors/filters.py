@@ -12,7 +12,7 @@ MongoDB; `$exists: false` matches only a missing field.
 
 Never raises on a meta value: user data cannot make a search fail. A malformed filter (unknown
 operator, `$in` not a list) raises InvalidArgument naming `filters.<field>`.
-Limits, as for documents (kissvdb/docquery.py; 400 naming the field): FILTER_TERMS_MAX
+Limits, as for documents (kissvdb/documents/query.py; 400 naming the field): FILTER_TERMS_MAX
 conditions, IN_VALUES_MAX values per `$in`/`$nin`. A row's test may compare each value with
 the row's (objects and arrays cannot be looked up), so these bound a search's work per row.
 """
@@ -22,7 +22,7 @@ from __future__ import annotations
 import operator
 from typing import Any, Callable
 
-from kissvdb.docquery import FILTER_TERMS_MAX, IN_VALUES_MAX
+from kissvdb.documents.query import FILTER_TERMS_MAX, IN_VALUES_MAX
 from kissvdb.errors import InvalidArgument
 
 OPS = ("$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$exists")

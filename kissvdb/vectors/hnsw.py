@@ -6,7 +6,7 @@ rewrites the whole file. So:
 - the one mutable segment (capacity `mutable_cap`) takes new vectors under the exclusive side
   of a readers-writer lock, searches take the shared side; when full it is sealed (saved once)
   and a fresh one starts;
-- the compactor merges sealed segments (`build_segment` from live vectors, then `replace`).
+- the collection's maintenance (run by its actor) merges sealed segments (`build_segment` from live vectors, then `replace`).
 
 Labels are the collection's vnos (vector numbers, never reused), so compaction of run files
 never touches an index. Deleted and replaced vectors stay in the graphs and are filtered out by
@@ -27,15 +27,20 @@ from dataclasses import dataclass
 import hnswlib
 import numpy as np
 
+from kissvdb.config import Settings
+
 SPACE = "ip"  # indexes hold unit vectors: distance = 1 - cosine
+
+
+_DEFAULTS = Settings()
 
 
 @dataclass(frozen=True, slots=True)
 class HnswParams:
-    m: int = 16
-    ef_construction: int = 200
-    ef_search: int = 64
-    mutable_cap: int = 16384
+    m: int = _DEFAULTS.hnsw_m  # the settings' defaults (kissvdb/config.py)
+    ef_construction: int = _DEFAULTS.hnsw_ef_construction
+    ef_search: int = _DEFAULTS.hnsw_ef_search
+    mutable_cap: int = _DEFAULTS.hnsw_segment_vectors
     threads: int = max(1, os.cpu_count() or 1)
 
 

@@ -1,6 +1,6 @@
 """Deciding vector commands: validate against durable state + the in-flight overlay, return events.
 
-Same two rules as kissvdb/kv.py:
+Same two rules as kissvdb/kv/state.py:
 1. `decide()` never writes. It checks a command against the collection's durable state plus
    the overlay of writes queued to the WAL but not yet durable, and returns the events to log
    (with the operations they apply), or raises a KissError. Every check happens here or in the
@@ -20,18 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from kissvdb.errors import AlreadyExists, InvalidArgument, KissError, NotFound, PayloadTooLarge
-from kissvdb.events import EventRecord, Float32Array, RawJson
+from kissvdb.events import (
+    VECTOR_ADDED, VECTOR_DELETED, VECTOR_MUTATIONS, VECTOR_UPDATED, VECTOR_UPSERTED, EventRecord, Float32Array,
+    RawJson,
+)
 from kissvdb.vectors.collection import Remove, Upsert
 from kissvdb.vectors.distance import stored_form
 
-VECTOR_COLLECTION_CREATED = "vector_collection_created"
-VECTOR_COLLECTION_DELETED = "vector_collection_deleted"
-VECTOR_ADDED = "vector_added"
-VECTOR_UPSERTED = "vector_upserted"
-VECTOR_UPDATED = "vector_updated"
-VECTOR_DELETED = "vector_deleted"
-MUTATIONS = (VECTOR_ADDED, VECTOR_UPSERTED, VECTOR_UPDATED)
-VECTOR_EVENTS = MUTATIONS + (VECTOR_DELETED,)
 
 KEEP = object()  # update: field absent (or null) keeps the stored value
 
@@ -104,6 +99,10 @@ class Decision:
     data: dict
     after: tuple | None  # (stored vector, meta) once durable; None when deleted
 
+    @property
+    def key(self) -> str:  # what the write loop tracks the in-flight overlay by
+        return self.id
+
 
 def check_id(vid: str, limits: VectorLimits) -> None:
     if len(vid.encode("utf-8")) > limits.max_id_len:
@@ -145,31 +144,21 @@ class VectorState:
         if len(vector) != self.dim:
             raise DimMismatch()
 
-    def decide(self, command) -> list[Decision | KissError] | Decision:
+    def decide(self, command, now_ms: int | None = None) -> Decision:
+        """The event `command` would log, or raise a KissError. A batch's operations come one
+        at a time (actors/write_actor.py): an `Item` of an UpsertBatch (shape already checked
+        by the engine), an id (str) of a DeleteBatch, or the ItemError the engine found."""
+        if isinstance(command, Item):
+            return self._decide_put(command, add=False, checked=True)
         if isinstance(command, (AddVector, UpsertVector)):
             return self._decide_put(command.item, add=isinstance(command, AddVector))
         if isinstance(command, UpdateVector):
             return self._decide_update(command)
-        if isinstance(command, DeleteVector):
-            return self._decide_delete(command.id)
-        raise TypeError(f"not a single vector command: {command!r}")
-
-    def decide_item(self, item, add: bool = False):
-        """One batch item (shape already checked by the engine): a Decision, or the KissError."""
-        if isinstance(item, ItemError):
-            return item.error
-        try:
-            return self._decide_put(item, add=add, checked=True)
-        except KissError as exc:
-            return exc
-
-    def decide_delete_item(self, vid):
-        if isinstance(vid, ItemError):
-            return vid.error
-        try:
-            return self._decide_delete(vid)
-        except KissError as exc:
-            return exc
+        if isinstance(command, (DeleteVector, str)):
+            return self._decide_delete(command if isinstance(command, str) else command.id)
+        if isinstance(command, ItemError):
+            raise command.error
+        raise TypeError(f"not a vector command: {command!r}")
 
     def _decide_put(self, item: Item, *, add: bool, checked: bool = False) -> Decision:
         if not checked:
@@ -233,7 +222,7 @@ def to_op(record: EventRecord, metric: str):
     """The Collection operation of a durable vector event (None for other events)."""
     t = record.type
     d = record.data
-    if t in MUTATIONS:
+    if t in VECTOR_MUTATIONS:
         vec = np.frombuffer(bytes(d["vector"]), dtype="<f4").astype(np.float32)
         meta = d.get("meta")
         return Upsert(record.offset, d["id"], stored_form(vec, metric), bytes(meta) if meta is not None else None)

@@ -34,17 +34,16 @@ from dataclasses import dataclass
 
 from kissvdb import layout
 from kissvdb.errors import InvalidArgument, Unavailable
-from kissvdb.events import decode_payload
 from kissvdb.fsutil import atomic_write, fsync_dir
 from kissvdb.vectors import manifest as manifest_mod
 from kissvdb.vectors.collection import Collection, VectorParams
-from kissvdb.vectors.state import VECTOR_COLLECTION_CREATED, VECTOR_COLLECTION_DELETED, VECTOR_EVENTS, to_op
+from kissvdb.events import VECTOR_COLLECTION_CREATED, VECTOR_COLLECTION_DELETED, VECTOR_EVENTS
+from kissvdb.vectors.state import to_op
 
 log = logging.getLogger("kissvdb.vectors")
 
 NAME_RE = layout.NAME_RE
 REGISTRY = layout.REGISTRY
-REPLAY_READ_BYTES = 8 << 20
 REPLAY_BATCH = 4096
 QUARANTINE_RETRY_AFTER_S = 60  # a quarantine lasts until an operator acts and restarts
 
@@ -248,73 +247,6 @@ class VectorStore:
 
     # -- replay --------------------------------------------------------------------------------
 
-    def replay(self, wal, upto: int) -> int:
-        """Apply WAL events (replay_start, upto]; return how many vector events were applied."""
-        start = self.replay_start()
-        if start > upto:
-            self.advance(upto)
-            return 0
-        start = max(start, wal.first_offset)
-        pending: dict[str, list] = {}
-        count = 0
-        pos = start
-
-        def flush(upto_offset):
-            for name, ops in pending.items():
-                c = self.collections.get(name)
-                if c is not None and ops:
-                    c.apply(ops, ops[-1].offset)
-            pending.clear()
-
-        while pos <= upto:
-            batch = wal.read(pos, upto, REPLAY_READ_BYTES)
-            if not batch:
-                break
-            for offset, payload in batch:
-                rec = decode_payload(offset, payload)
-                t = rec.type
-                if t == VECTOR_COLLECTION_CREATED:
-                    flush(offset)
-                    d = rec.data
-                    self.create(d["collection"], d["dim"], d["metric"], d.get("index", "HNSW"), offset, rec.ts_ms)
-                elif t == VECTOR_COLLECTION_DELETED:
-                    flush(offset)
-                    if offset > self.applied_offset:
-                        self.drop(rec.data["collection"], offset)
-                elif t in VECTOR_EVENTS:
-                    c = self.collections.get(rec.data.get("collection"))
-                    if c is not None and offset > c.applied_offset:
-                        pending.setdefault(c.name, []).append(to_op(rec, c.metric))
-                        count += 1
-                        if len(pending[c.name]) >= REPLAY_BATCH:
-                            ops = pending.pop(c.name)
-                            c.apply(ops, ops[-1].offset)
-            pos = batch[-1][0] + 1
-        flush(upto)
-        for c in self.collections.values():
-            c.apply([], upto)
-        self.advance(upto)
-        return count
-
-    def replay_collection(self, c: Collection, wal, upto: int) -> int:
-        """Replay one collection's events past its applied offset (restart after a crash)."""
-        pos = max(c.applied_offset + 1, wal.first_offset)
-        ops = []
-        while pos <= upto:
-            batch = wal.read(pos, upto, REPLAY_READ_BYTES)
-            if not batch:
-                break
-            for offset, payload in batch:
-                rec = decode_payload(offset, payload)
-                if rec.type in VECTOR_EVENTS and rec.data.get("collection") == c.name:
-                    ops.append(to_op(rec, c.metric))
-            pos = batch[-1][0] + 1
-            if len(ops) >= REPLAY_BATCH:
-                c.apply(ops, ops[-1].offset)
-                ops = []
-        c.apply(ops, upto)
-        return len(ops)
-
     def close(self) -> None:
         for c in self.collections.values():
             c.close()
@@ -345,3 +277,58 @@ def _manifest_facts(directory: str) -> dict:
             and layout.collection_dir_name(name) == os.path.basename(directory)):
         facts["collection"] = name  # names a hashed directory's collection
     return facts
+
+
+class VectorReplay:
+    """The vector materializer fed by kissvdb/recovery.py `replay`: collections created and
+    dropped as their events come, each collection's vector events applied past its own
+    applied offset, in batches of up to REPLAY_BATCH. With `only`, one collection's events
+    alone (a restarted collection actor)."""
+
+    def __init__(self, store: VectorStore, only: Collection | None = None):
+        self.store = store
+        self.only = only
+        self.applied = only.applied_offset if only is not None else store.replay_start() - 1
+        self.types = frozenset(VECTOR_EVENTS if only is not None
+                               else VECTOR_EVENTS + (VECTOR_COLLECTION_CREATED, VECTOR_COLLECTION_DELETED))
+        self.count = 0  # vector events applied
+        self._pending: dict[str, list] = {}
+
+    def feed(self, rec) -> None:
+        t = rec.type
+        store = self.store
+        if self.only is None and t == VECTOR_COLLECTION_CREATED:
+            self.flush(rec.offset)
+            d = rec.data
+            store.create(d["collection"], d["dim"], d["metric"], d.get("index", "HNSW"), rec.offset, rec.ts_ms)
+        elif self.only is None and t == VECTOR_COLLECTION_DELETED:
+            self.flush(rec.offset)
+            if rec.offset > store.applied_offset:
+                store.drop(rec.data["collection"], rec.offset)
+        elif t in VECTOR_EVENTS:
+            name = rec.data.get("collection")
+            c = self.only if self.only is not None else store.collections.get(name)
+            if c is not None and c.name == name and rec.offset > c.applied_offset:
+                ops = self._pending.setdefault(c.name, [])
+                ops.append(to_op(rec, c.metric))
+                self.count += 1
+                if len(ops) >= REPLAY_BATCH:
+                    del self._pending[c.name]
+                    c.apply(ops, ops[-1].offset)
+
+    def flush(self, last: int) -> None:
+        for name, ops in self._pending.items():
+            c = self.only if self.only is not None else self.store.collections.get(name)
+            if c is not None and ops:
+                c.apply(ops, ops[-1].offset)
+        self._pending.clear()
+
+    def finish(self, upto: int) -> None:
+        self.flush(upto)
+        if self.only is not None:
+            self.only.apply([], upto)
+            return
+        for c in self.store.collections.values():
+            c.apply([], upto)
+        self.store.advance(upto)
+

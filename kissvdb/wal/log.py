@@ -36,6 +36,7 @@ from kissvdb.wal import format as wal_format
 from kissvdb.wal import segment as wal_segment
 from kissvdb.wal import sidecar as wal_sidecar
 from kissvdb.wal.format import FRAME_OVERHEAD_BYTES, HEADER_BYTES, RECORD_MAX_BYTES
+from kissvdb.wal.open import Segment, open_segments
 from kissvdb.wal.segment import INDEX_EVERY
 
 LOGGER_NAME = "kissvdb.wal"
@@ -73,36 +74,12 @@ class SegmentInfo:
     mtime_s: float
 
 
-class _Segment:
-    """In-memory view of one segment. Mutable fields change only under WalLog._lock."""
-
-    __slots__ = ("path", "seq", "first_offset", "count", "end", "sparse", "last", "last_head")
-
-    def __init__(
-        self, path: str, seq: int, first_offset: int, count: int, end: int, sparse: list[int],
-        last: int = 0, last_head: bytes = b"",
-    ):
-        self.path = path
-        self.seq = seq
-        self.first_offset = first_offset
-        self.count = count  # complete records; record i has offset first_offset + i
-        self.end = end  # bytes of header + complete records: readers never look past it
-        self.sparse = sparse  # byte position of record k * INDEX_EVERY (append-only list)
-        self.last = last  # byte position of the last record, and its 8-byte frame head:
-        self.last_head = last_head  # what the index sidecar records when the segment is sealed
-
-    @property
-    def end_offset(self) -> int:
-        """The offset the next record in this segment would get."""
-        return self.first_offset + self.count
-
-
 class _Chunk:
     """The part of one append that goes to one segment (planned before any I/O)."""
 
     __slots__ = ("segment", "parts", "sparse", "count", "end", "last", "last_head")
 
-    def __init__(self, segment: _Segment | None, end: int):
+    def __init__(self, segment: Segment | None, end: int):
         self.segment = segment  # None: a segment this append creates
         self.parts: list = []
         self.sparse: list[int] = []
@@ -112,7 +89,7 @@ class _Chunk:
         self.last_head = b""
 
 
-def _first_offset_of(segment: _Segment) -> int:
+def _first_offset_of(segment: Segment) -> int:
     return segment.first_offset
 
 
@@ -133,8 +110,8 @@ class WalLog:
         self._append_lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._retain_lock = threading.Lock()
-        self._segments: list[_Segment] = []
-        self._active: _Segment | None = None  # segment the next append continues, if any
+        self._segments: list[Segment] = []
+        self._active: Segment | None = None  # segment the next append continues, if any
         self._fd: int | None = None  # O_APPEND fd of _active
         self._retired_fds: list[int] = []  # fds of sealed segments; closed by sync (it may be using them)
         self._dir_dirty = False  # a segment was created or deleted since the last dir fsync
@@ -143,8 +120,9 @@ class WalLog:
         self._first_offset = 1
         self._broken: str | None = None
         self._closed = False
+        self.records_read = 0  # records returned by read() (replay, change-stream replays)
 
-    # ---------------------------------------------------------------------------- open
+    # ---------------------------------------------------------------------------- open (kissvdb/wal/open.py)
 
     @classmethod
     def open(
@@ -182,74 +160,9 @@ class WalLog:
         os.makedirs(directory, exist_ok=True)
         log = cls(directory, segment_max_bytes, fsync, logger)
 
-        files = wal_segment.list_segment_files(directory)
-        gap = wal_segment.sequence_gap(files)
-        if gap is not None:
-            raise Corruption(gap[0], 0, gap[1])
-        # Headers first: whether segment i needs CRC verification depends on where i+1 starts.
-        firsts = [wal_segment.read_first_offset(path) for _, path in files]
-        dir_changed = False
-        rebuild: list[wal_segment.SegmentScan] = []  # sealed segments whose sidecar is missing or bad
-        from_sidecar = 0
-        for i, (seq, path) in enumerate(files):
-            is_last = i == len(files) - 1
-            upper = None if is_last else firsts[i + 1]
-            verify = is_last or upper is None or upper - 1 >= verify_from
-            scan = indexed = None
-            if not is_last:
-                # Sealed: its sidecar may describe it (checked against the file, see sidecar.py).
-                indexed, why = wal_sidecar.load(path, firsts[i])
-                if indexed is None and why != "missing":
-                    logger.info("WAL: ignoring the index sidecar of %s: %s", path, why)
-                if not verify:
-                    scan = indexed  # never replayed: no need to read its records at all
-            if scan is None:
-                scan = wal_segment.scan(path, is_last=is_last, verify=verify)  # raises Corruption
-                if not is_last and not _same_index(scan, indexed):
-                    rebuild.append(scan)
-            else:
-                from_sidecar += 1
-            if scan.first_offset is None:
-                # Torn header (strict scan lets only that through): the segment never held a record.
-                os.unlink(path)
-                wal_sidecar.remove(path)
-                dir_changed = True
-                logger.warning(
-                    "WAL: removed %s: %s; dropped %d bytes, no records", path, scan.damage.reason, scan.size
-                )
-                continue
-            if log._segments and scan.first_offset < log._segments[-1].end_offset:
-                prev = log._segments[-1]
-                raise Corruption(
-                    path,
-                    0,
-                    f"first offset {scan.first_offset} overlaps {os.path.basename(prev.path)}, "
-                    f"which holds offsets up to {prev.end_offset - 1}",
-                )
-            if scan.damage is not None:
-                with open(path, "r+b") as f:
-                    os.ftruncate(f.fileno(), scan.end)
-                    if fsync:
-                        os.fsync(f.fileno())
-                logger.warning(
-                    "WAL: truncated torn tail of %s at byte %d (offset %d): dropped %d bytes (%s)",
-                    path,
-                    scan.end,
-                    scan.first_offset + scan.count,
-                    scan.size - scan.end,
-                    scan.damage.reason,
-                )
-            log._segments.append(
-                _Segment(path, seq, scan.first_offset, scan.count, scan.end, scan.sparse, scan.last, scan.last_head)
-            )
-        for scan in rebuild:  # the next open reads these from their sidecars
-            try:
-                wal_sidecar.write(scan.path, scan, fsync=fsync)
-                dir_changed = True
-            except OSError as exc:
-                logger.warning("WAL: could not write the index sidecar of %s (%s)", scan.path, exc)
-
-        segments = log._segments
+        segments, from_sidecar, rebuilt = open_segments(directory, verify_from=verify_from, fsync=fsync,
+                                                        logger=logger)
+        log._segments = segments
         log._last_offset = max((s.end_offset - 1 for s in segments if s.count), default=0)
         end_offset = segments[-1].end_offset if segments else 1
         log._next_offset = max(end_offset, min_next_offset, 1)
@@ -257,22 +170,13 @@ class WalLog:
         if segments and segments[-1].end_offset == log._next_offset:
             log._active = segments[-1]
             log._fd = os.open(log._active.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        if fsync:
-            # What we just read may be page cache left by a process that died before syncing;
-            # replaying it and then losing it to a power cut would un-happen applied writes.
-            # Earlier segments were sealed (fsynced) before their successor was created.
-            if segments:
-                with open(segments[-1].path, "rb") as f:
-                    os.fsync(f.fileno())
-            if dir_changed or segments:
-                fsync_dir(directory)
         logger.info(
             "WAL: opened %s: %d segments (%d described by their index sidecar, %d sidecars rebuilt), "
             "offsets %d..%d, next offset %d",
             directory,
             len(segments),
             from_sidecar,
-            len(rebuild),
+            rebuilt,
             log._first_offset,
             log._last_offset,
             log._next_offset,
@@ -336,7 +240,7 @@ class WalLog:
             fd, active = old_fd, old_active
             seq = self._segments[-1].seq + 1 if self._segments else 1
             offset = first
-            created: list[tuple[_Segment, int]] = []
+            created: list[tuple[Segment, int]] = []
             sidecars: list[str] = []  # written by this call: deleted again if it fails
             written: _Chunk | None = None  # the chunk last written (to the segment `active`)
             try:
@@ -351,7 +255,7 @@ class WalLog:
                                 sidecars.append(sidecar)
                         path = os.path.join(self._directory, wal_segment.segment_name(seq))
                         new_fd = wal_segment.create(path, offset)
-                        created.append((_Segment(path, seq, offset, 0, HEADER_BYTES, []), new_fd))
+                        created.append((Segment(path, seq, offset, 0, HEADER_BYTES, []), new_fd))
                         if self._fsync:
                             self._fsync_or_break(os.fsync, new_fd, "writing a new segment header")
                         chunk.segment, fd, active = created[-1][0], new_fd, created[-1][0]
@@ -424,7 +328,7 @@ class WalLog:
             self._next_offset = next_offset
             self._last_offset = next_offset - 1
 
-    def _write_sidecar(self, segment: _Segment, chunk: _Chunk | None) -> str | None:
+    def _write_sidecar(self, segment: Segment, chunk: _Chunk | None) -> str | None:
         """Write the index sidecar of `segment`, which is being sealed (already fdatasynced),
         as it stands after `chunk` (this append's last chunk written, if it went to `segment`).
 
@@ -448,7 +352,7 @@ class WalLog:
             return None
 
     def _rollback(
-        self, old_fd: int | None, old_end: int, created: list[tuple[_Segment, int]], sidecars: list[str]
+        self, old_fd: int | None, old_end: int, created: list[tuple[Segment, int]], sidecars: list[str]
     ) -> None:
         """Undo a failed append's bytes. Nothing was published, so no reader saw them."""
         try:
@@ -557,6 +461,7 @@ class WalLog:
             total, full = self._read_range(out, total, max_bytes, path, position, limit, offset, low, high)
             if full:
                 break
+        self.records_read += len(out)  # a statistic (concurrent readers may race on it)
         return out
 
     def _read_range(self, out, total, max_bytes, path, position, limit, offset, low, high) -> tuple[int, bool]:
@@ -696,15 +601,6 @@ class WalLog:
 
     def __repr__(self) -> str:
         return f"WalLog({self._directory!r}, offsets {self._first_offset}..{self._last_offset}, next {self._next_offset})"
-
-
-def _same_index(scan: wal_segment.SegmentScan, indexed: wal_segment.SegmentScan | None) -> bool:
-    """Whether a sidecar's description matches what a scan of the segment found."""
-    if indexed is None or scan.damage is not None:
-        return False
-    return (scan.first_offset, scan.count, scan.end, scan.sparse, scan.last, scan.last_head) == (
-        indexed.first_offset, indexed.count, indexed.end, indexed.sparse, indexed.last, indexed.last_head
-    )
 
 
 def _mtime(path: str) -> float:

@@ -16,10 +16,10 @@ import pytest
 import trio
 
 from kissvdb.actors.doc_readers import FIND_WAITERS_MAX
-from kissvdb.actors.engine import open_engine
+from kissvdb.actors.boot import open_engine
 from kissvdb.config import Settings
-from kissvdb.docquery import FindQuery
-from kissvdb.documents import PUT
+from kissvdb.documents.query import FindQuery
+from kissvdb.documents.state import PUT
 from kissvdb.errors import InvalidArgument, Overloaded
 from kissvdb.events import RawJson
 from tests.helpers import wait_until

@@ -8,9 +8,9 @@ import apsw
 import orjson
 import trio
 
-from kissvdb.actors.engine import open_engine
+from kissvdb.actors.boot import open_engine
 from kissvdb.config import Settings
-from kissvdb.docquery import FindQuery
+from kissvdb.documents.query import FindQuery
 from kissvdb.errors import NotFound, Unavailable
 from kissvdb.events import RawJson
 from tests.helpers import wait_until
@@ -40,7 +40,7 @@ async def test_docs_are_rebuilt_from_the_wal_when_the_table_is_behind(tmp_path):
             conn.execute("DELETE FROM applied WHERE name='docs'")
         conn.close()
         async with open_engine(s) as engine:
-            assert engine.docs.recovery_replayed >= 43
+            assert engine.recovery_replayed >= 43
             assert (await engine.doc_get("c", "d0")).revision == 2
             assert (await engine.doc_get("c", "d39")).doc == b'{"i":39}'
             try:
@@ -130,7 +130,7 @@ async def test_kv_and_docs_share_state_sqlite_under_concurrent_writes_and_checkp
                     nursery.start_soon(doc_writer, w)
                 nursery.start_soon(checkpointer)
             await engine.checkpoint()
-            assert engine.kv_restarts == 0 and engine.docs.restarts == 0
+            assert engine.kv.restarts == 0 and engine.docs.restarts == 0
             assert (await engine.kv_get("w3/149")).revision == 1
             rows, _ = await engine.doc_find(FindQuery("c3", None, (), 100))
             assert len(rows) == 100

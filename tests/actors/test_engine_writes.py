@@ -17,9 +17,9 @@ import trio.testing
 from kissvdb.config import Settings
 from kissvdb.errors import NotFound, Overloaded, PersistenceError, Unavailable
 from kissvdb.events import RawJson
-from kissvdb.kv import Put
+from kissvdb.kv.state import Put
 
-from kissvdb.actors.engine import PutOp, open_engine
+from kissvdb.actors.boot import open_engine
 from kissvdb.actors.mailbox import Request
 
 
@@ -100,13 +100,13 @@ async def test_actor_crash_restarts_from_checkpoint_and_wal(tmp_path):
                 await engine.kv_put(f"k{i}", raw(i))
             first = engine.kv_actor
             # Break the actor's state.sqlite connection under it: its next apply fails.
-            await engine.store_thread.run(engine.store.conn.close)
+            await engine.kv.thread.run(engine.kv.store.conn.close)
             with _maybe():
                 await engine.kv_put("crash", raw(1))
             # The supervisor rebuilds the actor from checkpoint + WAL.
             while engine.kv_actor is None or engine.kv_actor is first:
-                await engine.wait_kv_changed()
-            assert engine.kv_restarts == 1
+                await engine.kv.wait_changed()
+            assert engine.kv.restarts == 1
             for i in range(80):
                 assert (await engine.kv_get(f"k{i}")).revision == 1
             assert (await engine.kv_put("after", raw(1))).revision == 1
@@ -169,11 +169,11 @@ async def test_batch_put_results_in_order(tmp_path):
     with trio.fail_after(20):
         async with open_engine(settings(tmp_path, max_key_len=8)) as engine:
             results = await engine.kv_batch_put([
-                PutOp("a", raw(1)),
-                PutOp("a", raw(2), if_revision=1),
-                PutOp("a", raw(3), if_revision=1),
-                PutOp("toolongkey", raw(1)),
-                PutOp("b", raw(1), ttl_ms=1000),
+                Put("a", raw(1)),
+                Put("a", raw(2), if_revision=1),
+                Put("a", raw(3), if_revision=1),
+                Put("toolongkey", raw(1)),
+                Put("b", raw(1), ttl_ms=1000),
             ])
             assert [getattr(r, "revision", None) for r in results] == [1, 2, None, None, 1]
             assert results[2].code == "revision_mismatch"
@@ -329,7 +329,7 @@ async def test_a_decision_that_raises_answers_every_request_of_its_batch(tmp_pat
             for req in requests:
                 first.inbox.send_nowait(req)
             while engine.kv_actor is None or engine.kv_actor is first:
-                await engine.wait_kv_changed()
+                await engine.kv.wait_changed()
             # The supervisor settles every caller before it builds the new actor.
             assert [i for i, req in enumerate(requests) if not req.done] == []
             for req in requests:

@@ -4,7 +4,7 @@ drop with writes in flight, replay after restart. No timing assertions; waits ar
 import numpy as np
 import trio
 
-from kissvdb.actors.engine import open_engine
+from kissvdb.actors.boot import open_engine
 from kissvdb.config import Settings
 from kissvdb.errors import NotFound
 from kissvdb.vectors.state import Item

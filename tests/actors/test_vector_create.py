@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from kissvdb import layout
-from kissvdb.actors.engine import open_engine
+from kissvdb.actors.boot import open_engine
 from kissvdb.config import Settings
 from kissvdb.errors import InvalidArgument, Unavailable
 from kissvdb.vectors.state import Item

@@ -21,7 +21,7 @@ import orjson
 import pytest
 import trio
 
-from kissvdb.actors.engine import open_engine
+from kissvdb.actors.boot import open_engine
 from kissvdb.api.app import create_app
 from kissvdb.api.server import bind_socket, start_http, tune_process
 from kissvdb.config import Settings

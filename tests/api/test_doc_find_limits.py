@@ -15,7 +15,7 @@ import random
 import orjson
 import pytest
 
-from kissvdb.docquery import FILTER_TERMS_MAX, IN_VALUES_MAX
+from kissvdb.documents.query import FILTER_TERMS_MAX, IN_VALUES_MAX
 from tests.helpers import assert_error
 
 SEED = 20261209

@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 import trio
 
-from kissvdb.actors.documents import sweep_docs_once
 from tests.api.conftest import API_KEY, open_api
 from tests.api.test_stream_routes import open_stream, read_frames
 from tests.helpers import assert_error, raw_request
@@ -197,7 +196,7 @@ async def test_ttl_expires_documents_with_a_logged_event(api):
     assert (await api.post("/v1/doc/c/find", json={})).json()["documents"] == []
     long = (await put(api, "c", "long", {"v": 1}, "?ttl_ms=3600000")).json()
     assert long["expires_at_ms"] > body["expires_at_ms"]
-    await sweep_docs_once(api.engine)  # (the background sweeper may have been first)
+    await api.engine.sweep_ttl()  # (the background sweeper may have been first)
     # the expiry is a logged doc_deleted event with reason "ttl"
     async with open_stream(api, "/v1/stream?since=0&types=doc_deleted") as conn:
         (frame,) = await read_frames(conn, 1)
@@ -343,7 +342,7 @@ async def test_index_creation_is_idempotent_and_used(api):
     assert body["collection"] == "c" and body["field"] == "a.b" and body["created"] is True
     again = (await api.post("/v1/doc/c/_index", json={"field": "a.b"})).json()
     assert again["created"] is False and again["index"] == body["index"]
-    from kissvdb.docquery import FindQuery
+    from kissvdb.documents.query import FindQuery
 
     plan = await api.engine.docs.explain(FindQuery("c", {"a.b": 3}), 0)
     assert any(body["index"] in step for step in plan), plan

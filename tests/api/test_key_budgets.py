@@ -15,7 +15,7 @@ import orjson
 import trio
 
 from kissvdb.config import Settings
-from kissvdb.keystore import KEY_NAME_BYTES_MAX, KEY_PERMISSIONS_BYTES_MAX
+from kissvdb.keys.store import KEY_NAME_BYTES_MAX, KEY_PERMISSIONS_BYTES_MAX
 from tests.helpers import assert_error
 from tests.loop_hold import run_within_budget
 

@@ -57,7 +57,7 @@ def app_operations(app) -> set[tuple[str, str]]:
 
 @pytest.fixture
 async def app(tmp_path):
-    from kissvdb.actors.engine import open_engine
+    from kissvdb.actors.boot import open_engine
 
     settings = Settings(data_dir=str(tmp_path / "data"), api_key="k", bench_routes=True)
     async with open_engine(settings) as engine:
@@ -95,3 +95,15 @@ def test_spec_is_valid_yaml_with_resolvable_refs():
             node = node[part]
     ops = {(p, m.upper()) for p, item in spec["paths"].items() for m in item if m in METHODS}
     assert ops == set(spec_operations(text))
+
+
+def test_the_event_types_in_the_spec_are_exactly_those_of_kissvdb_events():
+    """kissvdb/events.py is the one list of event types: the spec names each of them (in
+    backquotes) and no other `*_updated`/`*_deleted`-shaped event name."""
+    from kissvdb.events import EVENT_TYPES
+
+    text = SPEC.read_text()
+    for name in EVENT_TYPES:
+        assert f"`{name}`" in text, f"docs/openapi.yaml never names the event type {name}"
+    shaped = set(re.findall(r"`((?:state|doc|vector|vector_collection|sql)_[a-z]+)`", text))
+    assert shaped <= set(EVENT_TYPES), sorted(shaped - set(EVENT_TYPES))

@@ -296,3 +296,39 @@ async def test_search_batch_errors_name_the_query_and_write_nothing(api):
     r = await api.post("/v1/vector/missing/search_batch", json={"queries": [ok]})
     assert_error(r, 404, "not_found", field="collection")
     assert await durable(api) == before
+
+
+async def test_a_collection_and_its_manifest_key_are_one_wal_write(api):
+    """The collection event and its `vector:<name>:manifest` key are logged in ONE WAL write:
+    a crash keeps both or neither. Dropping logs the deletion and the key's removal together."""
+    w = api.engine.writer
+    batches, records = w.statistics().batches_total, w.statistics().records_total
+    await create(api)
+    assert (w.statistics().batches_total, w.statistics().records_total) == (batches + 1, records + 2)
+    item = (await api.get("/v1/state/vector:docs:manifest")).json()
+    manifest = (await api.get(C)).json()["manifest"]
+    assert item["value"] == manifest and manifest["created_at_ms"] == (await api.get(C)).json()["created_at_ms"]
+    assert (await api.delete(C)).status_code == 200
+    assert (w.statistics().batches_total, w.statistics().records_total) == (batches + 2, records + 4)
+    assert (await api.get("/v1/state/vector:docs:manifest")).status_code == 404
+
+
+async def test_the_vector_key_prefix_is_read_only_to_users(api):
+    await create(api)
+    key = "vector:docs:manifest"
+    before = (await api.get(C)).json()["manifest"]
+    offset = await durable(api)
+    body = assert_error(await api.put(f"/v1/state/{key}", json={"value": "junk"}), 403, "forbidden", field="key")
+    assert key in body["message"]
+    r = await api.put(f"/v1/state/{key}", json={"value": "junk", "if_revision": 1})  # compare-and-set
+    assert_error(r, 403, "forbidden", field="key")
+    assert_error(await api.delete(f"/v1/state/{key}"), 403, "forbidden", field="key")
+    assert_error(await api.put("/v1/state/vector:new", json={"value": 1}), 403, "forbidden", field="key")
+    r = await api.post("/v1/state/batch_put", json={"operations": [
+        {"key": "fine", "value": 1}, {"key": "vector:other:manifest", "value": 2}]})
+    body = assert_error(r, 403, "forbidden", field="operations[1].key")
+    assert "vector:other:manifest" in body["message"]
+    assert await durable(api) == offset  # nothing written
+    assert (await api.get("/v1/state/fine")).status_code == 404
+    assert (await api.get(C)).json()["manifest"] == before
+    assert (await api.get(f"/v1/state/{key}")).json()["value"] == before

@@ -1,4 +1,4 @@
-"""`find` (kissvdb/docquery.py run by kissvdb/docreader.py) against a Python reference.
+"""`find` (kissvdb/documents/query.py run by kissvdb/documents/reader.py) against a Python reference.
 
 Seeded random documents go into a real state.sqlite; random filters (operators, dotted paths,
 every JSON type), sorts and page sizes are run both in SQLite and by `reference_find` below,
@@ -14,10 +14,10 @@ import random
 import orjson
 import pytest
 
-from kissvdb.docquery import FindQuery, compile_find, encode_cursor
-from kissvdb.docreader import DocReader
-from kissvdb.docstore import DocStore
-from kissvdb.documents import PUT
+from kissvdb.documents.query import FindQuery, compile_find, encode_cursor
+from kissvdb.documents.reader import DocReader
+from kissvdb.documents.table import DocStore
+from kissvdb.documents.state import PUT
 from kissvdb.errors import InvalidArgument
 
 SEED = int(os.environ.get("FIND_SEED", "20261125"))
@@ -306,7 +306,7 @@ def test_index_does_not_change_results(seeded):
 
 
 def test_bad_sorts_and_cursors():
-    from kissvdb.docquery import decode_cursor, parse_sort
+    from kissvdb.documents.query import decode_cursor, parse_sort
 
     assert parse_sort(["a", "-b.c", "+d"]) == (("a", False), ("b.c", True), ("d", False))
     for bad in (5, ["a", 1], ["a"] * 5, "", "-", "a..b"):

@@ -1,4 +1,4 @@
-"""DocState (kissvdb/documents.py) without an event loop: decide/apply against a dict model,
+"""DocState (kissvdb/documents/state.py) without an event loop: decide/apply against a dict model,
 the contract's checks in order, CAS, TTL expiry against the exact version, the in-flight overlay.
 """
 
@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from kissvdb.documents import (
+from kissvdb.documents.state import (
     DOC_DELETED,
     DOC_UPSERTED,
     DocDelete,

@@ -1,11 +1,11 @@
-"""kissvdb/keystore.py: keys are stored hashed, listed newest first, bootstrapped once."""
+"""kissvdb/keys/store.py: keys are stored hashed, listed newest first, bootstrapped once."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 
-from kissvdb.keystore import KeyStore, key_hash
+from kissvdb.keys.store import KeyStore, key_hash
 
 
 def test_keys_are_hashed_listed_and_deleted(tmp_path):

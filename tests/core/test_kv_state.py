@@ -12,8 +12,8 @@ import pytest
 
 from kissvdb.errors import InvalidArgument, PayloadTooLarge, RevisionMismatch
 from kissvdb.events import EventRecord, RawJson
-from kissvdb.kv import Delete, Expire, KvLimits, KvState, Put
-from kissvdb.statestore import StateStore, prefix_upper_bound
+from kissvdb.kv.state import Delete, Expire, KvLimits, KvState, Put
+from kissvdb.statedb.file import StateStore, prefix_upper_bound
 
 
 def raw(value) -> RawJson:

@@ -1,4 +1,4 @@
-"""kissvdb/sqlresult.py: the query body is byte for byte what encoding the contract's row
+"""kissvdb/sql/result.py: the query body is byte for byte what encoding the contract's row
 objects in one go gives, whatever mix of values, sizes (batches, chunked large values) and
 repeated column names; and the row, byte and deadline budgets stop it as they are reached.
 """
@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from kissvdb.errors import InvalidArgument, SqliteError
-from kissvdb.sqlresult import BATCH_ROWS_MAX, CHUNK_BLOB_BYTES, CHUNK_CHARS, ResultBody
+from kissvdb.sql.result import BATCH_ROWS_MAX, CHUNK_BLOB_BYTES, CHUNK_CHARS, ResultBody
 
 
 def reference(names, rows) -> bytes:

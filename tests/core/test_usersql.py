@@ -1,4 +1,4 @@
-"""kissvdb/usersql.py without an event loop: parameter binding, the one-statement check, the
+"""kissvdb/sql/user.py without an event loop: parameter binding, the one-statement check, the
 authorizer (including statements whose text matches our own cached COMMIT/ROLLBACK, and every
 spelling of a TEMP object), SQLite's limits, the deadline (which covers encoding the rows), the
 result and temp-space budgets, and the autocommit invariant after every outcome.
@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from kissvdb.errors import InvalidArgument, SqliteError
-from kissvdb.usersql import SqlJob, SqlLimits, UserSqlReader, UserSqlWriter, _only_trivia, bind_params
+from kissvdb.sql.user import SqlJob, SqlLimits, UserSqlReader, UserSqlWriter, _only_trivia, bind_params
 
 
 def job(ms: int = 2000) -> SqlJob:

@@ -1,222 +1,114 @@
-"""Crash safety, end to end: SIGKILL a real server under concurrent writes, restart, check.
+"""Crash safety, end to end, for every data model at once: SIGKILL a real server under
+concurrent writes of KV keys, documents and vectors, restart it on the same data directory,
+and check each model. One harness; each model brings its writers and its check:
 
-Several writer tasks each own a few keys and run a seeded sequence of puts, CAS puts
-(`if_revision`), stale CAS puts (must answer 409 and write nothing) and deletes, one request at
-a time, recording every verdict in order. At a seeded-random moment the server is killed with
-SIGKILL and restarted on the same data directory. Then, for every writer:
+- KV (tests/e2e/crash_kv.py): writers own a few keys each and run seeded puts, CAS puts, stale
+  CAS puts (409, nothing written) and deletes; their keys hold exactly the state after their
+  acknowledged operations, or those plus the one in flight at the kill; revisions continue
+  correctly across restarts.
+- Documents (tests/e2e/crash_docs.py): the same over documents, read back with `find` and GET.
+- Vectors (tests/e2e/crash_vectors.py): batch upserts (CBOR and JSON) and deletes while a task
+  keeps compacting and small run files make the server compact on its own; every acknowledged
+  vector is found bit-identical and as its own nearest neighbour, every acknowledged delete
+  stays deleted.
 
-- every write it saw acknowledged is there, with the revision the ack carried;
-- its keys hold exactly the state after a prefix of its own sequence: either all acknowledged
-  operations, or those plus the one that was in flight when the server died (which may or may
-  not have reached the log). Nothing else: no lost ack, no reordering, no phantom write.
-
-The cycle repeats on the same directory, so revisions must also continue correctly across
-restarts (contract §5.1: +1 per put, back to 1 after a delete). Set E2E_SEED to replay a run.
+All three write into the one WAL at once, so a kill lands between writes of different models
+too. The cycle repeats, then a graceful stop must keep everything. Set E2E_SEED to replay.
 """
 
 from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass, field
 
 import httpx
 import trio
 
+from . import crash_docs, crash_kv, crash_vectors
 from .server import ServerProcess
 
-WRITERS = 6
-KEYS_PER_WRITER = 4
-CYCLES = 4
-KILL_AFTER_S = (0.3, 1.5)  # seeded-random moment of the SIGKILL after the writers start
-CYCLE_TIMEOUT_S = 45.0
-HTTP_TIMEOUT_S = 10.0
-
-Model = dict[str, tuple[int, dict]]  # key -> (revision, value) of the writer's live keys
-
-
-@dataclass
-class Op:
-    seq: int
-    kind: str  # put | cas | cas_stale | cas_absent | delete
-    key: str
-    value: dict | None = None
-    if_revision: int | None = None
-
-
-def apply_op(model: Model, op: Op) -> Model:
-    """The writer's model after `op` succeeded (contract §3.3 / §5.1)."""
-    after = dict(model)
-    if op.kind in ("put", "cas"):
-        previous = model.get(op.key)
-        after[op.key] = ((previous[0] + 1) if previous else 1, op.value)
-    elif op.kind == "delete":
-        after.pop(op.key, None)
-    # cas_stale / cas_absent change nothing: they must be refused with 409
-    return after
-
-
-@dataclass
-class Writer:
-    wid: int
-    rng: random.Random
-    model: Model = field(default_factory=dict)
-    seq: int = 0
-    acked: list[tuple[Op, object]] = field(default_factory=list)  # this cycle, in order
-    inflight: Op | None = None
-    refused_503: int = 0
-
-    @property
-    def prefix(self) -> str:
-        return f"crash/w{self.wid}/"
-
-    def next_op(self) -> Op:
-        self.seq += 1
-        key = f"{self.prefix}k{self.rng.randrange(KEYS_PER_WRITER)}"
-        value = {"w": self.wid, "seq": self.seq, "pad": "x" * self.rng.randrange(0, 200)}
-        current = self.model.get(key)
-        roll = self.rng.random()
-        if current is None:
-            if roll < 0.7:
-                return Op(self.seq, "put", key, value)
-            if roll < 0.85:
-                return Op(self.seq, "delete", key)  # absent: answers deleted=false, no event
-            return Op(self.seq, "cas_absent", key, value, if_revision=self.rng.choice([0, 1, 2]))
-        if roll < 0.35:
-            return Op(self.seq, "put", key, value)
-        if roll < 0.75:
-            return Op(self.seq, "cas", key, value, if_revision=current[0])
-        if roll < 0.85:
-            return Op(self.seq, "cas_stale", key, value, if_revision=current[0] + 1 + self.rng.randrange(3))
-        return Op(self.seq, "delete", key)
-
-    async def run(self, client: httpx.AsyncClient, seed: int) -> None:
-        """Issue operations one at a time until the server goes away."""
-        while True:
-            op = self.next_op()
-            self.inflight = op
-            try:
-                if op.kind == "delete":
-                    resp = await client.delete(f"/v1/state/{op.key}")
-                else:
-                    body: dict = {"value": op.value}
-                    if op.if_revision is not None:
-                        body["if_revision"] = op.if_revision
-                    resp = await client.put(f"/v1/state/{op.key}", json=body)
-            except httpx.TransportError:
-                return  # the server died with `op` in flight: its outcome is unknown
-            self.inflight = None
-            where = f"seed={seed} writer={self.wid} op={op}"
-            if resp.status_code == 503:
-                # Refused before it was queued (contract: overload) -> nothing was written.
-                self.refused_503 += 1
-                continue
-            expected_after = apply_op(self.model, op)
-            if op.kind in ("cas_stale", "cas_absent"):
-                assert resp.status_code == 409, f"{where}: {resp.status_code} {resp.text}"
-                body = resp.json()  # the contract's shape; kissvdb may add the offending `field`
-                assert (body["error"], body["message"]) == ("revision_mismatch", "if_revision mismatch"), where
-            elif op.kind == "delete":
-                assert resp.status_code == 200, f"{where}: {resp.status_code} {resp.text}"
-                assert resp.json() == {"deleted": op.key in self.model}, f"{where}: {resp.text}"
-            else:
-                assert resp.status_code == 200, f"{where}: {resp.status_code} {resp.text}"
-                ack = resp.json()
-                assert ack["key"] == op.key, where
-                assert ack["revision"] == expected_after[op.key][0], f"{where}: ack {ack}, model {self.model.get(op.key)}"
-                assert ack["expires_at_ms"] is None, where
-            self.model = expected_after
-            self.acked.append((op, resp.json()))
-
-
-async def read_writer_state(client: httpx.AsyncClient, prefix: str) -> Model:
-    resp = await client.get("/v1/state", params={"prefix": prefix, "limit": 1000})
-    assert resp.status_code == 200, resp.text
-    items = resp.json()
-    assert [item["key"] for item in items] == sorted(item["key"] for item in items), "list not in key order"
-    state: Model = {}
-    for item in items:
-        assert item["key"].startswith(prefix)
-        state[item["key"]] = (item["revision"], item["value"])
-        # a single GET must agree with the listing
-        one = await client.get(f"/v1/state/{item['key']}")
-        assert one.status_code == 200, one.text
-        assert (one.json()["revision"], one.json()["value"]) == state[item["key"]]
-    return state
+CYCLES = 3
+KILL_AFTER_S = (0.3, 1.2)  # seeded-random moment of the SIGKILL after the writers start
+CYCLE_TIMEOUT_S = 90.0
+HTTP_TIMEOUT_S = 20.0
 
 
 def client_for(server: ServerProcess) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=server.base_url,
-        headers=server.headers,
-        timeout=HTTP_TIMEOUT_S,
-        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-    )
+    return httpx.AsyncClient(base_url=server.base_url, headers=server.headers, timeout=HTTP_TIMEOUT_S,
+                             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
 
 
-async def verify_after_restart(server: ServerProcess, writers: list[Writer], seed: int, cycle: int) -> int:
-    """Check every writer's keys; return how many in-flight writes turned out to have landed."""
-    landed = [0]
-    async with client_for(server) as client:
-        for writer in writers:
-            actual = await read_writer_state(client, writer.prefix)
-            without_inflight = writer.model
-            with_inflight = apply_op(writer.model, writer.inflight) if writer.inflight else writer.model
-            where = (
-                f"seed={seed} cycle={cycle} writer={writer.wid} acked={len(writer.acked)} "
-                f"last_acked={writer.acked[-1][0] if writer.acked else None} inflight={writer.inflight}"
-            )
-            # Every acknowledged write is there with its revision, unless a later op of the same
-            # writer (acknowledged or in flight) replaced it.
-            assert actual in (without_inflight, with_inflight), (
-                f"{where}\n actual:           {actual}\n expected (acked): {without_inflight}\n"
-                f" or with inflight: {with_inflight}"
-            )
-            if actual != without_inflight:
-                landed[0] += 1  # the write in flight at the kill reached the log
-            writer.model = actual  # the in-flight op's outcome is now known
-            writer.inflight = None
-            writer.acked = []
-    return landed[0]
+class Models:
+    """Every model's writers, seeded from one generator."""
+
+    def __init__(self, rng: random.Random):
+        def sub() -> random.Random:
+            return random.Random(rng.randrange(1 << 32))
+
+        self.kv = [crash_kv.Writer(w, sub()) for w in range(crash_kv.WRITERS)]
+        self.docs = [crash_docs.Writer(w, sub()) for w in range(crash_docs.WRITERS)]
+        self.vectors = [crash_vectors.Writer(w, sub()) for w in range(crash_vectors.WRITERS)]
+
+    def acked(self) -> tuple[int, int, int]:
+        """Acknowledged writes so far: KV this cycle (its check resets them), the others in all."""
+        return (sum(len(w.acked) for w in self.kv), sum(w.acked for w in self.docs),
+                sum(w.acked for w in self.vectors))
+
+    def tasks(self, seed: int):
+        """(coroutine function, args) of every writer, and the compactor last."""
+        out = [(w.run, (seed,)) for w in self.kv + self.docs]
+        out += [(w.run, ()) for w in self.vectors]
+        out.append((crash_vectors.compactor, ()))
+        return out
+
+    async def verify(self, server: ServerProcess, seed: int, cycle: int) -> None:
+        async with client_for(server) as client:
+            await crash_kv.verify(client, self.kv, seed, cycle)
+            await crash_docs.verify(client, self.docs, seed, cycle)
+            await crash_vectors.verify(client, self.vectors, f"seed={seed} cycle={cycle}")
 
 
-async def test_acknowledged_writes_survive_sigkill(tmp_path):
+async def run_until_killed(server: ServerProcess, models: Models, seed: int, kill_after_s: float) -> None:
+    tasks = models.tasks(seed)
+    clients = [client_for(server) for _ in tasks]
+    try:
+        async with trio.open_nursery() as nursery:
+            for (fn, args), client in zip(tasks, clients):
+                nursery.start_soon(fn, client, *args)
+            await trio.sleep(kill_after_s)  # the crash moment, not a wait for a condition
+            await trio.to_thread.run_sync(server.kill9)
+            nursery.cancel_scope.cancel()
+    except* (httpx.TransportError, httpx.RemoteProtocolError):
+        pass  # the vector writers and the compactor meet the kill as a transport error
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+async def test_acknowledged_writes_of_every_model_survive_sigkill(tmp_path):
     seed = int(os.environ.get("E2E_SEED", random.randrange(1 << 32)))
     print(f"E2E_SEED={seed}")
     rng = random.Random(seed)
-    writers = [Writer(wid, random.Random(rng.randrange(1 << 32))) for wid in range(WRITERS)]
-    server = ServerProcess(tmp_path / "data")
+    models = Models(rng)
+    server = ServerProcess(tmp_path / "data", env=crash_vectors.ENV)
     with server:  # started here; killed (and its log dumped on failure) on the way out
-        total_acked = 0
+        async with client_for(server) as client:
+            await crash_vectors.create_collections(client)
         for cycle in range(CYCLES):
             kill_after_s = rng.uniform(*KILL_AFTER_S)
             with trio.fail_after(CYCLE_TIMEOUT_S):
-                clients = [client_for(server) for _ in writers]
-                try:
-                    async with trio.open_nursery() as nursery:
-                        for writer, client in zip(writers, clients):
-                            nursery.start_soon(writer.run, client, seed)
-                        await trio.sleep(kill_after_s)  # the crash moment, not a wait for a condition
-                        await trio.to_thread.run_sync(server.kill9)
-                finally:
-                    for client in clients:
-                        await client.aclose()
-                acked = sum(len(w.acked) for w in writers)
-                print(f"cycle {cycle}: killed after {kill_after_s:.2f}s, {acked} acknowledged ops, "
-                      f"{sum(w.inflight is not None for w in writers)} in flight")
-                assert acked > 0, f"seed={seed} cycle={cycle}: no write was acknowledged before the kill"
-                total_acked += acked
+                before = models.acked()
+                await run_until_killed(server, models, seed, kill_after_s)
+                acked = tuple(now - (was if i else 0) for i, (now, was) in enumerate(zip(models.acked(), before)))
+                print(f"cycle {cycle}: killed after {kill_after_s:.2f}s; acknowledged (kv, docs, vectors) {acked}")
+                assert sum(acked) > 0, f"seed={seed} cycle={cycle}: nothing acknowledged before the kill"
                 await trio.to_thread.run_sync(server.start)
-                landed = await verify_after_restart(server, writers, seed, cycle)
-                print(f"cycle {cycle}: after restart all acknowledged writes present; "
-                      f"{landed} unacknowledged in-flight write(s) had landed")
-
+                await models.verify(server, seed, cycle)
         # A graceful stop after all that keeps everything too, and exits cleanly.
         with trio.fail_after(CYCLE_TIMEOUT_S):
             code = await trio.to_thread.run_sync(server.stop)
             assert code == 0, f"graceful stop exited with {code}"
             await trio.to_thread.run_sync(server.start)
-            for writer in writers:
-                writer.inflight = None
-            await verify_after_restart(server, writers, seed, CYCLES)
-        assert total_acked > CYCLES * WRITERS
+            for w in models.kv + models.docs:
+                w.inflight = None
+            await models.verify(server, seed, CYCLES)

@@ -20,7 +20,7 @@ import time
 import numpy as np
 from usearch.index import Index
 
-from kissvdb.vectors.diskann import files
+import kissvdb.vectors.diskann.files as files
 from kissvdb.vectors.distance import unit_rows
 from kissvdb.vectors.diskann.params import DiskAnnParams
 

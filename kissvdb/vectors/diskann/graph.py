@@ -18,7 +18,7 @@ import os
 import numpy as np
 from usearch.index import Index
 
-from kissvdb.vectors.diskann import files
+import kissvdb.vectors.diskann.files as files
 
 F32 = np.float32
 

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kissvdb.vectors import distance
-from kissvdb.vectors.diskann import builder, files
+import kissvdb.vectors.diskann.builder as builder
+import kissvdb.vectors.diskann.files as files
 from kissvdb.vectors.diskann.graph import Graph
 from kissvdb.vectors.diskann.params import DiskAnnParams
 from kissvdb.vectors.diskann.search import search_graph, search_segment, top_k

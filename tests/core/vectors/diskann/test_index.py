@@ -50,7 +50,7 @@ def test_status_names_the_graph_files_that_exist(tmp_path, data):
     status = idx.build(ids[:500], rows[:500], now_ms=1234)
     assert status["available"] is True and status["building"] is False and status["progress"] is None
     assert status["last_built_ms"] == 1234 and status["rows"] == 500
-    assert status["params"] == {"max_degree": 16, "build_threads": 2, "search_list_size": 128}
+    assert status["params"] == {"max_degree": 16, "build_threads": 1, "search_list_size": 128}
     assert len(status["graph_files"]) == 3
     for f in status["graph_files"]:
         assert f.startswith("diskann/") and os.path.getsize(tmp_path / "d" / f[len("diskann/"):]) > 0

@@ -28,7 +28,7 @@ Guarantees (DESIGN "SQL guard"):
   `total_changes()`.
 - A progress handler interrupts a statement past its deadline (or when its caller gave up):
   400 sqlite_error "interrupted: statement exceeded the time limit of N ms". The deadline also
-  covers encoding the rows (kissvdb/sqlresult.py), which happens here, on the SQL thread, while
+  covers encoding the rows (kissvdb/sql/result.py), which happens here, on the SQL thread, while
   SQLite steps: `query` returns the response body (JSON in pieces), never a list of rows. More than
   `rows_max` rows or `result_bytes_max` bytes is refused (400) as soon as it is reached.
 - Parameters: a JSON array binds `?`/`?N` positionally, an object binds `:name`/`@name`/`$name`.
@@ -49,7 +49,7 @@ from typing import Callable
 import apsw
 
 from kissvdb.errors import InvalidArgument, SqliteError
-from kissvdb.sqlresult import JsonChunks, ResultBody
+from kissvdb.sql.result import JsonChunks, ResultBody
 from kissvdb.threadio import ThreadWrites
 
 PROGRESS_STEPS = 1000  # VM instructions between deadline checks
@@ -323,7 +323,7 @@ class UserSqlReader(_Guarded):
         """Run one read statement; return the response body `{"rows": [...]}`, JSON in pieces.
 
         Rows are encoded as SQLite steps them, under the same deadline, and refused as soon as
-        they pass the row or byte budget (see kissvdb/sqlresult.py). Raises SqliteError or
+        they pass the row or byte budget (see kissvdb/sql/result.py). Raises SqliteError or
         InvalidArgument (field `sql` or `params`)."""
         bindings = self._start(job, sql, params)
         cursor = self.conn.cursor()

@@ -20,9 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from kissvdb.errors import InvalidArgument, PayloadTooLarge, RevisionMismatch
+from kissvdb.errors import Forbidden, InvalidArgument, PayloadTooLarge, RevisionMismatch
 from kissvdb.events import STATE_DELETED, STATE_UPDATED, EventRecord, RawJson
-from kissvdb.statecache import CachedState
+from kissvdb.statedb.cache import CachedState
 
 
 # The largest accepted `ttl_ms`: 2**53 - 1 (about 285,000 years), the largest integer every JSON
@@ -85,6 +85,27 @@ class Expire(NamedTuple):
 
 class BatchPut(NamedTuple):
     ops: tuple[Put, ...]
+
+
+class Along(NamedTuple):
+    """A Put or Delete logged in ONE WAL write after `events` ((ts_ms, type, data) of another
+    model): the vector collection events and their `vector:<name>:manifest` key, so the two
+    are durable together or not at all. The Delete may be a no-op; the events are logged
+    anyway. Answers the records of the write, in order."""
+
+    command: Put | Delete
+    events: tuple
+
+
+# Keys the server writes for itself (the vector collection manifests, contract §3.5): users
+# read them; a user's put, delete or batch put on one answers 403 and writes nothing.
+READ_ONLY_PREFIX = "vector:"
+
+
+def check_user_writable(key: str, field: str = "key") -> None:
+    if key.startswith(READ_ONLY_PREFIX):
+        raise Forbidden(f"key {key!r} is read-only: keys under {READ_ONLY_PREFIX!r} are written by the server",
+                        field=field)
 
 
 @dataclass(slots=True)

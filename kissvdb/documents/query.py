@@ -1,6 +1,6 @@
 """`find` for the document store: a filter, a sort and a cursor compiled into one SQLite query.
 
-Pure: JSON in, SQL text + arguments out. kissvdb/docstore.py runs the query on state.sqlite
+Pure: JSON in, SQL text + arguments out. kissvdb/documents/table.py runs the query on state.sqlite
 with SQLite's JSON1 functions, so a find never loads a collection into Python.
 
 Filter semantics (a superset of the original's, contract §5.3):

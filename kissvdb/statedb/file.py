@@ -18,7 +18,7 @@ import os
 
 import apsw
 
-from kissvdb.kv import StateItem
+from kissvdb.kv.state import StateItem
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv(

@@ -16,7 +16,7 @@ Guarantees (as statestore.py for KV):
   whenever SQLite restarts it.
 
 This is its own apsw connection to state.sqlite (the KV store has another; `find` runs on
-read-only connections, kissvdb/docreader.py); each is used from one dedicated thread and they
+read-only connections, kissvdb/documents/reader.py); each is used from one dedicated thread and they
 share the file under SQLite's locking. Never used from two threads at once.
 """
 
@@ -28,8 +28,8 @@ import time
 
 import apsw
 
-from kissvdb.docquery import extract_sql, sql_literal
-from kissvdb.documents import DEL, PUT, DocItem, DocKey
+from kissvdb.documents.query import extract_sql, sql_literal
+from kissvdb.documents.state import DEL, PUT, DocItem, DocKey
 from kissvdb.errors import InvalidArgument
 
 BUSY_TIMEOUT_MS = 60_000

@@ -1,6 +1,6 @@
 """The document store's state machine: decide document commands, apply durable doc events.
 
-Same two rules as kissvdb/kv.py, which this mirrors:
+Same two rules as kissvdb/kv/state.py, which this mirrors:
 1. `decide()` never writes. It checks a command against durable state plus the in-flight overlay
    and returns the event to log (`doc_upserted` / `doc_deleted`), None for a no-op, or raises a
    KissError. Time comes in as `now_ms`; replay never reads the clock (TTL expiry is itself a
@@ -9,8 +9,8 @@ Same two rules as kissvdb/kv.py, which this mirrors:
 
 Documents are keyed by (collection, id). Each has a revision that starts at 1 and grows by one
 per put; a delete (or expiry) removes it and the next put starts again at 1, as the original's
-doc store did (it rode on KV revisions). The full set lives in state.sqlite (kissvdb/docstore.py);
-this class decides against a bounded cache of it (kissvdb/statecache.py, shared with KvState).
+doc store did (it rode on KV revisions). The full set lives in state.sqlite (kissvdb/documents/table.py);
+this class decides against a bounded cache of it (kissvdb/statedb/cache.py, shared with KvState).
 
 Validation (contract §3.4, in its order): collection length, then collection name characters
 (`[A-Za-z0-9_.-]`, no leading dot: a name that could escape a directory is refused), id length,
@@ -23,13 +23,10 @@ import re
 from dataclasses import dataclass
 
 from kissvdb.errors import InvalidArgument, PayloadTooLarge, RevisionMismatch
-from kissvdb.events import EventRecord, RawJson
-from kissvdb.kv import expires_at_ms
-from kissvdb.statecache import CachedState
+from kissvdb.events import DOC_DELETED, DOC_UPSERTED, EventRecord, RawJson
+from kissvdb.kv.state import expires_at_ms
+from kissvdb.statedb.cache import CachedState
 
-DOC_UPSERTED = "doc_upserted"
-DOC_DELETED = "doc_deleted"
-DOC_EVENT_TYPES = (DOC_UPSERTED, DOC_DELETED)
 
 # Path segments a document id may not take: static routes under /v1/doc/{collection}/ win over
 # an id (contract §1.4), so a document with such an id could not be reached.

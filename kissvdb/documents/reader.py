@@ -22,9 +22,9 @@ import time
 
 import apsw
 
-from kissvdb.docquery import CompiledFind
+from kissvdb.documents.query import CompiledFind
 from kissvdb.errors import InvalidArgument
-from kissvdb.usersql import SqlJob
+from kissvdb.sql.user import SqlJob
 
 PROGRESS_STEPS = 10_000  # VM instructions between deadline checks
 BUSY_TIMEOUT_MS = 5_000  # only while the writer resets the WAL index; reads never wait on writes

@@ -1,0 +1,1 @@
+"""API keys: store.py is keys.sqlite (hashed keys, roles, revocation)."""
