@@ -22,6 +22,17 @@ from kissvdb.wal.payload import encode_fast
 STATE_UPDATED = "state_updated"
 STATE_DELETED = "state_deleted"
 
+# Every event type the WAL holds, whichever module writes it (KV above, documents, vectors and
+# SQL in their own modules): what the change stream can carry. The dashboard's list
+# (api/static/stream.js) and the modules' constants are tested against it.
+EVENT_TYPES = (
+    "state_updated", "state_deleted",
+    "doc_upserted", "doc_deleted",
+    "vector_collection_created", "vector_collection_deleted",
+    "vector_added", "vector_upserted", "vector_updated", "vector_deleted",
+    "sql_exec",
+)
+
 TAG_EMBEDDED_JSON = 262
 TAG_FLOAT32_LE = 85
 
