@@ -23,6 +23,7 @@ export const EVENT_TYPES = [
 ];
 const RECONNECT_MS = 1000;
 const RENDER_INTERVAL_MS = 200; // a burst redraws the table five times a second, not sixty
+const FLUSH_ROWS_MAX = 100; // rows drawn per redraw: in a burst, the newest; older ones are skipped
 
 /** One frame of the stream; `record` parses its JSON the first time it is read. */
 export class StreamEvent {
@@ -132,7 +133,7 @@ export function subject(type, record) {
 
 /** A table of events, bounded and drawn once per animation frame. */
 export class EventTable {
-  constructor({ tbody, detail, counter, maxRows = 500 }) {
+  constructor({ tbody, detail, counter, maxRows = 200 }) {
     this.tbody = tbody;
     this.detail = detail;
     this.counter = counter;
@@ -186,7 +187,7 @@ export class EventTable {
     this.frame = 0;
     this.drawnAt = performance.now();
     if (this.paused) { this.count(); return; } // counted, not drawn
-    const batch = this.pending.length > this.maxRows ? this.pending.slice(-this.maxRows) : this.pending;
+    const batch = this.pending.length > FLUSH_ROWS_MAX ? this.pending.slice(-FLUSH_ROWS_MAX) : this.pending;
     this.pending = [];
     const fragment = document.createDocumentFragment();
     for (let i = batch.length - 1; i >= 0; i -= 1) fragment.append(this.row(batch[i]));
