@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from kissvdb.events import EVENT_TYPES
-from tests.e2e.server import ServerProcess
+from tests.e2e.server import ServerProcess, parse_metrics
 
 from .conftest import API_KEY
 from .harness import BrowserPage, VIEWPORT, WAIT_MS
@@ -101,6 +101,9 @@ def replay_server(tmp_path_factory):
             for start in range(0, REPLAY_EVENTS, REPLAY_BATCH):
                 ops = [{"key": f"r:{i:07d}", "value": value} for i in range(start, start + REPLAY_BATCH)]
                 c.post("/v1/state/batch_put", json={"operations": ops}).raise_for_status()
+            metrics = parse_metrics(c.get("/v1/metrics").text)
+            assert metrics["kissvdb_wal_first_offset"] <= 1, "retention dropped events: the replay would be shorter"
+            assert metrics["kissvdb_wal_durable_offset"] == REPLAY_EVENTS
         yield proc
 
 
