@@ -30,9 +30,12 @@ def find_chromium() -> tuple[str | None, str]:
     except ImportError:
         return None, "the `playwright` package is not installed (pip install -e '.[test]')"
     configured = os.environ.get("KISSVDB_CHROMIUM")
-    for candidate in ([configured] if configured else []) + [shutil.which("chromium"), *CHROMIUM_PATHS]:
+    candidates = [configured] if configured else [shutil.which("chromium"), *CHROMIUM_PATHS]
+    for candidate in candidates:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate, ""
+    if configured:
+        return None, f"KISSVDB_CHROMIUM={configured} is not an executable file"
     return None, "no Chromium found (Debian/Ubuntu: apt-get install -y chromium; or set KISSVDB_CHROMIUM)"
 
 

@@ -3,6 +3,7 @@ replay of 300,000 retained events leaves the page responsive with a bounded numb
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -37,6 +38,38 @@ def every_event_type(client) -> None:
     ok(client.post("/v1/vector/evvec/delete", json={"id": "v1"}))
     ok(client.delete("/v1/vector/evvec"))
     ok(client.post("/v1/sql/exec", json={"sql": "CREATE TABLE IF NOT EXISTS evt(x)"}))
+
+
+SSE_PARSE = """
+async (text) => {
+  const { SseParser } = await import('/static/sse.js');
+  const results = [];
+  for (let cut = 0; cut <= text.length; cut += 1) {  // every split of the text into two chunks
+    const frames = [];
+    const parser = new SseParser((f) => frames.push(f));
+    parser.push(text.slice(0, cut));
+    parser.push(text.slice(cut));
+    results.push(JSON.stringify(frames));
+  }
+  return results;
+}
+"""
+
+
+def test_the_stream_parser_gives_the_same_frames_however_the_bytes_are_cut(browser_page):
+    page = browser_page.goto("/")
+    text = (":keepalive\n\n"
+            "event:state_updated\nid:7\ndata:{\"a\":\"x:y\"}\n\n"
+            "event: gap\ndata:{\"dropped\":2}\n\n"
+            "data:line one\ndata:line two\n\n"
+            "event:vector_added\nid:9\ndata:{}\n\n"
+            "event:half")  # an unfinished frame is held back
+    results = page.evaluate(SSE_PARSE, text)
+    expected = [{"event": "state_updated", "id": "7", "data": '{"a":"x:y"}'},
+                {"event": "gap", "id": None, "data": '{"dropped":2}'},
+                {"event": "message", "id": None, "data": "line one\nline two"},
+                {"event": "vector_added", "id": "9", "data": "{}"}]
+    assert {r for r in results} == {json.dumps(expected, separators=(",", ":"))}
 
 
 def test_every_event_type_shows_live(browser_page, client):
