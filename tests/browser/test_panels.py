@@ -133,6 +133,32 @@ def test_find_documents_with_an_operator_and_page_by_cursor(browser_page, client
     assert json.loads(page.text_content("#docs-detail pre")) == {"name": "n2", "age": 30}
 
 
+def test_put_edit_and_delete_a_document_with_cas(browser_page, client):
+    page = browser_page.connect(API_KEY, "admin")
+    browser_page.tab("documents")
+    page.fill("#docs-form [name=collection]", "notes")
+    page.fill("#docs-form [name=id]", "n1")
+    page.fill("#docs-form [name=doc]", '{"text": "first"}')
+    page.click("#docs-form button[type=submit]")
+    wait_text(page, "#docs-msg", "saved notes / n1 at revision 1")
+    page.wait_for_selector("#docs-collections button:text('notes')")
+    page.click("#docs-collections button:text('notes')")
+    page.click("#docs-rows tr:has-text('n1')")
+    wait_text(page, "#docs-detail", "revision 1")
+    page.click("#docs-detail button:text('edit')")
+    assert page.input_value("#docs-form [name=if_revision]") == "1"
+    assert client.put("/v1/doc/notes/n1", json={"text": "changed elsewhere"}).status_code == 200
+    page.fill("#docs-form [name=doc]", '{"text": "second"}')
+    page.click("#docs-form button[type=submit]")  # CAS on revision 1: refused
+    wait_text(page, "#docs-msg", "409 revision_mismatch")
+    assert client.get("/v1/doc/notes/n1").json()["doc"] == {"text": "changed elsewhere"}
+    page.click("#docs-rows tr:has-text('n1')")
+    wait_text(page, "#docs-detail", "revision 2")
+    page.click("#docs-detail button:text('delete')")
+    wait_text(page, "#docs-msg", "deleted notes / n1")
+    assert client.get("/v1/doc/notes/n1").status_code == 404
+
+
 def test_vector_search_by_id_and_by_pasted_vector(browser_page, client):
     assert client.post("/v1/vector/pics", json={"dim": 3, "metric": "cosine"}).status_code == 200
     items = [{"id": "a", "vector": [1, 0, 0], "meta": {"tag": "x"}}, {"id": "b", "vector": [0.9, 0.1, 0], "meta": {"tag": "y"}},

@@ -4,139 +4,153 @@
 import { api, explain, seg } from '../api.js';
 import { $, brief, el, fill, pretty, readJson, say } from '../dom.js';
 
-export function documentsPanel(ctx) {
-  const root = $('#panel-documents');
-  const list = $('#docs-collections', root);
-  const tbody = $('#docs-rows', root);
-  const msg = $('#docs-msg', root);
-  const detail = $('#docs-detail', root);
-  const find = $('#docs-find', root);
-  const form = $('#docs-form', root);
-  let collection = '';
-  let query = null;
-  let cursors = [null];
-  let nextCursor = null;
+class DocumentsPanel {
+  constructor(ctx) {
+    this.ctx = ctx;
+    const root = this.root = $('#panel-documents');
+    this.list = $('#docs-collections', root);
+    this.tbody = $('#docs-rows', root);
+    this.msg = $('#docs-msg', root);
+    this.detail = $('#docs-detail', root);
+    this.find = $('#docs-find', root);
+    this.form = $('#docs-form', root);
+    this.reset();
+    this.find.addEventListener('submit', (event) => { event.preventDefault(); this.run(); });
+    $('#docs-next', root).addEventListener('click', () => { this.cursors.push(this.nextCursor); this.run(this.nextCursor); });
+    $('#docs-prev', root).addEventListener('click', () => { this.cursors.pop(); this.run(this.cursors[this.cursors.length - 1]); });
+    $('#docs-refresh', root).addEventListener('click', () => this.loadCollections());
+    this.form.addEventListener('submit', (event) => this.put(event));
+  }
 
-  async function loadCollections() {
+  reset() {
+    this.collection = '';
+    this.query = null;
+    this.cursors = [null];
+    this.nextCursor = null;
+    this.list.replaceChildren();
+    this.tbody.replaceChildren();
+    fill(this.detail);
+    say(this.msg, '');
+    $('#docs-page', this.root).textContent = '';
+  }
+
+  shown() { this.loadCollections(); }
+
+  fail(error, extra = '') { say(this.msg, explain(error, this.ctx.role) + extra, 'error'); }
+
+  async loadCollections() {
     try {
       const { collections } = await api('GET', '/v1/doc');
-      const fragment = document.createDocumentFragment();
-      for (const c of collections) {
-        fragment.append(el('li', {},
-          el('button', { type: 'button', class: c.name === collection ? 'link current' : 'link',
-            on: { click: () => choose(c.name) } }, c.name),
-          el('span', { class: 'count' }, String(c.count))));
-      }
-      list.replaceChildren(fragment);
-      if (!collections.length) fill(list, el('li', { class: 'meta' }, 'no collections yet'));
+      const items = collections.map((c) => el('li', {},
+        el('button', { type: 'button', class: c.name === this.collection ? 'link current' : 'link',
+          on: { click: () => this.choose(c.name) } }, c.name),
+        el('span', { class: 'count' }, String(c.count))));
+      fill(this.list, items.length ? items : el('li', { class: 'meta' }, 'no collections yet'));
     } catch (error) {
-      say(msg, explain(error, ctx.role), 'error');
+      this.fail(error);
     }
   }
 
-  function choose(name) {
-    collection = name;
-    find.elements.collection.value = name;
-    form.elements.collection.value = name;
-    loadCollections();
-    run();
+  choose(name) {
+    this.collection = name;
+    this.find.elements.collection.value = name;
+    this.form.elements.collection.value = name;
+    this.loadCollections();
+    this.run();
   }
 
-  async function run(cursor = null) {
+  /** The find form as a query: filter (JSON), sort ("-age, name"), limit. */
+  formQuery() {
+    const f = this.find.elements;
+    const query = { filter: readJson(f.filter.value, 'filter', {}), limit: Number(f.limit.value) || 20 };
+    const sort = f.sort.value.split(',').map((field) => field.trim()).filter(Boolean);
+    if (sort.length) query.sort = sort;
+    return query;
+  }
+
+  async run(cursor = null) {
     try {
-      const f = find.elements;
-      collection = f.collection.value;
-      if (!collection) throw new Error('collection: choose or type one');
+      this.collection = this.find.elements.collection.value;
+      if (!this.collection) throw new Error('collection: choose or type one');
       if (cursor === null) {
-        query = { filter: readJson(f.filter.value, 'filter', {}), limit: Number(f.limit.value) || 20 };
-        const sort = f.sort.value.split(',').map((field) => field.trim()).filter(Boolean);
-        if (sort.length) query.sort = sort;
-        cursors = [null];
+        this.query = this.formQuery();
+        this.cursors = [null];
       }
-      const page = await api('POST', `/v1/doc/${seg(collection)}/find`, { body: { ...query, cursor } });
-      nextCursor = page.next_cursor;
-      const fragment = document.createDocumentFragment();
-      for (const d of page.documents) {
-        fragment.append(el('tr', { on: { click: () => open(d.id) } },
-          el('td', { class: 'key' }, d.id),
-          el('td', { class: 'num' }, d.revision),
-          el('td', { class: 'mono' }, brief(d.doc, 200))));
-      }
-      tbody.replaceChildren(fragment);
-      $('#docs-page', root).textContent = `${collection} · page ${cursors.length} · ${page.documents.length} documents${nextCursor ? ' · more' : ''}`;
-      $('#docs-next', root).disabled = !nextCursor;
-      $('#docs-prev', root).disabled = cursors.length <= 1;
-      say(msg, '');
+      const page = await api('POST', `/v1/doc/${seg(this.collection)}/find`, { body: { ...this.query, cursor } });
+      this.nextCursor = page.next_cursor;
+      this.draw(page.documents);
+      say(this.msg, '');
     } catch (error) {
-      say(msg, explain(error, ctx.role), 'error');
+      this.fail(error);
     }
   }
 
-  async function open(id) {
+  draw(documents) {
+    const fragment = document.createDocumentFragment();
+    for (const d of documents) {
+      fragment.append(el('tr', { on: { click: () => this.open(d.id) } },
+        el('td', { class: 'key' }, d.id), el('td', { class: 'num' }, d.revision), el('td', { class: 'mono' }, brief(d.doc, 200))));
+    }
+    this.tbody.replaceChildren(fragment);
+    const more = this.nextCursor ? ' · more' : '';
+    $('#docs-page', this.root).textContent = `${this.collection} · page ${this.cursors.length} · ${documents.length} documents${more}`;
+    $('#docs-next', this.root).disabled = !this.nextCursor;
+    $('#docs-prev', this.root).disabled = this.cursors.length <= 1;
+  }
+
+  async open(id) {
     try {
-      const d = await api('GET', `/v1/doc/${seg(collection)}/${seg(id)}`);
-      fill(detail,
-        el('h3', {}, `${collection} / ${d.id}`),
-        el('p', { class: 'meta' }, `revision ${d.revision}`, d.expires_at_ms ? ` · expires ${new Date(d.expires_at_ms).toLocaleString()}` : ''),
+      const d = await api('GET', `/v1/doc/${seg(this.collection)}/${seg(id)}`);
+      const expiry = d.expires_at_ms ? ` · expires ${new Date(d.expires_at_ms).toLocaleString()}` : '';
+      fill(this.detail,
+        el('h3', {}, `${this.collection} / ${d.id}`),
+        el('p', { class: 'meta' }, `revision ${d.revision}`, expiry),
         el('pre', {}, pretty(d.doc)),
-        el('p', { dataset: { needs: 'write' }, hidden: !ctx.can('write') },
-          el('button', { type: 'button', on: { click: () => edit(d) } }, 'edit'), ' ',
-          el('button', { type: 'button', class: 'danger', on: { click: () => remove(d) } }, 'delete')));
+        el('p', { dataset: { needs: 'write' }, hidden: !this.ctx.can('write') },
+          el('button', { type: 'button', on: { click: () => this.edit(d) } }, 'edit'), ' ',
+          el('button', { type: 'button', class: 'danger', on: { click: () => this.remove(d) } }, 'delete')));
     } catch (error) {
-      say(msg, explain(error, ctx.role), 'error');
+      this.fail(error);
     }
   }
 
-  function edit(d) {
-    form.elements.collection.value = collection;
-    form.elements.id.value = d.id;
-    form.elements.doc.value = pretty(d.doc);
-    form.elements.if_revision.value = d.revision;
+  edit(d) {
+    const f = this.form.elements;
+    f.collection.value = this.collection;
+    f.id.value = d.id;
+    f.doc.value = pretty(d.doc);
+    f.if_revision.value = d.revision;
   }
 
-  async function remove(d) {
+  async remove(d) {
     try {
-      await api('DELETE', `/v1/doc/${seg(collection)}/${seg(d.id)}`, { query: { if_revision: d.revision } });
-      say(msg, `deleted ${collection} / ${d.id}`, 'ok');
-      fill(detail);
-      run();
-      loadCollections();
+      await api('DELETE', `/v1/doc/${seg(this.collection)}/${seg(d.id)}`, { query: { if_revision: d.revision } });
+      say(this.msg, `deleted ${this.collection} / ${d.id}`, 'ok');
+      fill(this.detail);
+      this.run();
+      this.loadCollections();
     } catch (error) {
-      say(msg, explain(error, ctx.role) + (error.status === 409 ? ' It changed since you opened it.' : ''), 'error');
+      this.fail(error, error.status === 409 ? ' It changed since you opened it.' : '');
     }
   }
 
-  async function put(event) {
+  async put(event) {
     event.preventDefault();
-    const f = form.elements;
+    const f = this.form.elements;
     try {
       const doc = readJson(f.doc.value, 'document');
       if (!f.collection.value || !f.id.value) throw new Error('collection and id: enter both');
       const saved = await api('PUT', `/v1/doc/${seg(f.collection.value)}/${seg(f.id.value)}`,
         { body: doc, query: { if_revision: f.if_revision.value } });
-      say(msg, `saved ${f.collection.value} / ${saved.id} at revision ${saved.revision}`, 'ok');
+      say(this.msg, `saved ${f.collection.value} / ${saved.id} at revision ${saved.revision}`, 'ok');
       f.if_revision.value = saved.revision;
-      loadCollections();
+      this.loadCollections();
     } catch (error) {
-      say(msg, explain(error, ctx.role), 'error');
+      this.fail(error);
     }
   }
+}
 
-  find.addEventListener('submit', (event) => { event.preventDefault(); run(); });
-  $('#docs-next', root).addEventListener('click', () => { cursors.push(nextCursor); run(nextCursor); });
-  $('#docs-prev', root).addEventListener('click', () => {
-    cursors.pop();
-    run(cursors[cursors.length - 1]);
-  });
-  $('#docs-refresh', root).addEventListener('click', loadCollections);
-  form.addEventListener('submit', put);
-
-  return {
-    reset() {
-      collection = ''; cursors = [null]; nextCursor = null;
-      list.replaceChildren(); tbody.replaceChildren(); fill(detail); say(msg, '');
-      $('#docs-page', root).textContent = '';
-    },
-    shown() { loadCollections(); },
-  };
+export function documentsPanel(ctx) {
+  return new DocumentsPanel(ctx);
 }
