@@ -20,6 +20,7 @@ files are picked up at once) with a strong ETag (a hash of the bytes), so revali
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from importlib import resources
@@ -71,7 +72,7 @@ class AssetTable:
 
     @classmethod
     def packaged(cls) -> "AssetTable":
-        return cls.from_directory(resources.files("kissvdb.api").joinpath("static"))
+        return _packaged()
 
     @classmethod
     def from_directory(cls, directory: Traversable) -> "AssetTable":
@@ -92,6 +93,13 @@ class AssetTable:
         if asset is None:
             raise NotFound("static file not found")
         return asset
+
+
+@functools.cache
+def _packaged() -> AssetTable:
+    # Package data cannot change under a running process; reading and hashing it (2 MB, the
+    # API viewer) once per process rather than once per app keeps test apps cheap.
+    return AssetTable.from_directory(resources.files("kissvdb.api").joinpath("static"))
 
 
 def _not_modified(if_none_match: str | None, etag: str) -> bool:
