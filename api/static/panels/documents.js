@@ -125,10 +125,10 @@ class DocumentsPanel {
   async remove(d) {
     try {
       await api('DELETE', `/v1/doc/${seg(this.collection)}/${seg(d.id)}`, { query: { if_revision: d.revision } });
-      say(this.msg, `deleted ${this.collection} / ${d.id}`, 'ok');
       fill(this.detail);
-      this.run();
       this.loadCollections();
+      await this.run(); // first: a successful run clears the message line
+      say(this.msg, `deleted ${this.collection} / ${d.id}`, 'ok');
     } catch (error) {
       this.fail(error, error.status === 409 ? ' It changed since you opened it.' : '');
     }
