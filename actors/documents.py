@@ -60,6 +60,9 @@ class DocActor(StoreActor):
     async def get(self, collection: str, id_: str) -> DocItem | None:
         return await self._get((collection, id_))
 
+    async def collections(self, now_ms: int, limit: int) -> list[tuple[str, int]]:
+        return await self.thread.run(self.store.collections, now_ms, limit)
+
     async def create_index(self, collection: str, field: str, now_ms: int) -> tuple[str, bool]:
         return await self.thread.run(self.store.create_index, collection, field, now_ms,
                                      self.index_time_limit_ms)

@@ -120,6 +120,10 @@ class Engine:
         check_collection(query.collection, self.docs.limits)
         return await self.docs.find(query, self.clock())
 
+    async def doc_collections(self, limit: int) -> list[tuple[str, int]]:
+        """(name, live document count) of up to `limit` collections, by name."""
+        return await self.docs.live_actor().collections(self.clock(), limit)
+
     async def doc_create_index(self, collection: str, field: str) -> tuple[str, bool]:
         check_collection(collection, self.docs.limits)
         json_path(field, what="field")
@@ -182,22 +186,25 @@ class Engine:
             raise NotFound("key not found")
         return item
 
-    async def kv_list(self, prefix: str, limit: int) -> list[StateItem]:
+    async def kv_list(self, prefix: str, limit: int, start_after: str | None = None) -> list[StateItem]:
+        """Live items under `prefix` in key-byte order, after `start_after` when given."""
         if len(prefix.encode("utf-8")) > self.settings.max_key_len:
             raise InvalidArgument("prefix too long", field="prefix")
+        if start_after is not None and len(start_after.encode("utf-8")) > self.settings.max_key_len:
+            raise InvalidArgument("start_after too long", field="start_after")
         limit = max(0, min(limit, LIST_LIMIT_MAX))
         if limit == 0:
             return []
-        return await self._kv().scan(prefix, limit, self.clock())
+        return await self._kv().scan(prefix, limit, self.clock(), start_after)
 
     async def kv_put(self, key: str, value: RawJson, *, ttl_ms: int | None = None,
                      if_revision: int | None = None) -> StateItem:
         check_user_writable(key)
         return await call(self._kv(), Put(key, value, ttl_ms, if_revision), _kv_gone)
 
-    async def kv_delete(self, key: str) -> bool:
+    async def kv_delete(self, key: str, *, if_revision: int | None = None) -> bool:
         check_user_writable(key)
-        return await self.call_kv(Delete(key))
+        return await self.call_kv(Delete(key, if_revision))
 
     async def kv_batch_put(self, ops: list[Put]) -> list[StateItem | KissError]:
         for o in ops:
@@ -508,6 +515,7 @@ class Engine:
             ("sse_clients", "gauge", b.subscribers),
             ("kissvdb_wal_durable_offset", "gauge", w.durable_offset),
             ("kissvdb_wal_first_offset", "gauge", self.wal_log.first_offset),
+            ("kissvdb_wal_retained_bytes", "gauge", self.wal_log.retained_bytes),
             ("kissvdb_wal_batches_total", "counter", w.batches_total),
             ("kissvdb_wal_records_total", "counter", w.records_total),
             ("kissvdb_wal_bytes_total", "counter", w.bytes_total),

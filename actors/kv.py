@@ -79,8 +79,8 @@ class KvActor(StoreActor):
     async def get(self, key: str) -> StateItem | None:
         return await self._get(key)
 
-    async def scan(self, prefix: str, limit: int, now_ms: int) -> list[StateItem]:
-        return await self.thread.run(self.store.scan_prefix, prefix, limit, now_ms)
+    async def scan(self, prefix: str, limit: int, now_ms: int, start_after: str | None = None) -> list[StateItem]:
+        return await self.thread.run(self.store.scan_prefix, prefix, limit, now_ms, start_after)
 
 
 def _item_from(decision, offset: int) -> StateItem:

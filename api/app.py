@@ -21,6 +21,8 @@ Never does: touch an actor. Handlers only await Engine methods.
 
 from __future__ import annotations
 
+from time import perf_counter
+
 import trio
 
 from kissvdb.config import Settings
@@ -29,7 +31,7 @@ from kissvdb.errors import ClientGone, Forbidden, InvalidArgument, NotFound, Req
 from .auth import KeyChecker, StaticKeyChecker, StoredKeyChecker, authenticate, authorize
 from .errors import error_response, kiss_error_response
 from .http.messages import Response
-from .metrics import ApiMetrics
+from .metrics import UNMATCHED, ApiMetrics, route_label
 from .origins import OriginPolicy
 from .routing import Route, Router
 
@@ -48,6 +50,7 @@ class KissApp:
         self.settings = settings
         self.key_checker = key_checker
         self.router = Router(routes)
+        self._route_labels: dict[str, str] = {}
         self.policy = OriginPolicy(settings)
         self.api_metrics = ApiMetrics()
         self.request_timeout_s = float(settings.request_timeout_secs)
@@ -57,6 +60,7 @@ class KissApp:
         return self.router.routes
 
     async def __call__(self, request):
+        started = perf_counter()
         deadline = getattr(request, "deadline", None)
         if deadline is None:
             deadline = request.deadline = trio.current_time() + self.request_timeout_s
@@ -64,6 +68,7 @@ class KissApp:
             response = await self._respond(request)
         if scope.cancelled_caught:
             response = kiss_error_response(REQUEST_TIMED_OUT)
+        self.api_metrics.observe(self._route_label(request.route), request.method, perf_counter() - started)
         return self._finish(request, response)
 
     async def _respond(self, request):
@@ -95,7 +100,7 @@ class KissApp:
         except NotFound:
             authenticate(request, self.key_checker)  # 401 before revealing what is routed
             raise
-        route = match.route
+        route = request.route = match.route
         principal = None
         if not match.public:
             principal = authenticate(request, self.key_checker, route is not None and route.query_key)
@@ -109,6 +114,14 @@ class KissApp:
         if not request.path_is_utf8:
             _refuse_non_utf8_path(match.params)
         return await route.handler(request, **match.params)
+
+    def _route_label(self, route: Route | None) -> str:
+        if route is None:
+            return UNMATCHED
+        label = self._route_labels.get(route.path)
+        if label is None:
+            label = self._route_labels[route.path] = route_label(route.path)
+        return label
 
     # ---- what every response gets --------------------------------------------------------
 
@@ -173,10 +186,10 @@ def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
 def route_table(app: KissApp) -> list[Route]:
     """Every route, from the route modules. The one source of truth for routing, roles, 405s,
     OPTIONS, HEAD, public paths and the OpenAPI test."""
-    from .routes import auth_keys, documents, events, sql, state, system, vectors
+    from .routes import assets, auth_keys, documents, events, sql, state, system, vectors
 
     table: list[Route] = []
-    for module in (system, state, events, documents, sql, auth_keys, vectors):
+    for module in (system, assets, state, events, documents, sql, auth_keys, vectors):
         table.extend(module.routes(app))
     return table
 

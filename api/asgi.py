@@ -23,7 +23,7 @@ from .http.messages import Headers, QueryArgs, StreamResponse, decode_path
 
 class AsgiRequest:
     __slots__ = ("method", "path", "path_is_utf8", "raw_path", "query_string", "headers", "http_version",
-                 "client", "deadline", "principal", "_receive", "_body", "_args", "_max_body")
+                 "client", "deadline", "principal", "route", "_receive", "_body", "_args", "_max_body")
 
     def __init__(self, scope: dict, receive, max_body: int, deadline: float):
         self.method = scope["method"]
@@ -37,6 +37,7 @@ class AsgiRequest:
         self.client = scope.get("client")
         self.deadline = deadline
         self.principal = None
+        self.route = None
         self._receive = receive
         self._body: bytes | None = None
         self._args: QueryArgs | None = None

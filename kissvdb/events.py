@@ -36,7 +36,10 @@ KV_EVENTS = (STATE_UPDATED, STATE_DELETED)
 DOC_EVENTS = (DOC_UPSERTED, DOC_DELETED)
 VECTOR_MUTATIONS = (VECTOR_ADDED, VECTOR_UPSERTED, VECTOR_UPDATED)
 VECTOR_EVENTS = VECTOR_MUTATIONS + (VECTOR_DELETED,)  # of one vector (not the collection's)
+# Every event type the WAL holds: what the change stream can carry. The dashboard's list
+# (api/static/stream.js) and docs/openapi.yaml are tested against it.
 EVENT_TYPES = KV_EVENTS + DOC_EVENTS + (SQL_EXEC, VECTOR_COLLECTION_CREATED, VECTOR_COLLECTION_DELETED) + VECTOR_EVENTS
+
 
 TAG_EMBEDDED_JSON = 262
 TAG_FLOAT32_LE = 85

@@ -117,6 +117,7 @@ class Request:
         "method", "raw_path", "path", "path_is_utf8", "query_string", "headers", "http_version",
         "client", "deadline", "content_length",
         "principal",  # set by the app once the credential is checked (None on public routes)
+        "route",  # set by the app once routed (the latency histogram's label)
         # server bookkeeping
         "keep_alive", "chunked", "expect_continue", "continue_sent", "complete", "refusal",
         "body_error", "discard", "received", "_chunks", "_body", "_args", "_connection",
@@ -143,6 +144,7 @@ class Request:
         self.deadline = deadline
         self.content_length: int | None = None
         self.principal = None
+        self.route = None
         self.keep_alive = True
         self.chunked = False
         self.expect_continue = False

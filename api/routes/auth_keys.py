@@ -1,10 +1,11 @@
-"""API-key management, `/v1/auth/keys` (contract §3.2), admin role only.
+"""API-key management, `/v1/auth/keys` (contract §3.2), admin role only; and who-am-I.
 
 | route                      | answer                                                        |
 |----------------------------|---------------------------------------------------------------|
 | GET    /v1/auth/keys       | JSON array of {id, name, role, permissions, created_at_ms}, newest first |
 | POST   /v1/auth/keys       | {"id", "key"}: the plain key, shown only here                 |
 | DELETE /v1/auth/keys/<id>  | 204 empty; unknown id -> 404 "key id not found"               |
+| GET    /v1/auth/whoami     | {"name", "role", "key_id"} of the presented key (any role)    |
 
 POST body: `{"name": string (required), "role": "admin"|"write"|"user"|"read" ["user"],
 "permissions": any JSON [{}]}`. Unlike the original, the role is enforced (so an unknown role
@@ -73,7 +74,14 @@ def routes(app) -> list[Route]:
         await engine.auth_key_delete(id)
         return Response(b"", 204)
 
+    async def auth_whoami(request):
+        # What the dashboard needs to hide the controls a key may not use. The static key is
+        # an admin with no id (it is not stored); a stored key's role is as created.
+        p = request.principal
+        return _private_json(_dumps({"name": p.name, "role": p.role, "key_id": p.key_id}))
+
     return [
+        Route("GET", "/v1/auth/whoami", auth_whoami, "read", "auth_whoami"),
         Route("GET", "/v1/auth/keys", auth_keys_list, "admin", "auth_keys_list"),
         Route("POST", "/v1/auth/keys", auth_keys_create, "admin", "auth_keys_create"),
         Route("DELETE", "/v1/auth/keys/{id}", auth_keys_delete, "admin", "auth_keys_delete"),

@@ -2,6 +2,7 @@
 
 | route                                 | answer                                                  |
 |---------------------------------------|---------------------------------------------------------|
+| GET    /v1/doc                        | {"collections": [{"name", "count"}]} by name (live docs) |
 | PUT    /v1/doc/<c>/<id>[?if_revision=&ttl_ms=] | {"id", "revision", "doc", "expires_at_ms"}     |
 | GET    /v1/doc/<c>/<id>               | {"id", "revision", "doc", "expires_at_ms"}; 404 "document not found" |
 | DELETE /v1/doc/<c>/<id>[?if_revision=] | {"deleted": bool} (false when absent; never 404)       |
@@ -29,6 +30,7 @@ from ..codec import canonical_json, optional_uint, query_uint, raw_json_response
 from ..routing import Route
 
 FIND_LIMIT_DEFAULT = 20
+DOC_COLLECTIONS_MAX = 10_000  # collections listed by GET /v1/doc (a few hundred KB of JSON)
 
 _dumps = orjson.dumps
 _Fragment = orjson.Fragment
@@ -44,6 +46,10 @@ def routes(app) -> list[Route]:
     settings = app.settings
     max_find = settings.max_doc_find
     max_json = settings.max_json_bytes
+
+    async def doc_collections(request):
+        found = await engine.doc_collections(DOC_COLLECTIONS_MAX)
+        return raw_json_response(_dumps({"collections": [{"name": n, "count": c} for n, c in found]}))
 
     async def doc_put(request, collection: str, id: str):
         engine.check_doc_address(collection, id)
@@ -90,6 +96,7 @@ def routes(app) -> list[Route]:
     doc = "/v1/doc/{collection}/{id:path}"
     static = tuple(sorted(RESERVED_IDS))
     return [
+        Route("GET", "/v1/doc", doc_collections, "read", "doc_collections"),
         Route("PUT", doc, doc_put, "write", "doc_put", exclude=static),
         Route("GET", doc, doc_get, "read", "doc_get", exclude=static),
         Route("DELETE", doc, doc_delete, "write", "doc_delete", exclude=static),

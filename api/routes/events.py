@@ -6,7 +6,9 @@
 | /v1/events     | since, types, prefix (-> key_prefix); key_prefix and collection are ignored |
 
 Start: a `Last-Event-ID` header that parses as u64 wins over `since`; default 0; events with
-offset > start are sent. A `since` that is not a u64 is 400 naming `since`.
+offset > start are sent. `since=now` starts at the current end (the durable offset when the
+request is handled), so only later events come: the dashboard's default. Any other `since`
+that is not a u64 is 400 naming `since`.
 The response is `text/event-stream` with `cache-control: no-cache`, not under the request
 deadline. The frames, keep-alives, replay and gap notices come from `engine.subscribe` (bytes
 chunks, see kissvdb/cdc.py and actors/cdc.py); the subscription is opened in the handler (so a
@@ -35,7 +37,8 @@ def routes(app) -> list[Route]:
     engine = app.engine
 
     def start_offset(request) -> int:
-        since = query_uint(request.args, "since", 0)
+        args = request.args
+        since = engine.durable_offset if args.get("since") == "now" else query_uint(args, "since", 0)
         last_event_id = parse_u64(request.headers.get("Last-Event-ID"))
         return since if last_event_id is None else last_event_id
 

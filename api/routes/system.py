@@ -6,15 +6,16 @@
 | GET /v1/metrics               | key  | Prometheus text: engine series + the original's five|
 | GET /openapi.yaml             | open | the spec, `text/yaml; charset=utf-8`                |
 | GET /docs/openapi.yaml        | open | same                                                |
-| GET /docs                     | open | a small HTML page pointing at the spec              |
+| GET /docs                     | open | the interactive API page (api/static/docs.html)     |
 | GET / and /index.html         | open | the dashboard (api/static/index.html, no CDN)       |
+| GET /static/<file>            | open | the pages' scripts, styles, the viewer (assets.py)  |
 | GET /v1/_bench/ping           | read | {"ok":true}: the GET ceiling for bench/ (BENCH_ROUTES only) |
 | POST /v1/_bench/echo          | read | parses the JSON body, {"ok":true}: the POST ceiling (BENCH_ROUTES only) |
 
-Static files ship as package data (`kissvdb.api/static/*`) and are read once, at start.
+Static files ship as package data (`kissvdb.api/static/**`) and are read once, at start.
 The canonical spec is api/static/openapi.yaml; docs/openapi.yaml is a link to it.
-The HTML pages carry a Content-Security-Policy that forbids framing (clickjacking) and
-anything not served by this server.
+The HTML pages carry a Content-Security-Policy that forbids framing (clickjacking), inline
+script and style, and anything not served by this server.
 """
 
 from __future__ import annotations
@@ -31,24 +32,12 @@ YAML = "text/yaml; charset=utf-8"
 HTML = "text/html; charset=utf-8"
 PROMETHEUS = TEXT  # as the original; Prometheus reads plain text
 OK_JSON = b'{"ok":true}'
-# The pages load only what this server serves; nothing may frame them.
-PAGE_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-            "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
-            "form-action 'none'")
-
-DOCS_PAGE = b"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>kissvdb API</title>
-<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}
-pre{background:#f4f4f4;padding:1rem;overflow:auto;font-size:.85rem}</style></head>
-<body><h1>kissvdb HTTP API</h1>
-<p>The OpenAPI 3.1 specification: <a href="/docs/openapi.yaml">/docs/openapi.yaml</a>
-(also at <a href="/openapi.yaml">/openapi.yaml</a>). Load it into any OpenAPI viewer.</p>
-<pre id="spec">loading...</pre>
-<script>fetch('/docs/openapi.yaml').then(r => r.text())
-.then(t => { document.getElementById('spec').textContent = t; });</script>
-</body></html>
-"""
-
+# The pages load only what this server serves (scripts and styles from files, never inline, so
+# an injected value cannot run), talk only to it, and nothing may frame them. `data:` images:
+# the API viewer's stylesheet draws its icons with them.
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'; "
+            "object-src 'none'")
 
 def static_file(name: str) -> bytes:
     """A file shipped in kissvdb.api's `static/` package data."""
@@ -65,19 +54,20 @@ def routes(app) -> list[Route]:
     api_metrics = app.api_metrics
     spec = static_file("openapi.yaml")
     dashboard = static_file("index.html")
+    docs_page = static_file("docs.html")
 
     async def health(request):
         return Response(b"ok", 200, [("Content-Type", TEXT)])
 
     async def metrics(request):
-        text = render_prometheus(engine.metrics(), api_metrics.series())
+        text = render_prometheus(engine.metrics(), api_metrics.series(), api_metrics.histogram_lines())
         return Response(text.encode(), 200, [("Content-Type", PROMETHEUS)])
 
     async def openapi(request):
         return Response(spec, 200, [("Content-Type", YAML)])
 
     async def docs(request):
-        return _page(DOCS_PAGE)
+        return _page(docs_page)
 
     async def index(request):
         return _page(dashboard)

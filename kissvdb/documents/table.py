@@ -212,5 +212,12 @@ class DocStore:
     def count(self) -> int:
         return self.conn.execute("SELECT count(*) FROM docs").fetchone()[0]
 
+    def collections(self, now_ms: int, limit: int) -> list[tuple[str, int]]:
+        """(name, live document count) of the first `limit` collections holding a live
+        document, by name: what the dashboard lists (GET /v1/doc)."""
+        return list(self.conn.execute(
+            "SELECT collection, count(*) FROM docs WHERE expires_at_ms IS NULL OR expires_at_ms > ? "
+            "GROUP BY collection ORDER BY collection LIMIT ?", (now_ms, limit)))
+
     def close(self) -> None:
         self.conn.close()

@@ -74,6 +74,7 @@ class Put(NamedTuple):
 
 class Delete(NamedTuple):
     key: str
+    if_revision: int | None = None  # CAS, as Put's: 409 unless the live revision is this one
 
 
 class Expire(NamedTuple):
@@ -162,7 +163,10 @@ class KvState(CachedState):
             return self._decide_put(command, now_ms)
         if isinstance(command, Delete):
             check_key(command.key, self.limits)
-            if self._current(command.key, now_ms) is None:
+            cur = self._current(command.key, now_ms)
+            if command.if_revision is not None and (cur is None or cur.revision != command.if_revision):
+                raise RevisionMismatch("if_revision mismatch", field="if_revision")
+            if cur is None:
                 return None
             return Decision(command.key, STATE_DELETED, {"key": command.key, "reason": "explicit"}, None)
         if isinstance(command, Expire):

@@ -139,12 +139,17 @@ class StateStore:
             out[key] = _item(row) if row is not None else None
         return out
 
-    def scan_prefix(self, prefix: str, limit: int, now_ms: int) -> list[StateItem]:
-        """Live items whose key starts with `prefix`, in key-byte order."""
+    def scan_prefix(self, prefix: str, limit: int, now_ms: int,
+                    start_after: str | None = None) -> list[StateItem]:
+        """Live items whose key starts with `prefix`, in key-byte order; with `start_after`,
+        only keys strictly after it in that order (the list's paging cursor)."""
         low = prefix.encode("utf-8")
         high = prefix_upper_bound(low)
         sql = "SELECT key, value, revision, expires_at_ms, mod_offset FROM kv WHERE key >= ?"
         args: tuple = (low,)
+        if start_after is not None:
+            sql += " AND key > ?"
+            args += (start_after.encode("utf-8"),)
         if high is not None:
             sql += " AND key < ?"
             args += (high,)

@@ -518,6 +518,12 @@ class WalLog:
 
     # ------------------------------------------------------------------------ segments
 
+    @property
+    def retained_bytes(self) -> int:
+        """Bytes of every retained segment (what the WAL holds on disk, give or take a sidecar)."""
+        with self._lock:
+            return sum(s.end for s in self._segments)
+
     def segments(self) -> list[SegmentInfo]:
         """The retained segments, oldest first (mtime_s is 0.0 for a file that just vanished)."""
         with self._lock:

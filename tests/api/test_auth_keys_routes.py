@@ -145,6 +145,20 @@ async def test_declared_roles_match_the_issue(api):
     for method in ("GET", "POST"):
         assert table[(method, "/v1/auth/keys")] == "admin"
     assert table[("DELETE", "/v1/auth/keys/{id}")] == "admin"
+    assert table[("GET", "/v1/auth/whoami")] == "read"
+    assert table[("GET", "/v1/doc")] == "read"
+
+
+async def test_whoami_names_the_presented_key_and_its_role(api):
+    assert (await api.get("/v1/auth/whoami")).json() == {"name": "static", "role": "admin", "key_id": None}
+    for role in ("read", "write", "user", "admin"):
+        made = await create(api, name=f"{role} key", role=role)
+        reply = await api.get("/v1/auth/whoami", **as_key(made["key"]))
+        assert reply.status_code == 200
+        assert reply.headers["cache-control"] == "no-store"
+        assert reply.json() == {"name": f"{role} key", "role": role, "key_id": made["id"]}
+    assert_error(await api.get("/v1/auth/whoami", auth=False), 401, "unauthorized")
+    assert_error(await api.get("/v1/auth/whoami", **as_key("rk_live_nope")), 401, "unauthorized", message="invalid api key")
 
 
 async def test_read_role_on_data_routes_writes_nothing(api):

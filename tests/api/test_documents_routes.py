@@ -391,3 +391,19 @@ async def test_doc_series_in_metrics(api):
     assert await api.metric("kissvdb_doc_put_total") == 1
     assert await api.metric("kissvdb_doc_delete_total") == 1
     assert await api.metric("kissvdb_sql_queries_total") == 0
+
+
+# ---- GET /v1/doc (collections) -----------------------------------------------------------------
+
+
+async def test_collections_are_listed_by_name_with_live_counts(api):
+    assert (await api.get("/v1/doc")).json() == {"collections": []}
+    for collection, id_ in [("users", "a"), ("users", "b"), ("orders", "1"), ("B-2.x", "1")]:
+        assert (await put(api, collection, id_, {"n": 1})).status_code == 200
+    assert (await put(api, "gone", "1", {"n": 1})).status_code == 200
+    assert (await api.delete("/v1/doc/gone/1")).json() == {"deleted": True}
+    assert (await put(api, "users", "c", {"n": 1}, "?ttl_ms=0")).status_code == 200  # expired at once
+    reply = await api.get("/v1/doc")
+    assert reply.status_code == 200 and reply.headers["content-type"] == "application/json"
+    assert reply.json() == {"collections": [
+        {"name": "B-2.x", "count": 1}, {"name": "orders", "count": 1}, {"name": "users", "count": 2}]}

@@ -19,7 +19,7 @@ from tests.helpers import assert_error
 
 LEVEL = {"read": 1, "write": 2, "admin": 3}
 # A value for each path parameter: a path the router sends to the route (not to a static one).
-PARAMS = {"collection": "c", "id": "nope", "key": "k"}
+PARAMS = {"collection": "c", "id": "nope", "key": "k", "file": "app.js"}
 STREAM_ROUTES = ("/v1/stream", "/v1/events")
 
 

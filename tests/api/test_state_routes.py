@@ -248,7 +248,69 @@ async def test_delete_key_too_long_is_400(api):
     assert_error(reply, 400, "invalid_argument", "key", "key too long")
 
 
+async def test_delete_if_revision_matching_deletes(api):
+    await put(api, "k", {"value": 1})
+    await put(api, "k", {"value": 2})
+    reply = await api.delete("/v1/state/k?if_revision=2")
+    assert reply.status_code == 200 and reply.json() == {"deleted": True}
+    await assert_absent(api, "k")
+
+
+async def test_delete_if_revision_stale_is_409_and_deletes_nothing(api):
+    await put(api, "k", {"value": 1})
+    await put(api, "k", {"value": 2})
+    reply = await api.delete("/v1/state/k?if_revision=1")
+    assert_error(reply, 409, "revision_mismatch", "if_revision", "if_revision mismatch")
+    await assert_item(api, "k", 2, 2)
+
+
+async def test_delete_if_revision_on_absent_key_is_409(api):
+    reply = await api.delete("/v1/state/never?if_revision=1")
+    assert_error(reply, 409, "revision_mismatch", "if_revision", "if_revision mismatch")
+
+
+@pytest.mark.parametrize("bad", ["x", "-1", "1.5", str(1 << 64)])
+async def test_delete_if_revision_not_a_u64_is_400_naming_it(api, bad):
+    await put(api, "k", {"value": 1})
+    reply = await api.delete(f"/v1/state/k?if_revision={bad}")
+    assert_error(reply, 400, "invalid_argument", "if_revision")
+    await assert_item(api, "k", 1, 1)
+
+
 # ---- GET /v1/state (list) -------------------------------------------------------------------
+
+
+async def test_list_start_after_pages_in_key_byte_order(api):
+    keys = ["B", "a", "ab", "b", "é", "z"]
+    for key in keys:
+        await put(api, key.replace("é", "%C3%A9"), {"value": key})
+    seen, cursor = [], None
+    while True:
+        query = "limit=2" + (f"&start_after={cursor.replace('é', '%C3%A9')}" if cursor else "")
+        page = [i["key"] for i in (await api.get(f"/v1/state?{query}")).json()]
+        if not page:
+            break
+        seen += page
+        cursor = page[-1]
+    assert seen == ["B", "a", "ab", "b", "z", "é"]  # each key once, in UTF-8 byte order (é is 0xC3)
+
+
+async def test_list_start_after_combines_with_prefix(api):
+    for key in ["user:1", "user:2", "user:3", "vip:1"]:
+        await put(api, key, {"value": 0})
+    page = (await api.get("/v1/state?prefix=user:&start_after=user:1")).json()
+    assert [i["key"] for i in page] == ["user:2", "user:3"]
+    # A cursor before the prefix starts at the prefix; one past it finds nothing.
+    assert [i["key"] for i in (await api.get("/v1/state?prefix=user:&start_after=a")).json()] == [
+        "user:1", "user:2", "user:3"]
+    assert (await api.get("/v1/state?prefix=user:&start_after=user:9")).json() == []
+    assert (await api.get("/v1/state?start_after=")).json()[0]["key"] == "user:1"  # "" is before all
+
+
+async def test_list_start_after_too_long_is_400(api):
+    reply = await api.get("/v1/state?start_after=" + "k" * (MAX_KEY_LEN + 1))
+    assert_error(reply, 400, "invalid_argument", "start_after", "start_after too long")
+
 
 
 async def test_list_is_a_bare_array_ordered_by_key_bytes(api):

@@ -109,6 +109,16 @@ async def test_since_is_exclusive(api):
     assert frame["id"] == "3"
 
 
+@pytest.mark.parametrize("path", ["/v1/stream", "/v1/events"])
+async def test_since_now_starts_at_the_current_end(api, path):
+    await put_keys(api, "old:1", "old:2")
+    async with open_stream(api, f"{path}?since=now") as conn:
+        await wait_until(lambda: _gauge(api, "sse_clients", 1))  # subscribed: later writes are live
+        await put_keys(api, "new:1")
+        (frame,) = await read_frames(conn, 1)
+    assert frame["id"] == "3" and frame["data"]["data"]["key"] == "new:1"
+
+
 async def test_last_event_id_wins_over_since(api):
     await put_keys(api, "a", "b", "c")
     async with open_stream(api, "/v1/stream?since=0", {"Last-Event-ID": "2"}) as conn:

@@ -147,6 +147,32 @@ def test_cas_sees_inflight_write(tmp_path):
     assert h.get("a", 0).revision == 2
 
 
+def test_delete_cas_checks_the_live_revision_inflight_writes_included(tmp_path):
+    h = Harness(str(tmp_path / "s.sqlite"))
+    with pytest.raises(RevisionMismatch):
+        h.decide(Delete("a", if_revision=1), 0)  # absent: no revision matches
+    h.decide(Put("a", raw(1)), 0)
+    h.decide(Put("a", raw(2)), 0)  # rev 2 is only in flight
+    with pytest.raises(RevisionMismatch):
+        h.decide(Delete("a", if_revision=1), 0)
+    d = h.decide(Delete("a", if_revision=2), 0)
+    assert d.type == "state_deleted" and d.data == {"key": "a", "reason": "explicit"}
+
+
+def test_scan_start_after_is_strictly_after_in_byte_order(tmp_path):
+    h = Harness(str(tmp_path / "s.sqlite"))
+    for key in ["a", "a\x00", "ab", "b", "é", "\U0001f600"]:
+        h.decide(Put(key, raw(key)), 0)
+    h.flush()
+    keys = lambda **kw: [i.key for i in h.store.scan_prefix(kw.pop("prefix", ""), 100, 0, **kw)]  # noqa: E731
+    assert keys() == ["a", "a\x00", "ab", "b", "é", "\U0001f600"]
+    assert keys(start_after="a") == ["a\x00", "ab", "b", "é", "\U0001f600"]
+    assert keys(start_after="é") == ["\U0001f600"]
+    assert keys(prefix="a", start_after="a\x00") == ["ab"]
+    assert keys(prefix="b", start_after="a") == ["b"]
+    assert keys(start_after="\U0001f600") == []
+
+
 def test_expire_only_the_exact_version(tmp_path):
     h = Harness(str(tmp_path / "s.sqlite"))
     h.decide(Put("a", raw(1), ttl_ms=10), 0)
