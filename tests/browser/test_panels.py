@@ -88,6 +88,17 @@ def test_put_and_delete_with_cas_from_the_page(browser_page, client):
     assert client.get("/v1/state/cas:a").status_code == 404
 
 
+def test_a_collection_manifest_key_offers_no_write(browser_page, client):
+    """vector:<name>:manifest keys are the server's (a user's write is 403): no edit or delete."""
+    assert client.post("/v1/vector/ro", json={"dim": 3, "metric": "cosine"}).status_code == 200
+    page = browser_page.connect(API_KEY, "admin")
+    page.fill("#keys-prefix", "vector:")
+    page.click("#keys-search button[type=submit]")
+    row = page.wait_for_selector('#keys-rows tr[data-key="vector:ro:manifest"]')
+    assert row.query_selector_all("button") == []
+    assert "read-only" in row.text_content()
+
+
 def test_hostile_values_are_shown_as_text(browser_page, client):
     key = f"evil:{HOSTILE}"
     assert client.put("/v1/state/" + key.replace("/", "%2F"), json={"value": {"html": HOSTILE, "s": "</script><script>window.__pwned=2</script>"}}).status_code == 200

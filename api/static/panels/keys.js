@@ -6,6 +6,8 @@ import { $, brief, el, fill, pretty, readJson, say, timeLeft } from '../dom.js';
 
 const PAGE = 100;
 const TICK_MS = 1000; // TTL cells count down
+// Keys under vector: are collection manifests, written by the server only (403 to users).
+const isReadOnly = (key) => key.startsWith('vector:');
 
 class KeysPanel {
   constructor(ctx) {
@@ -87,7 +89,9 @@ class KeysPanel {
       el('td', { class: 'mono' }, brief(item.value)),
       el('td', { class: 'num' }, item.revision),
       el('td', { class: 'ttl', dataset: { expires: item.expires_at_ms ?? '' } }, timeLeft(item.expires_at_ms)),
-      el('td', { class: 'actions' }, button('edit', null, (it) => this.edit(it)), button('delete', 'danger', (it) => this.remove(it))));
+      el('td', { class: 'actions' }, ...(isReadOnly(item.key)
+        ? [el('span', { class: 'meta', title: 'a vector collection\'s manifest: the server refuses writes to vector: keys' }, 'read-only')]
+        : [button('edit', null, (it) => this.edit(it)), button('delete', 'danger', (it) => this.remove(it))])));
   }
 
   show(item) {
