@@ -114,49 +114,8 @@ def routes(app) -> list[Route]:
 
     async def state_batch_put(request):
         body = await read_json_object(request)
-        operations = require_list(body, "operations")
-        if not operations:
-            raise InvalidArgument("operations required", field="operations")
-        if len(operations) > max_batch:
-            raise InvalidArgument("too many operations", field="operations")
-
-        # An operation without a string key cannot be reported inline (its result names the
-        # key), so it fails the whole request before anything is written. Every other shape
-        # error is that operation's inline error.
-        for index, op in enumerate(operations):
-            if type(op) is not dict:
-                raise UnprocessableEntity(
-                    "operation must be a JSON object", field=f"operations[{index}]"
-                )
-            path = f"operations[{index}].key"
-            check_user_writable(require_str(op, "key", path), path)
-
-        results: list[dict | None] = [None] * len(operations)
-        valid: list[Put] = []
-        positions: list[int] = []
-        for index, op in enumerate(operations):
-            try:
-                valid.append(_put_op(op, index))
-            except KissError as error:
-                results[index] = {"status": "error", "key": op["key"], "error": error.body()}
-                continue
-            positions.append(index)
-
-        outcomes = await engine.kv_batch_put(valid) if valid else []
-        for index, put, outcome in zip(positions, valid, outcomes, strict=True):
-            if isinstance(outcome, KissError):
-                error = outcome.body()
-                if "field" in error:  # name it as the shape checks do: a path into the body
-                    error["field"] = f"operations[{index}].{error['field']}"
-                results[index] = {"status": "error", "key": put.key, "error": error}
-            else:
-                results[index] = {
-                    "status": "ok",
-                    "key": outcome.key,
-                    "revision": outcome.revision,
-                    "expires_at_ms": outcome.expires_at_ms,
-                }
-        return raw_json_response(_dumps({"results": results}))
+        operations = _checked_operations(require_list(body, "operations"), max_batch)
+        return raw_json_response(_dumps({"results": await _batch_put(engine, operations)}))
 
     # `/v1/state/batch_put` is a POST-only static route; it wins over `{key}` (contract §1.4).
     key = "/v1/state/{key:path}"
@@ -168,3 +127,45 @@ def routes(app) -> list[Route]:
         Route("DELETE", key, state_delete, "write", "state_delete", exclude=static),
         Route("POST", "/v1/state/batch_put", state_batch_put, "write", "state_batch_put"),
     ]
+
+
+def _checked_operations(operations: list, max_batch: int) -> list:
+    """The batch's own shape. An operation without a string key cannot be reported inline (its
+    result names the key), so it fails the whole request before anything is written; every other
+    shape error is that operation's inline error."""
+    if not operations:
+        raise InvalidArgument("operations required", field="operations")
+    if len(operations) > max_batch:
+        raise InvalidArgument("too many operations", field="operations")
+    for index, op in enumerate(operations):
+        if type(op) is not dict:
+            raise UnprocessableEntity("operation must be a JSON object", field=f"operations[{index}]")
+        path = f"operations[{index}].key"
+        check_user_writable(require_str(op, "key", path), path)
+    return operations
+
+
+async def _batch_put(engine, operations: list) -> list[dict]:
+    """One result per operation, in order: its inline error, or the engine's outcome."""
+    results: list[dict | None] = [None] * len(operations)
+    valid: list[Put] = []
+    positions: list[int] = []
+    for index, op in enumerate(operations):
+        try:
+            valid.append(_put_op(op, index))
+        except KissError as error:
+            results[index] = {"status": "error", "key": op["key"], "error": error.body()}
+            continue
+        positions.append(index)
+
+    outcomes = await engine.kv_batch_put(valid) if valid else []
+    for index, put, outcome in zip(positions, valid, outcomes, strict=True):
+        if isinstance(outcome, KissError):
+            error = outcome.body()
+            if "field" in error:  # name it as the shape checks do: a path into the body
+                error["field"] = f"operations[{index}].{error['field']}"
+            results[index] = {"status": "error", "key": put.key, "error": error}
+        else:
+            results[index] = {"status": "ok", "key": outcome.key, "revision": outcome.revision,
+                              "expires_at_ms": outcome.expires_at_ms}
+    return results
