@@ -74,6 +74,13 @@ def put_of(doc_id: int, meta: bytes | None, seq: int) -> Put:
     return Put(doc_id, content if type(content) is str else "", lenient_metadata(parsed.get("metadata")), seq)
 
 
+def put_of_row(vid: str, meta: bytes | None, seq: int) -> Put | None:
+    """The Put for a live row of the collection (a rebuild reads these); None for an id that is
+    not a u32."""
+    doc_id = _doc_id(vid)
+    return None if doc_id is None else put_of(doc_id, meta, seq)
+
+
 def changes(records: Iterable[EventRecord], collection: str = SEARCH_COLLECTION) -> list[Put | Remove | Clear]:
     """The store changes of the durable events that concern `collection`, in offset order."""
     out: list[Put | Remove | Clear] = []

@@ -1,98 +1,23 @@
-"""The /search routes over HTTP (contract §3.10, §5.6): every field and error, roles, and the
-call shapes a client sends.
+"""The /search routes over HTTP on the real server (contract §3.10, §5.6): every field and
+error, roles, the call shapes a client sends, the `_search` collection behind them (read-only
+through /v1/vector, its events on the change stream) and the index's checkpoints.
 
-DRAFT (issue 11, phase 1): api/routes/search.py is served on its own by a KissApp whose engine
-is `CoreSearchEngine` below: the Engine methods proposed for phase 2 over the real core (a
-SearchStore on a real file, exact vectors in memory, changes applied from vector events as the
-WAL would hand them over). Phase 2 swaps the fixture for the real Engine (and adds the
-durability, change stream and crash tests); the HTTP assertions stay.
+The API is the real app over a real Engine on a temporary DATA_DIR, over real sockets
+(tests/api/conftest.py). Crash and restart: tests/e2e/test_search_durability.py.
 """
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
-
-import numpy as np
 import pytest
 
-from kissvdb.api.app import KissApp
-from kissvdb.api.auth import ADMIN, Principal
-from kissvdb.api.routes import search as search_routes
-from kissvdb.api.routing import Router
-from kissvdb.events import EventRecord
-from kissvdb.search.changes import SEARCH_COLLECTION, changes, vector_items
-from kissvdb.search.exact import ExactRanker
-from kissvdb.search.query import check_dims, search
-from kissvdb.search.request import SearchLimits
-from kissvdb.search.store import SearchStore
-from tests.api import conftest
-from tests.api.conftest import API_KEY, open_client
+from tests.api.conftest import open_api
 from tests.helpers import assert_error
 
-READ_KEY = "read-key-0123"
 
-
-class CoreSearchEngine:
-    """The proposed Engine methods, over kissvdb.search's real pieces, in process."""
-
-    def __init__(self, path: str, limits: SearchLimits | None = None):
-        self.store = SearchStore(path)
-        self.vectors: dict[int, np.ndarray] = {}
-        self.dim: int | None = None
-        self.offset = 0
-        if limits is not None:
-            self.search_limits = limits
-
-    def _apply(self, records):
-        for r in records:
-            if r.type == "vector_upserted":
-                self.vectors[int(r.data["id"])] = r.data["vector"]
-            elif r.type == "vector_deleted":
-                self.vectors.pop(int(r.data["id"]), None)
-        self.store.apply(records[-1].offset, changes(records))
-
-    def _record(self, type_, **data):
-        self.offset += 1
-        return EventRecord(self.offset, 0, type_, dict(collection=SEARCH_COLLECTION, **data))
-
-    async def search_ingest(self, docs):
-        self.dim = check_dims(docs, self.dim)
-        self._apply([self._record("vector_upserted", id=i, vector=v, meta=m) for i, v, m in vector_items(docs)])
-
-    async def search_delete(self, ids):
-        found = [i in self.vectors for i in ids]
-        self._apply([self._record("vector_deleted", id=str(i)) for i in ids])
-        return found
-
-    async def search(self, req, deadline):
-        if self.vectors:
-            ranker = ExactRanker(list(self.vectors), np.stack(list(self.vectors.values())))
-            rank = ranker.rank
-        else:
-            def rank(q, n, allowed):
-                return []
-        return search(req, self.store, rank, self.dim, deadline)
-
-
-class Keys:
-    def check(self, token: str):
-        return {API_KEY: ADMIN, READ_KEY: Principal("reader", "read")}.get(token)
-
-
-@asynccontextmanager
-async def open_search_api(tmp_path, limits=None):
-    settings = conftest.test_settings(tmp_path / "data")
-    engine = CoreSearchEngine(str(tmp_path / "fts.sqlite"), limits)
-    app = KissApp(engine, settings, Keys(), [])
-    app.router = Router(search_routes.routes(app))
-    async with open_client(app, settings) as api:
-        yield api
-
-
-@pytest.fixture
-async def api(tmp_path):
-    async with open_search_api(tmp_path) as client:
-        yield client
+async def read_key(api) -> str:
+    reply = await api.post("/v1/auth/keys", json={"name": "reader", "role": "read"})
+    assert reply.status_code == 200, reply.content
+    return reply.json()["key"]
 
 
 def doc(id, vector, content="", **metadata):
@@ -219,16 +144,19 @@ async def test_dimension_mismatch_is_400_dim_mismatch(api):
 
 
 async def test_roles_read_may_search_only(api):
-    headers = {"Authorization": f"Bearer {READ_KEY}"}
-    reply = await api.request("POST", "/search", json={"query": "q"}, headers=headers)
+    headers = {"Authorization": f"Bearer {await read_key(api)}"}
+    reply = await api.request("POST", "/search", json={"query": "q"}, headers=headers, auth=False)
     assert reply.status_code == 200
     for path, body in (("/search/ingest", {"document": doc(1, [1])}), ("/search/delete", {"id": 1})):
-        assert_error(await api.request("POST", path, json=body, headers=headers), 403)
+        assert_error(await api.request("POST", path, json=body, headers=headers, auth=False), 403)
         assert_error(await api.request("POST", path, json=body, auth=False), 401)
+    assert await ids_of(api, query="TEST_VEC:1") == []
 
 
-async def test_caps_come_from_the_engine(tmp_path):
-    async with open_search_api(tmp_path, SearchLimits(docs_per_ingest_max=1, top_k_max=3)) as api:
+async def test_caps_come_from_the_settings(tmp_path):
+    async with open_api(tmp_path / "data", max_vector_batch=1, max_k=3) as api:
         assert_error(await api.post("/search/ingest", json={"documents": [doc(1, [1]), doc(2, [1])]}), 400,
                      field="documents")
+        assert_error(await api.post("/search/delete", json={"ids": [1, 2]}), 400, field="ids")
         assert_error(await api.post("/search", json={"query": "q", "top_k": 4}), 400, field="top_k")
+        assert_error(await api.post("/search", json={"query": "q", "group_limit": 4}), 400, field="group_limit")
