@@ -1,6 +1,6 @@
 """Between `/search` documents and the vector collection that makes them durable.
 
-Phase 2 stores every `/search` document in one regular vector collection (SEARCH_COLLECTION)
+Every `/search` document is stored in one regular vector collection (SEARCH_COLLECTION)
 through the WAL: an ingest is an upsert batch, a delete a delete batch, so documents survive a
 crash, show on the change stream as `vector_upserted` / `vector_deleted`, and get the
 collection's checkpoints, compaction and indexes for free. This module is the two directions:
@@ -9,8 +9,8 @@ collection's checkpoints, compaction and indexes for free. This module is the tw
 - `changes(records, collection)`: what the FTS store (store.py) applies from durable events:
   a Put per upsert/add/update of the collection, a Remove per delete, a Clear when the
   collection is deleted.
-Guarantees: `changes` never raises on event data, since a user can write to the collection
-through `/v1/vector` unless phase 2 makes it read-only: an id that is not a u32 is skipped,
+Guarantees: `changes` never raises on event data (users cannot write the collection through
+`/v1/vector`, but a data directory may hold one made before that rule): an id that is not a u32 is skipped,
 content that is not a string is "", metadata fields of the wrong type are dropped.
 Never does: I/O.
 """
