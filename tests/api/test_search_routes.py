@@ -160,3 +160,100 @@ async def test_caps_come_from_the_settings(tmp_path):
         assert_error(await api.post("/search/delete", json={"ids": [1, 2]}), 400, field="ids")
         assert_error(await api.post("/search", json={"query": "q", "top_k": 4}), 400, field="top_k")
         assert_error(await api.post("/search", json={"query": "q", "group_limit": 4}), 400, field="group_limit")
+
+
+# ---- kissvdb's departures: the _search collection, the stream, the index's offset -------------
+
+
+async def test_meta_over_max_json_bytes_after_escaping_is_413_naming_content(api):
+    # 20,000 control characters pass `content`'s 32 KiB cap but are 6 bytes each as JSON.
+    reply = await api.post("/search/ingest", json={"documents": [doc(1, [1, 0], "ok"), doc(2, [1, 0], "\x01" * 20000)]})
+    assert_error(reply, 413, field="documents[1].content")
+    assert await ids_of(api, query="TEST_VEC:1,0") == []
+    assert (await api.get("/v1/vector/_search")).status_code == 404  # nothing was created either
+
+
+async def test_the_search_collection_is_visible_and_read_only_through_v1_vector(api):
+    await ingest(api, doc(7, [1, 0], "seven", category="c"))
+    listed = (await api.get("/v1/vector")).json()["collections"]
+    assert [c["collection"] for c in listed] == ["_search"] and listed[0]["live_count"] == 1
+    info = (await api.get("/v1/vector/_search")).json()
+    assert (info["dim"], info["metric"], info["count"]) == (2, "cosine", 1)
+    got = (await api.get("/v1/vector/_search/get?id=7")).json()
+    assert got["meta"] == {"content": "seven", "metadata": {"category": "c"}}
+    hits = (await api.post("/v1/vector/_search/search", json={"vector": [1, 0], "k": 1})).json()["hits"]
+    assert [h["id"] for h in hits] == ["7"]
+    item = {"id": "8", "vector": [1, 0], "meta": {"content": "x", "metadata": {}}}
+    for method, path, body in (
+        ("POST", "/v1/vector/_search", {"dim": 2, "metric": "cosine"}),
+        ("DELETE", "/v1/vector/_search", None),
+        ("POST", "/v1/vector/_search/add", item),
+        ("POST", "/v1/vector/_search/upsert", item),
+        ("POST", "/v1/vector/_search/update", {"id": "7", "meta": {"content": "changed"}}),
+        ("POST", "/v1/vector/_search/delete", {"id": "7"}),
+        ("POST", "/v1/vector/_search/upsert_batch", {"items": [item]}),
+        ("POST", "/v1/vector/_search/delete_batch", {"ids": ["7"]}),
+    ):
+        kw = {} if body is None else {"json": body}
+        reply = await api.request(method, path, **kw)
+        assert_error(reply, 403, code="forbidden", field="collection")
+        assert "_search" in reply.json()["message"]
+    reply = await api.post("/search", json={"query": "seven", "mode": "keyword"})
+    assert [(r["document"]["id"], r["document"]["content"]) for r in reply.json()["results"]] == [(7, "seven")]
+
+
+async def test_a_fresh_data_dir_refuses_creating_the_reserved_collection(api):
+    assert_error(await api.post("/v1/vector/_search", json={"dim": 3, "metric": "cosine"}), 403, field="collection")
+    assert (await api.get("/v1/vector")).json()["collections"] == []
+
+
+async def read_vector_events(api, count: int) -> list[dict]:
+    from tests.api.test_stream_routes import open_stream, read_frames
+
+    async with open_stream(api, "/v1/stream?since=0&types=vector_collection_created,vector_upserted,"
+                                "vector_deleted") as conn:
+        return [f["data"] for f in await read_frames(conn, count)]
+
+
+async def test_documents_appear_on_the_change_stream_as_vector_events(api):
+    await ingest(api, doc(1, [1, 0], "one", language="es"), doc(2, [0, 1], "two"))
+    await ingest(api, doc(1, [1, 0], "one again"))
+    assert (await api.post("/search/delete", json={"id": 2})).json() == {"deleted": True}
+    events = await read_vector_events(api, 5)
+    assert [(e["type"], e["data"]["collection"], e["data"].get("id")) for e in events] == [
+        ("vector_collection_created", "_search", None), ("vector_upserted", "_search", "1"),
+        ("vector_upserted", "_search", "2"), ("vector_upserted", "_search", "1"), ("vector_deleted", "_search", "2")]
+    assert events[1]["data"]["meta"] == {"content": "one", "metadata": {"language": "es"}}
+    assert events[3]["data"]["meta"] == {"content": "one again", "metadata": {}}
+
+
+async def test_a_search_right_after_each_write_sees_it(api):
+    for i in range(1, 21):
+        await ingest(api, doc(i, [1, i / 100], f"word{i} common"))
+        reply = await api.post("/search", json={"query": f"word{i}", "mode": "keyword"})
+        assert [r["document"]["id"] for r in reply.json()["results"]] == [i]
+    reply = await api.post("/search/delete", json={"ids": list(range(1, 11))})
+    assert all(r["deleted"] for r in reply.json()["results"])
+    assert sorted(await ids_of(api, query="common", mode="keyword", top_k=50)) == list(range(11, 21))
+    assert sorted(await ids_of(api, query="TEST_VEC:1,0", top_k=50)) == list(range(11, 21))
+
+
+async def test_filters_narrow_the_vector_ranking_to_allowed_documents(api):
+    # 300 documents, the 3 in category "rare" the furthest from the query: the vector side must
+    # search among the allowed ids, not take the nearest and filter afterwards.
+    docs = [doc(i, [1, i / 1000], category="common") for i in range(1, 298)]
+    docs += [doc(297 + j, [0, 1], f"rare{j}", category="rare") for j in range(1, 4)]
+    for start in range(0, len(docs), 100):
+        await ingest(api, *docs[start:start + 100])
+    assert await ids_of(api, query="TEST_VEC:1,0", top_k=5, filters={"category": "rare"}) == [298, 299, 300]
+    assert await ids_of(api, query="TEST_VEC:1,0", top_k=3) == [1, 2, 3]
+
+
+async def test_an_idle_index_follows_the_durable_offset_so_it_never_pins_the_wal(api):
+    await ingest(api, doc(1, [1, 0], "one"))
+    for i in range(5):
+        assert (await api.put(f"/v1/state/k{i}", json={"value": i})).status_code == 200
+    engine = api.engine
+    await engine.checkpoint()
+    assert engine.checkpointed["search"] == engine.durable_offset
+    assert engine.search_index.store.applied_offset == engine.durable_offset
