@@ -482,6 +482,14 @@ class Engine:
     def _search_collection(self):
         return self._vm().store.collections.get(SEARCH_COLLECTION)
 
+    def search_metrics(self) -> list[tuple[str, str, float]]:
+        index = self.search_index
+        if index is None:
+            return []
+        return [("kissvdb_search_documents", "gauge", len(index.store)),
+                ("kissvdb_search_applied_offset", "gauge", index.store.applied_offset),
+                ("kissvdb_search_checkpoint_offset", "gauge", index.store.durable_offset)]
+
     async def search_ingest(self, docs: list[SearchDocument]) -> None:
         """Upsert `docs` as one batch of the `_search` collection (created, cosine, with the first
         document's dimension); returns once the search index has applied them."""
@@ -623,4 +631,4 @@ class Engine:
             ("kissvdb_sse_log_reads_total", "counter", b.log_reads_total),
             ("kissvdb_sse_gaps_total", "counter", b.gaps_total),
         ] + (self.docs.metrics() if self.docs is not None else []) + (
-            self.sql.metrics() if self.sql is not None else []) + self.vector_metrics()
+            self.sql.metrics() if self.sql is not None else []) + self.vector_metrics() + self.search_metrics()
