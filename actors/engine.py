@@ -503,7 +503,8 @@ class Engine:
                 raise PayloadTooLarge(f"content and metadata are {len(meta)} bytes as stored JSON, over "
                                       f"MAX_JSON_BYTES ({json_max})", field=f"{doc.path}.content")
         if coll is None:
-            kind = self.settings.index_kind if self.settings.index_kind in INDEX_KINDS else "HNSW"
+            # The in-memory kinds only: /search filters need Collection.search(ids=) over its rows.
+            kind = self.settings.index_kind if self.settings.index_kind in ("HNSW", "IVF_FLAT_Q8", "FLAT") else "HNSW"
             try:
                 await self._vm().create(SEARCH_COLLECTION, len(docs[0].vector), "cosine", kind)
             except AlreadyExists:  # another ingest created it meanwhile, maybe with another dim

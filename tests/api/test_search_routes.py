@@ -257,3 +257,33 @@ async def test_an_idle_index_follows_the_durable_offset_so_it_never_pins_the_wal
     await engine.checkpoint()
     assert engine.checkpointed["search"] == engine.durable_offset
     assert engine.search_index.store.applied_offset == engine.durable_offset
+
+
+class SdkStyleClient:
+    """The original SDK's transport (contract §9.1 `Client.request`): `Authorization: Bearer`,
+    a JSON body, JSON back when the answer's Content-Type says so and its text otherwise, and
+    `"<error> - <message>"` for a status >= 400. The SDK has no /search method (§9.2); this is
+    the call a client of it makes for /search through `request`."""
+
+    def __init__(self, api):
+        self.api = api
+
+    async def request(self, method: str, path: str, *, json=None):
+        reply = await self.api.request(method, path, json=json)
+        if reply.status_code >= 400:
+            body = reply.json()
+            raise RuntimeError(f"{body.get('error', 'error')} - {body.get('message', reply.text)}")
+        if reply.headers.get("content-type", "").startswith("application/json"):
+            return reply.json()
+        return reply.text
+
+
+async def test_the_sdk_call_shape_for_search(api):
+    client = SdkStyleClient(api)
+    document = {"id": 5, "vector": [0.5, 0.5], "content": "sdk text", "metadata": {"filename": "f.md"}}
+    assert await client.request("POST", "/search/ingest", json={"document": document}) == ""
+    answer = await client.request("POST", "/search", json={"query": "TEST_VEC:0.5,0.5", "top_k": 3})
+    assert answer["query"] == "TEST_VEC:0.5,0.5" and answer["top_k"] == 3
+    assert [(r["document"]["id"], r["document"]["metadata"]) for r in answer["results"]] == [(5, {"filename": "f.md"})]
+    with pytest.raises(RuntimeError, match=r"^invalid_argument - missing field `query`"):
+        await client.request("POST", "/search", json={"top_k": 3})
