@@ -120,6 +120,36 @@ async def test_modes_and_the_query_vector(api):
     ("/search", {"query": "q", "vector": ["a"]}, 422, "vector"),
     ("/search", {"query": "q", "weights": {"vector": 0, "keyword": 0}}, 400, "weights"),
     ("/search", {"query": "TEST_VEC:1,nan"}, 400, "query"),
+    ("/search/ingest", {"document": doc(1 << 32, [1])}, 422, "document.id"),
+    ("/search/ingest", {"document": {"id": 1, "content": "x", "metadata": {}}}, 422, "document.vector"),
+    ("/search/ingest", {"document": doc(1, "1")}, 422, "document.vector"),
+    ("/search/ingest", {"document": doc(1, [1] * 5000)}, 400, "document.vector"),
+    ("/search/ingest", {"document": {"id": 1, "vector": [1], "metadata": {}}}, 422, "document.content"),
+    ("/search/ingest", {"document": doc(1, [1], 5)}, 422, "document.content"),
+    ("/search/ingest", {"document": {"id": 1, "vector": [1], "content": "x", "metadata": []}}, 422,
+     "document.metadata"),
+    ("/search/ingest", {"document": doc(1, [1], processed_at=-1)}, 422, "document.metadata.processed_at"),
+    ("/search/ingest", {"document": doc(1, [1], group_id=1 << 32)}, 422, "document.metadata.group_id"),
+    ("/search/ingest", {"document": doc(1, [1], filename="f" * 300)}, 400, "document.metadata.filename"),
+    ("/search/ingest", {"documents": {}}, 422, "documents"),
+    ("/search/ingest", {"documents": []}, 400, "documents"),
+    ("/search/ingest", {"document": doc(1, [1]), "documents": [doc(2, [1])]}, 400, "documents"),
+    ("/search/ingest", {"documents": [doc(1, [1]), doc(2, [1], category=1)]}, 422, "documents[1].metadata.category"),
+    ("/search/delete", {}, 422, "id"),
+    ("/search/delete", {"ids": 1}, 422, "ids"),
+    ("/search/delete", {"ids": [1, -2]}, 422, "ids[1]"),
+    ("/search", {"query": 5}, 422, "query"),
+    ("/search", {"query": "q" * 70000}, 400, "query"),
+    ("/search", {"query": "q", "top_k": 1.5}, 422, "top_k"),
+    ("/search", {"query": "q", "group_limit": -1}, 422, "group_limit"),
+    ("/search", {"query": "q", "filters": []}, 422, "filters"),
+    ("/search", {"query": "q", "filters": {"language": ["a"] * 65}}, 400, "filters.language"),
+    ("/search", {"query": "q", "filters": {"language": ["a", 1]}}, 422, "filters.language[1]"),
+    ("/search", {"query": "q", "mode": 1}, 422, "mode"),
+    ("/search", {"query": "q", "vector": []}, 400, "vector"),
+    ("/search", {"query": "q", "vector": [1] * 5000}, 400, "vector"),
+    ("/search", {"query": "q", "weights": []}, 422, "weights"),
+    ("/search", {"query": "q", "weights": {"vector": "1"}}, 422, "weights.vector"),
 ])
 async def test_bad_input_is_a_4xx_naming_the_field_and_writes_nothing(api, path, body, status, field):
     assert_error(await api.post(path, json=body), status, field=field)
@@ -287,3 +317,20 @@ async def test_the_sdk_call_shape_for_search(api):
     assert [(r["document"]["id"], r["document"]["metadata"]) for r in answer["results"]] == [(5, {"filename": "f.md"})]
     with pytest.raises(RuntimeError, match=r"^invalid_argument - missing field `query`"):
         await client.request("POST", "/search", json={"top_k": 3})
+
+
+async def test_metadata_nulls_unknown_fields_and_the_filters_forms(api):
+    body = doc(1, [1, 0], "x", language="es", category=None, extra="dropped")
+    await ingest(api, body, doc(2, [1, 0.5], "y", language="en"), doc(3, [1, 0.9], "z"))
+    reply = await api.post("/search", json={"query": "TEST_VEC:1,0", "top_k": 1})
+    assert reply.json()["results"][0]["document"]["metadata"] == {"language": "es"}
+    assert await ids_of(api, query="TEST_VEC:1,0", filters={"language": "en"}) == [2]
+    assert await ids_of(api, query="TEST_VEC:1,0", filters={"language": ["en", "es"]}) == [1, 2]
+    assert await ids_of(api, query="TEST_VEC:1,0", filters={"category": "c"}) == []
+    assert await ids_of(api, query="TEST_VEC:1,0", filters={"version_policy": "other"}) == [1, 2, 3]
+    # An unknown group_by name: every document is a group of its own; group_limit 0: nothing.
+    assert await ids_of(api, query="TEST_VEC:1,0", group_by="nope") == [1, 2, 3]
+    assert await ids_of(api, query="TEST_VEC:1,0", group_by="language", group_limit=0) == []
+    assert await ids_of(api, query="TEST_VEC:1,0", top_k=None, group_by=None, filters=None, mode=None) == [1, 2, 3]
+    # Text queries use the original's 384-value pseudo-embedding: another length, no vector hits.
+    assert await ids_of(api, query="hello") == []
