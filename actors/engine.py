@@ -19,9 +19,10 @@ import trio
 from kissvdb.config import Settings
 from kissvdb.documents.query import FindQuery, json_path
 from kissvdb.documents.state import DocDelete, DocExpire, DocItem, DocPut, check_collection, check_doc_key
-from kissvdb.errors import AlreadyExists, InvalidArgument, KissError, NotEnabled, NotFound, PayloadTooLarge, Unavailable
+from kissvdb.errors import (
+    AlreadyExists, Forbidden, InvalidArgument, KissError, NotEnabled, NotFound, PayloadTooLarge, Unavailable,
+)
 from kissvdb.events import RawJson
-from kissvdb.errors import Forbidden
 from kissvdb.kv.state import BatchPut, Delete, Expire, Put, StateItem, check_key, check_user_writable
 from kissvdb.search.changes import SEARCH_COLLECTION, vector_items
 from kissvdb.search.query import SearchDimMismatch, check_dims
@@ -511,11 +512,13 @@ class Engine:
                 check_dims(docs, self._search_collection().dim)
         results = await self._call_vector(SEARCH_COLLECTION, UpsertBatch(tuple(
             Item(vid, vec, meta) for vid, vec, meta in items)))
+        await follower.catch_up()
         for doc, r in zip(docs, results):
-            if r["status"] == "error":  # checked above; only a race with the collection's own checks
+            # Checked above; the collection refuses an item only if its dimension changed under
+            # us (a `_search` made by hand before it was reserved). The other items are stored.
+            if r["status"] == "error":
                 error = SearchDimMismatch if r["error"]["error"] == "dim_mismatch" else InvalidArgument
                 raise error(r["error"]["message"], field=f"{doc.path}.vector")
-        await follower.catch_up()
 
     async def search_delete(self, ids: list[int]) -> list[bool]:
         """Delete documents by id; per id, whether it existed. Returns once the index applied it."""
