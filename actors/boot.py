@@ -4,7 +4,8 @@ Boot (`open_engine`): lock DATA_DIR, read state.sqlite's applied offsets, open t
 torn-tail cut) with next offset above every checkpoint, then start, each with `nursery.start`
 so a failure before readiness surfaces here: the WAL writer, the KV actor (supervised: built
 from state.sqlite + the WAL tail), DocService, KeyService, SqlService, the vector collections,
-then the TTL sweeper and the checkpointer. The API never sees a half-booted engine.
+then the TTL sweeper and the checkpointer; the /search index follows the broadcaster from
+before the writer starts (actors/search.py). The API never sees a half-booted engine.
 
 Shutdown (leaving the context): end SSE streams, refuse new calls, close the inboxes so each
 actor finishes what it accepted, let the WAL writer drain, checkpoint, close files.
