@@ -4,7 +4,8 @@ Boot (`open_engine`): lock DATA_DIR, read state.sqlite's applied offsets, open t
 torn-tail cut) with next offset above every checkpoint, then start, each with `nursery.start`
 so a failure before readiness surfaces here: the WAL writer, the KV actor (supervised: built
 from state.sqlite + the WAL tail), DocService, KeyService, SqlService, the vector collections,
-then the TTL sweeper and the checkpointer. The API never sees a half-booted engine.
+then the TTL sweeper and the checkpointer; the /search index follows the broadcaster from
+before the writer starts (actors/search.py). The API never sees a half-booted engine.
 
 Shutdown (leaving the context): end SSE streams, refuse new calls, close the inboxes so each
 actor finishes what it accepted, let the WAL writer drain, checkpoint, close files.
@@ -26,6 +27,8 @@ from kissvdb.config import Settings
 from kissvdb.datadir import DataDir
 from kissvdb.documents.table import DocStore
 from kissvdb.recovery import docs_replay, kv_replay, replay
+from kissvdb.search import replay as search_replay
+from kissvdb.search.changes import SEARCH_COLLECTION
 from kissvdb.statedb.file import StateStore
 from kissvdb.vectors.collection import VectorParams
 from kissvdb.vectors.store import VectorReplay, VectorStore
@@ -36,6 +39,7 @@ from kissvdb.actors.cdc import Broadcaster
 from kissvdb.actors.checkpointer import run_checkpointer
 from kissvdb.actors.documents import DocService
 from kissvdb.actors.engine import Engine, now_ms
+from kissvdb.actors.search import SearchFollower
 from kissvdb.actors.sql import SqlService
 from kissvdb.actors.threads import DedicatedThread
 from kissvdb.actors.ttl import run_ttl_sweeper
@@ -66,11 +70,14 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
     try:
         store_path = os.path.join(settings.data_dir, layout.STATE_DB)
         wal_log = await _open_wal(settings, store_path, store_thread)
-        vector_store = engine = None
+        vector_store = search_store = engine = None
         try:
-            vector_store, replayed = await store_thread.run(lambda: _recover(settings, store_path, wal_log))
+            vector_store, search_store, replayed = await store_thread.run(
+                lambda: _recover(settings, store_path, wal_log))
             engine = _engine(settings, wal_log, store_path, store_thread, fsync_delay_s, clock)
             engine.recovery_replayed = replayed
+            engine.search_index = SearchFollower(search_store, DedicatedThread("kissvdb-search"))
+            engine.broadcaster.followers.append(engine.search_index.on_publish)
             async with trio.open_nursery() as nursery:
                 background = await _start(engine, nursery, vector_store, store_path, docs_thread)
                 try:
@@ -80,7 +87,7 @@ async def open_engine(settings: Settings, *, fsync_delay_s: float = 0.0, clock=n
                         await _shutdown(engine, background)
         finally:
             with trio.CancelScope(shield=True):
-                await _close(engine, vector_store, wal_log)
+                await _close(engine, vector_store, search_store, wal_log)
     finally:
         gc.set_threshold(*gc_threshold)
         with trio.CancelScope(shield=True):
@@ -148,32 +155,44 @@ async def _start(engine: Engine, nursery: trio.Nursery, vector_store: VectorStor
     return background
 
 
-async def _close(engine: Engine | None, vector_store: VectorStore | None, wal_log: WalLog) -> None:
+async def _close(engine: Engine | None, vector_store: VectorStore | None, search_store, wal_log: WalLog) -> None:
     """Close files, after the actors stopped (or failed to start)."""
     if engine is not None:
         for service in (engine.docs, engine.sql, engine.keys):
             if service is not None:
                 await service.aclose()
         await engine.kv.aclose()
+    if engine is not None and engine.search_index is not None:
+        await engine.search_index.aclose()
+    elif search_store is not None:
+        await trio.to_thread.run_sync(search_store.close)
     if vector_store is not None:
         await trio.to_thread.run_sync(vector_store.close)
     await trio.to_thread.run_sync(wal_log.close)
 
 
-def _recover(settings: Settings, store_path: str, wal_log) -> tuple[VectorStore, int]:
+def _recover(settings: Settings, store_path: str, wal_log) -> tuple[VectorStore, object, int]:
     """Open every materializer at its checkpoint (state.sqlite's KV and documents, every vector
-    collection: saved indexes, no rebuild) and bring them all up to the end of the WAL in ONE
-    pass over its tail (kissvdb/recovery.py). The actors then start from durable state with
-    nothing left to replay. Returns the vector store and how many WAL records were read."""
+    collection: saved indexes, no rebuild; the /search index) and bring them all up to the end
+    of the WAL in ONE pass over its tail (kissvdb/recovery.py). The actors then start from
+    durable state with nothing left to replay. A /search index that is new, was discarded or
+    is behind what the WAL holds sits the pass out and is rebuilt from its collection after it
+    (kissvdb/search/replay.py). Returns the vector store, the search store and how many WAL
+    records were read."""
     durable = not settings.memory
     vectors = VectorStore.open(os.path.join(settings.data_dir, layout.VECTORS_DIR), VectorParams.from_settings(settings))
     into_vectors = VectorReplay(vectors)
+    search_store = None
     try:
+        search_store, fresh = search_replay.open_store(os.path.join(settings.data_dir, layout.SEARCH_DB))
+        rebuild = search_replay.must_rebuild(search_store, fresh, wal_log.first_offset, wal_log.last_offset)
+        materializers = [] if rebuild else [search_replay.SearchReplay(search_store)]
         kv = StateStore(store_path, durable=durable)
         try:
             docs = DocStore(store_path, durable=durable)
             try:
-                replayed = replay(wal_log, wal_log.last_offset, [kv_replay(kv), docs_replay(docs), into_vectors])
+                replayed = replay(wal_log, wal_log.last_offset,
+                                  [kv_replay(kv), docs_replay(docs), into_vectors] + materializers)
             finally:
                 docs.close()
         finally:
@@ -181,12 +200,16 @@ def _recover(settings: Settings, store_path: str, wal_log) -> tuple[VectorStore,
         # The registry's offset is durable now (a small file), so the next boot's pass does not
         # start behind it; collections move theirs at the first checkpoint, as state.sqlite does.
         vectors.checkpoint_registry()
+        if rebuild:
+            search_replay.rebuild(search_store, vectors.collections.get(SEARCH_COLLECTION), wal_log.last_offset)
     except BaseException:
         vectors.close()
+        if search_store is not None:
+            search_store.close()
         raise
     log.info("recovery: %d vector collection(s), %d quarantined, replayed %d vector events",
              len(vectors.collections), len(vectors.quarantined), into_vectors.count)
-    return vectors, replayed
+    return vectors, search_store, replayed
 
 
 async def _start_vectors(engine: Engine, store: VectorStore, nursery: trio.Nursery) -> None:

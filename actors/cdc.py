@@ -183,6 +183,9 @@ class Broadcaster:
         self._published_total = 0
         self._log_reads_total = 0
         self._gaps_total = 0
+        # Called with every published batch, after the ring: materializers that follow durable
+        # events (the /search index, actors/search.py). Each must not block.
+        self.followers: list = []
 
     def set_durable_offset(self, offset: int) -> None:
         """At boot: everything up to `offset` is already durable in the WAL (not in the ring)."""
@@ -210,6 +213,8 @@ class Broadcaster:
                 self._ring_floor = evicted.record.offset
         self.durable_offset = previous
         self._published_total += len(records)
+        for follow in self.followers:
+            follow(records)
         if records and self._subscriptions:
             self._wake()
 

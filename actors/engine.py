@@ -10,6 +10,7 @@ KeyService, the change stream to the Broadcaster. Writes go through one call pat
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import orjson
@@ -18,14 +19,21 @@ import trio
 from kissvdb.config import Settings
 from kissvdb.documents.query import FindQuery, json_path
 from kissvdb.documents.state import DocDelete, DocExpire, DocItem, DocPut, check_collection, check_doc_key
-from kissvdb.errors import InvalidArgument, KissError, NotEnabled, NotFound, PayloadTooLarge, Unavailable
+from kissvdb.errors import (
+    AlreadyExists, Forbidden, InvalidArgument, KissError, NotEnabled, NotFound, PayloadTooLarge, Unavailable,
+)
 from kissvdb.events import RawJson
 from kissvdb.kv.state import BatchPut, Delete, Expire, Put, StateItem, check_key, check_user_writable
+from kissvdb.search.changes import SEARCH_COLLECTION, vector_items
+from kissvdb.search.query import SearchDimMismatch, check_dims
+from kissvdb.search.query import search as search_query
+from kissvdb.search.request import DEFAULT_LIMITS as SEARCH_DEFAULT_LIMITS
+from kissvdb.search.request import SearchDocument, SearchLimits, SearchRequest
 from kissvdb.sql.result import JsonChunks
 from kissvdb.vectors.collection import INDEX_KINDS
 from kissvdb.vectors.filters import compile_filter
 from kissvdb.vectors.state import (
-    KEEP, AddVector, DeleteBatch, DeleteVector, DimMismatch, ItemError, UpdateVector, UpsertBatch, UpsertVector,
+    KEEP, AddVector, DeleteBatch, DeleteVector, DimMismatch, Item, ItemError, UpdateVector, UpsertBatch, UpsertVector,
     VectorLimits, check_id, check_item_shape, check_vector_shape,
 )
 from kissvdb.vectors.store import check_collection_name
@@ -34,6 +42,7 @@ from kissvdb.actors.auth_keys import KeyService
 from kissvdb.actors.cdc import Broadcaster
 from kissvdb.actors.documents import DocService
 from kissvdb.actors.kv import KvActor, KvService
+from kissvdb.actors.search import SearchFollower
 from kissvdb.actors.sql import SqlService
 from kissvdb.actors.threads import DedicatedThread
 from kissvdb.actors.ttl import Expiring, sweep_once
@@ -95,6 +104,7 @@ class Engine:
         self.docs: DocService | None = None  # set by open_engine (issue 4: documents, SQL, keys)
         self.sql: SqlService | None = None  # None while SQLITE_ENABLED is off
         self.keys: KeyService | None = None
+        self.search_index: SearchFollower | None = None  # the /search index (issue 11), set by open_engine
 
     # -- documents, SQL, API keys (issue 4) ----------------------------------------------------
 
@@ -227,6 +237,14 @@ class Engine:
     def _check_name(self, name: str) -> None:
         check_collection_name(name, self.settings.max_collection_len)
 
+    def _check_writable(self, name: str) -> None:
+        """A collection users may create, drop and write: not `_search`, which holds the /search
+        documents (written through /search/ingest and /search/delete only; readable here)."""
+        self._check_name(name)
+        if name == SEARCH_COLLECTION:
+            raise Forbidden(f"collection {name!r} is read-only: it holds the /search documents, written through "
+                            "/search/ingest and /search/delete", field="collection")
+
     async def _call_vector(self, name: str, command):
         # A closed inbox: the collection was dropped meanwhile.
         return await call(self._vm().actor(name), command, _collection_gone)
@@ -234,7 +252,7 @@ class Engine:
     # -- collections ---------------------------------------------------------------------
 
     async def vector_create(self, name: str, dim: int, metric: str, index: str | None = None) -> dict:
-        self._check_name(name)
+        self._check_writable(name)
         if dim == 0 or dim > self.settings.max_vector_dim:
             raise InvalidArgument("invalid dim", field="dim")
         if metric not in ("cosine", "dot"):  # the route answers 422 first; the engine never logs it
@@ -248,7 +266,7 @@ class Engine:
         return {"collection": name, "dim": dim, "metric": metric, "index": kind}
 
     async def vector_drop(self, name: str) -> bool:
-        self._check_name(name)
+        self._check_writable(name)
         await self._vm().drop(name)
         return True
 
@@ -320,12 +338,12 @@ class Engine:
     # -- mutations ---------------------------------------------------------------------------
 
     async def vector_put(self, name: str, item, *, add: bool) -> bool:
-        self._check_name(name)
+        self._check_writable(name)
         check_item_shape(item, self.vector_limits())  # the contract's order: before the collection
         return await self._call_vector(name, AddVector(item) if add else UpsertVector(item))
 
     async def vector_update(self, name: str, vid: str, vector, meta) -> bool:
-        self._check_name(name)
+        self._check_writable(name)
         limits = self.vector_limits()
         check_id(vid, limits)
         if vector is not KEEP:
@@ -335,12 +353,12 @@ class Engine:
         return await self._call_vector(name, UpdateVector(vid, vector, meta))
 
     async def vector_delete(self, name: str, vid: str) -> bool:
-        self._check_name(name)
+        self._check_writable(name)
         check_id(vid, self.vector_limits())
         return await self._call_vector(name, DeleteVector(vid))
 
     async def vector_upsert_batch(self, name: str, items: list) -> list[dict]:
-        self._check_name(name)
+        self._check_writable(name)
         limits = self.vector_limits()
         if not items:
             raise InvalidArgument("items required", field="items")
@@ -359,7 +377,7 @@ class Engine:
         return await self._call_vector(name, UpsertBatch(tuple(checked)))
 
     async def vector_delete_batch(self, name: str, ids: list) -> list[dict]:
-        self._check_name(name)
+        self._check_writable(name)
         limits = self.vector_limits()
         if not ids:
             raise InvalidArgument("ids required", field="ids")
@@ -447,6 +465,88 @@ class Engine:
             ("kissvdb_vector_checkpoint_offset", "gauge", vm.store.checkpointed_floor()),
         ]
 
+    # -- /search (contract §3.10, §5.6): documents in the `_search` vector collection --------
+
+    @property
+    def search_limits(self) -> SearchLimits:
+        """The /search caps, from the vector settings they mirror."""
+        s = self.settings
+        return SearchLimits(content_bytes_max=min(SEARCH_DEFAULT_LIMITS.content_bytes_max, s.max_json_bytes),
+                            docs_per_ingest_max=s.max_vector_batch, ids_per_delete_max=s.max_vector_batch,
+                            top_k_max=s.max_k, group_limit_max=s.max_k, dim_max=s.max_vector_dim)
+
+    def _search_follower(self) -> SearchFollower:
+        if self.search_index is None or self.closing:
+            raise Unavailable("search index unavailable, retry")
+        return self.search_index
+
+    def _search_collection(self):
+        return self._vm().store.collections.get(SEARCH_COLLECTION)
+
+    def search_metrics(self) -> list[tuple[str, str, float]]:
+        index = self.search_index
+        if index is None:
+            return []
+        return [("kissvdb_search_documents", "gauge", len(index.store)),
+                ("kissvdb_search_applied_offset", "gauge", index.store.applied_offset),
+                ("kissvdb_search_checkpoint_offset", "gauge", index.store.durable_offset)]
+
+    async def search_ingest(self, docs: list[SearchDocument]) -> None:
+        """Upsert `docs` as one batch of the `_search` collection (created, cosine, with the first
+        document's dimension); returns once the search index has applied them."""
+        follower = self._search_follower()
+        coll = self._search_collection()
+        check_dims(docs, None if coll is None else coll.dim)
+        items = vector_items(docs)
+        json_max = self.settings.max_json_bytes
+        for doc, (_vid, _vec, meta) in zip(docs, items):
+            if len(meta) > json_max:  # content escaped as JSON (\u0001 is 6 bytes) can pass its own cap
+                raise PayloadTooLarge(f"content and metadata are {len(meta)} bytes as stored JSON, over "
+                                      f"MAX_JSON_BYTES ({json_max})", field=f"{doc.path}.content")
+        if coll is None:
+            # The in-memory kinds only: /search filters need Collection.search(ids=) over its rows.
+            kind = self.settings.index_kind if self.settings.index_kind in ("HNSW", "IVF_FLAT_Q8", "FLAT") else "HNSW"
+            try:
+                await self._vm().create(SEARCH_COLLECTION, len(docs[0].vector), "cosine", kind)
+            except AlreadyExists:  # another ingest created it meanwhile, maybe with another dim
+                check_dims(docs, self._search_collection().dim)
+        results = await self._call_vector(SEARCH_COLLECTION, UpsertBatch(tuple(
+            Item(vid, vec, meta) for vid, vec, meta in items)))
+        await follower.catch_up()
+        for doc, r in zip(docs, results):
+            # Checked above; the collection refuses an item only if its dimension changed under
+            # us (a `_search` made by hand before it was reserved). The other items are stored.
+            if r["status"] == "error":
+                error = SearchDimMismatch if r["error"]["error"] == "dim_mismatch" else InvalidArgument
+                raise error(r["error"]["message"], field=f"{doc.path}.vector")
+
+    async def search_delete(self, ids: list[int]) -> list[bool]:
+        """Delete documents by id; per id, whether it existed. Returns once the index applied it."""
+        follower = self._search_follower()
+        if self._search_collection() is None:
+            return [False] * len(ids)
+        results = await self._call_vector(SEARCH_COLLECTION, DeleteBatch(tuple(str(i) for i in ids)))
+        await follower.catch_up()
+        return [r["status"] == "deleted" for r in results]
+
+    async def search(self, req: SearchRequest, deadline: float | None = None) -> dict:
+        """One /search answer, computed on the search index's thread (BM25 there, vectors from
+        the collection) and stopped at the request's deadline."""
+        follower = self._search_follower()
+        coll = self._search_collection()
+        trio_deadline = trio.current_effective_deadline() if deadline is None else deadline
+        until = None if math.isinf(trio_deadline) else time.monotonic() + (trio_deadline - trio.current_time())
+
+        def rank_vectors(query, limit: int, allowed):
+            if coll is None:
+                return []
+            ids = None if allowed is None else {str(i) for i in allowed}
+            hits = coll.search(query, limit, ids=ids, deadline=until)
+            return [(int(h.id), h.score) for h in hits if h.id.isdigit()]
+
+        dim = None if coll is None else coll.dim
+        return await follower.run(lambda store: search_query(req, store, rank_vectors, dim, until))
+
     # -- change stream -------------------------------------------------------------------
 
     def subscribe(self, since: int, flt, *, owner: str | None = None):
@@ -479,8 +579,11 @@ class Engine:
             self.checkpointed.update(await self.docs.checkpoint())
         if self.vectors is not None:
             self.checkpointed["vectors"] = await self.vectors.checkpoint()
+        if self.search_index is not None:
+            self.checkpointed["search"] = await self.search_index.checkpoint()
         # The retention floor is the smallest checkpointed offset over every materializer.
-        floor = min(self.checkpointed[name] for name in ("kv", "docs", "vectors") if name in self.checkpointed)
+        floor = min(self.checkpointed[name] for name in ("kv", "docs", "vectors", "search")
+                    if name in self.checkpointed)
         s = self.settings
         removed = await self.writer.run_locked(
             self.wal_log.retain, floor, s.wal_retention_segments, s.wal_retention_min_bytes,
@@ -532,4 +635,4 @@ class Engine:
             ("kissvdb_sse_log_reads_total", "counter", b.log_reads_total),
             ("kissvdb_sse_gaps_total", "counter", b.gaps_total),
         ] + (self.docs.metrics() if self.docs is not None else []) + (
-            self.sql.metrics() if self.sql is not None else []) + self.vector_metrics()
+            self.sql.metrics() if self.sql is not None else []) + self.vector_metrics() + self.search_metrics()

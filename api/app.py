@@ -186,10 +186,10 @@ def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
 def route_table(app: KissApp) -> list[Route]:
     """Every route, from the route modules. The one source of truth for routing, roles, 405s,
     OPTIONS, HEAD, public paths and the OpenAPI test."""
-    from .routes import assets, auth_keys, documents, events, sql, state, system, vectors
+    from .routes import assets, auth_keys, documents, events, search, sql, state, system, vectors
 
     table: list[Route] = []
-    for module in (system, assets, state, events, documents, sql, auth_keys, vectors):
+    for module in (system, assets, state, events, documents, sql, auth_keys, vectors, search):
         table.extend(module.routes(app))
     return table
 

@@ -86,6 +86,9 @@ HELP: dict[str, str] = {
     "kissvdb_vector_search_batches_total": "Batches of vector searches run together.",
     "kissvdb_vector_search_batched_total": "Vector searches run in a batch.",
     "kissvdb_vector_checkpoint_offset": "Offset every vector collection is checkpointed to.",
+    "kissvdb_search_documents": "Documents in the /search index.",
+    "kissvdb_search_applied_offset": "WAL offset the /search index has applied.",
+    "kissvdb_search_checkpoint_offset": "WAL offset the /search index is checkpointed to.",
 }
 
 

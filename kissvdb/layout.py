@@ -13,6 +13,7 @@ state.sqlite(-wal|-shm|-journal)      materialized KV + documents
 keys.sqlite(-wal|-shm|-journal)       API keys
 bootstrap-admin.key                   the first admin key, 0600, until its owner deletes it
 sqlite/user.db(-wal|-shm|-journal)    the user's SQL database (unless SQLITE_DB_PATH moves it)
+search/fts.sqlite(-wal|-shm|-journal) the /search FTS5 index (rebuilt from the `_search` collection)
 vectors/registry.json                 offset up to which collection creations/drops are applied
 vectors/collections/<dir>/            one directory per collection; `<dir>` = collection_dir_name
 vectors/collections/.tmp-<dir>/       a creation in progress; .dropped-<offset>-<dir>/ a drop
@@ -51,6 +52,8 @@ BOOTSTRAP_KEY_FILE = "bootstrap-admin.key"
 USER_SQL_DIR = "sqlite"
 USER_DB = "user.db"
 VECTORS_DIR = "vectors"
+SEARCH_DIR = "search"
+SEARCH_DB = f"{SEARCH_DIR}/fts.sqlite"  # the /search FTS5 index (kissvdb/search/store.py)
 REGISTRY = "registry.json"
 COLLECTIONS_DIR = "collections"
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite writes these beside a database
@@ -150,6 +153,8 @@ OWNED: tuple[Owned, ...] = (
     _tmp(BOOTSTRAP_KEY_FILE, "the bootstrap admin key"),
     Owned(re.escape(USER_SQL_DIR), USER_SQL_DIR, "user SQL directory"),
     *_sqlite(f"{USER_SQL_DIR}/{USER_DB}", "user SQL database"),
+    Owned(re.escape(SEARCH_DIR), SEARCH_DIR, "the /search index directory"),
+    *_sqlite(SEARCH_DB, "the /search FTS5 index and its applied offset"),
     Owned(re.escape(VECTORS_DIR), VECTORS_DIR, "vector store"),
     Owned(re.escape(f"{VECTORS_DIR}/{REGISTRY}"), f"{VECTORS_DIR}/{REGISTRY}", "collection registry offset"),
     _tmp(f"{VECTORS_DIR}/{REGISTRY}", "collection registry offset"),

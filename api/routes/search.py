@@ -1,11 +1,8 @@
 """The original's RAG routes, `/search` and `/search/ingest` (contract §3.10, §5.6), plus a delete.
 
-DRAFT (issue 11, phase 1): written against the Engine methods proposed for phase 2 and not yet
-in api/app.py's route table. The Engine is expected to provide
-
-    await engine.search_ingest(docs: list[SearchDocument]) -> None     (durable when it returns)
-    await engine.search_delete(ids: list[int]) -> list[bool]            (deleted, per id)
-    await engine.search(req: SearchRequest, deadline: float | None) -> dict   (the answer body)
+Every handler awaits one Engine method (actors/engine.py): `search_ingest(docs)` (durable and
+searchable when it returns), `search_delete(ids) -> [bool]`, `search(req, deadline) -> body`.
+The documents live in the `_search` vector collection (read-only through /v1/vector).
 
 | route                 | role  | body                                   | answer                          |
 |-----------------------|-------|----------------------------------------|---------------------------------|
@@ -40,7 +37,7 @@ _NUMPY = orjson.OPT_SERIALIZE_NUMPY  # scores are float32: printed shortest, as 
 
 def routes(app) -> list[Route]:
     engine = app.engine
-    limits = getattr(engine, "search_limits", DEFAULT_LIMITS)
+    limits = getattr(engine, "search_limits", DEFAULT_LIMITS)  # a test double may have none
 
     async def search_ingest(request):
         docs = parse_ingest(await read_json_object(request), limits)

@@ -9,4 +9,6 @@ Synchronous core, no trio. Modules, in the order a request meets them:
 - fusion.py     mode vector | keyword | hybrid (reciprocal rank fusion, k=60)
 - exact.py      exact cosine ranking over a matrix (bench, tests, reference)
 - query.py      one request end to end; the fixed-dimension rule
+- changes.py    documents <-> the `_search` vector collection's items and durable events
+- replay.py     the store at boot: the one replay pass, or a rebuild from the collection
 """

@@ -1,6 +1,6 @@
 """Between `/search` documents and the vector collection that makes them durable.
 
-Phase 2 stores every `/search` document in one regular vector collection (SEARCH_COLLECTION)
+Every `/search` document is stored in one regular vector collection (SEARCH_COLLECTION)
 through the WAL: an ingest is an upsert batch, a delete a delete batch, so documents survive a
 crash, show on the change stream as `vector_upserted` / `vector_deleted`, and get the
 collection's checkpoints, compaction and indexes for free. This module is the two directions:
@@ -9,8 +9,8 @@ collection's checkpoints, compaction and indexes for free. This module is the tw
 - `changes(records, collection)`: what the FTS store (store.py) applies from durable events:
   a Put per upsert/add/update of the collection, a Remove per delete, a Clear when the
   collection is deleted.
-Guarantees: `changes` never raises on event data, since a user can write to the collection
-through `/v1/vector` unless phase 2 makes it read-only: an id that is not a u32 is skipped,
+Guarantees: `changes` never raises on event data (users cannot write the collection through
+`/v1/vector`, but a data directory may hold one made before that rule): an id that is not a u32 is skipped,
 content that is not a string is "", metadata fields of the wrong type are dropped.
 Never does: I/O.
 """
@@ -72,6 +72,13 @@ def put_of(doc_id: int, meta: bytes | None, seq: int) -> Put:
     parsed = parsed if type(parsed) is dict else {}
     content = parsed.get("content")
     return Put(doc_id, content if type(content) is str else "", lenient_metadata(parsed.get("metadata")), seq)
+
+
+def put_of_row(vid: str, meta: bytes | None, seq: int) -> Put | None:
+    """The Put for a live row of the collection (a rebuild reads these); None for an id that is
+    not a u32."""
+    doc_id = _doc_id(vid)
+    return None if doc_id is None else put_of(doc_id, meta, seq)
 
 
 def changes(records: Iterable[EventRecord], collection: str = SEARCH_COLLECTION) -> list[Put | Remove | Clear]:

@@ -9,7 +9,7 @@ the original's serde) and kissvdb's caps (over a cap -> 400, `content` over its 
 Unknown fields are ignored, as everywhere in the contract; unknown metadata fields are dropped
 (the original's typed struct drops them too), so answers carry only the eight known fields.
 Never does: I/O, or checks against stored state (the collection's dimension is checked by the
-store, `SearchStore.check_dim`).
+Engine, with query.py's `check_dims`).
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ DEFAULT_GROUP_LIMIT = 1
 
 @dataclass(frozen=True, slots=True)
 class SearchLimits:
-    """Caps on every input (400 naming the field past one; `content` 413). Phase 2 fills these
-    from settings; the defaults follow the vector routes' (MAX_K, MAX_VECTOR_DIM, MAX_VECTOR_BATCH)."""
+    """Caps on every input (400 naming the field past one; `content` 413). The Engine fills these
+    from settings (`Engine.search_limits`: MAX_K, MAX_VECTOR_DIM, MAX_VECTOR_BATCH, MAX_JSON_BYTES);
+    the defaults are those settings' defaults."""
 
     content_bytes_max: int = 32768
     docs_per_ingest_max: int = 256

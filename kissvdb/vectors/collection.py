@@ -624,11 +624,12 @@ class Collection:
 
     def search(self, vector, k: int, *, predicate=None, group_by: str | None = None, group_limit: int = 1,
                include_meta: bool = False, nprobe: int | None = None, ef: int | None = None,
-               blocking: bool = True, deadline: float | None = None) -> list[Hit]:
+               blocking: bool = True, deadline: float | None = None, ids: set[str] | None = None) -> list[Hit]:
         """Best hits (score desc, id asc); see search.py for the plan and its guarantee.
-        `deadline` (time.monotonic()): past it the search stops with RequestTimeout (Searcher)."""
-        live_fast = True
-        if predicate is None and group_by is None and self.kind == "HNSW" and k > 0:
+        `deadline` (time.monotonic()): past it the search stops with RequestTimeout (Searcher).
+        `ids`: only these ids may be hits (the /search filters, kissvdb/search/query.py)."""
+        live_fast = ids is None
+        if ids is None and predicate is None and group_by is None and self.kind == "HNSW" and k > 0:
             v = self.view
             if v.live_count == v.n and v.n > self.p.exact_max_rows and v.n > k:
                 hits = self._search_live(v, vector, k, ef, blocking, include_meta)
@@ -638,7 +639,7 @@ class Collection:
         v, pairs = Searcher(self, blocking=blocking, deadline=deadline).search(
                                          vector, k, predicate=predicate, group_by=group_by,
                                          group_limit=group_limit, nprobe=nprobe, ef=ef,
-                                         live_fast=live_fast)
+                                         live_fast=live_fast, ids=ids)
         ids = v.table.ids
         if include_meta:
             metas = v.table.metas

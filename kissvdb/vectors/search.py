@@ -69,9 +69,10 @@ class Searcher:
         return checked
 
     def search(self, vector, k: int, *, predicate=None, group_by: str | None = None, group_limit: int = 1,
-               nprobe: int | None = None, ef: int | None = None, live_fast: bool = True):
+               nprobe: int | None = None, ef: int | None = None, live_fast: bool = True,
+               ids: set[str] | None = None):
         """[(row, score)] best first, plus the view they refer to (`live_fast=False`: skip the
-        all-live graph shortcut, the caller found it does not apply)."""
+        all-live graph shortcut, the caller found it does not apply; `ids`: only these may be hits)."""
         c = self.c
         v = c.view
         q = unit(np.asarray(vector, dtype=F32).reshape(-1))
@@ -93,7 +94,7 @@ class Searcher:
                     # One segment answers best first; with no tie the id order changes nothing.
                     return v, [(r, min(x, 1.0)) for r, x in zip(rows.tolist(), sl)]
                 return v, top_rows(np.minimum(scores, np.float32(1)), rows, k, self._id_of(v))
-        mask, matches = self._mask(v, predicate)
+        mask, matches = self._mask(v, predicate, ids)
         if matches == 0:
             return v, []
         if group_by is None:
@@ -126,12 +127,17 @@ class Searcher:
 
     # -- filter ------------------------------------------------------------------------------
 
-    def _mask(self, v, predicate):
+    def _mask(self, v, predicate, ids: set[str] | None = None):
         # A copy: the applier clears live flags while searches run, and numpy's boolean indexing
         # and nonzero refuse an array that changes under them.
         live = v.cols["live"][: v.n].astype(bool)
+        if ids is not None:  # the rows of the allowed ids, and live
+            rows = [r for r in map(v.slot.get, ids) if r is not None and r < v.n]
+            allowed = np.zeros(v.n, dtype=bool)
+            allowed[np.asarray(rows, dtype=np.int64)] = True
+            live &= allowed
         if predicate is None:
-            return live, int(v.live_count)
+            return live, int(v.live_count) if ids is None else int(np.count_nonzero(live))
         pm = self.c.parsed_meta
         clauses = getattr(predicate, "clauses", False)
         if clauses is None:  # a filter that is not an object matches nothing

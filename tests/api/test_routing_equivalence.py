@@ -38,6 +38,7 @@ PATHS = [
     "///v1/health", "//v1/state/k", "/v1/doc", "/v1/doc/", "/v1/auth/whoami", "/v1/auth/whoami/",
     "/static/app.js", "/static/panels/keys.js", "/static/", "/static", "/static/a%2Fb", "/static/../x",
     "/v1/_bench/ping", "/v1/_bench/echo", "/nope", "//v1/health", "/v1//state",
+    "/search", "/search/", "/search/ingest", "/search/delete", "/search/ingest/x", "/searchx",
 ]
 METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"]
 

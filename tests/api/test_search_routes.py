@@ -1,98 +1,23 @@
-"""The /search routes over HTTP (contract §3.10, §5.6): every field and error, roles, and the
-call shapes a client sends.
+"""The /search routes over HTTP on the real server (contract §3.10, §5.6): every field and
+error, roles, the call shapes a client sends, the `_search` collection behind them (read-only
+through /v1/vector, its events on the change stream) and the index's checkpoints.
 
-DRAFT (issue 11, phase 1): api/routes/search.py is served on its own by a KissApp whose engine
-is `CoreSearchEngine` below: the Engine methods proposed for phase 2 over the real core (a
-SearchStore on a real file, exact vectors in memory, changes applied from vector events as the
-WAL would hand them over). Phase 2 swaps the fixture for the real Engine (and adds the
-durability, change stream and crash tests); the HTTP assertions stay.
+The API is the real app over a real Engine on a temporary DATA_DIR, over real sockets
+(tests/api/conftest.py). Crash and restart: tests/e2e/test_search_durability.py.
 """
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
-
-import numpy as np
 import pytest
 
-from kissvdb.api.app import KissApp
-from kissvdb.api.auth import ADMIN, Principal
-from kissvdb.api.routes import search as search_routes
-from kissvdb.api.routing import Router
-from kissvdb.events import EventRecord
-from kissvdb.search.changes import SEARCH_COLLECTION, changes, vector_items
-from kissvdb.search.exact import ExactRanker
-from kissvdb.search.query import check_dims, search
-from kissvdb.search.request import SearchLimits
-from kissvdb.search.store import SearchStore
-from tests.api import conftest
-from tests.api.conftest import API_KEY, open_client
+from tests.api.conftest import open_api
 from tests.helpers import assert_error
 
-READ_KEY = "read-key-0123"
 
-
-class CoreSearchEngine:
-    """The proposed Engine methods, over kissvdb.search's real pieces, in process."""
-
-    def __init__(self, path: str, limits: SearchLimits | None = None):
-        self.store = SearchStore(path)
-        self.vectors: dict[int, np.ndarray] = {}
-        self.dim: int | None = None
-        self.offset = 0
-        if limits is not None:
-            self.search_limits = limits
-
-    def _apply(self, records):
-        for r in records:
-            if r.type == "vector_upserted":
-                self.vectors[int(r.data["id"])] = r.data["vector"]
-            elif r.type == "vector_deleted":
-                self.vectors.pop(int(r.data["id"]), None)
-        self.store.apply(records[-1].offset, changes(records))
-
-    def _record(self, type_, **data):
-        self.offset += 1
-        return EventRecord(self.offset, 0, type_, dict(collection=SEARCH_COLLECTION, **data))
-
-    async def search_ingest(self, docs):
-        self.dim = check_dims(docs, self.dim)
-        self._apply([self._record("vector_upserted", id=i, vector=v, meta=m) for i, v, m in vector_items(docs)])
-
-    async def search_delete(self, ids):
-        found = [i in self.vectors for i in ids]
-        self._apply([self._record("vector_deleted", id=str(i)) for i in ids])
-        return found
-
-    async def search(self, req, deadline):
-        if self.vectors:
-            ranker = ExactRanker(list(self.vectors), np.stack(list(self.vectors.values())))
-            rank = ranker.rank
-        else:
-            def rank(q, n, allowed):
-                return []
-        return search(req, self.store, rank, self.dim, deadline)
-
-
-class Keys:
-    def check(self, token: str):
-        return {API_KEY: ADMIN, READ_KEY: Principal("reader", "read")}.get(token)
-
-
-@asynccontextmanager
-async def open_search_api(tmp_path, limits=None):
-    settings = conftest.test_settings(tmp_path / "data")
-    engine = CoreSearchEngine(str(tmp_path / "fts.sqlite"), limits)
-    app = KissApp(engine, settings, Keys(), [])
-    app.router = Router(search_routes.routes(app))
-    async with open_client(app, settings) as api:
-        yield api
-
-
-@pytest.fixture
-async def api(tmp_path):
-    async with open_search_api(tmp_path) as client:
-        yield client
+async def read_key(api) -> str:
+    reply = await api.post("/v1/auth/keys", json={"name": "reader", "role": "read"})
+    assert reply.status_code == 200, reply.content
+    return reply.json()["key"]
 
 
 def doc(id, vector, content="", **metadata):
@@ -195,6 +120,36 @@ async def test_modes_and_the_query_vector(api):
     ("/search", {"query": "q", "vector": ["a"]}, 422, "vector"),
     ("/search", {"query": "q", "weights": {"vector": 0, "keyword": 0}}, 400, "weights"),
     ("/search", {"query": "TEST_VEC:1,nan"}, 400, "query"),
+    ("/search/ingest", {"document": doc(1 << 32, [1])}, 422, "document.id"),
+    ("/search/ingest", {"document": {"id": 1, "content": "x", "metadata": {}}}, 422, "document.vector"),
+    ("/search/ingest", {"document": doc(1, "1")}, 422, "document.vector"),
+    ("/search/ingest", {"document": doc(1, [1] * 5000)}, 400, "document.vector"),
+    ("/search/ingest", {"document": {"id": 1, "vector": [1], "metadata": {}}}, 422, "document.content"),
+    ("/search/ingest", {"document": doc(1, [1], 5)}, 422, "document.content"),
+    ("/search/ingest", {"document": {"id": 1, "vector": [1], "content": "x", "metadata": []}}, 422,
+     "document.metadata"),
+    ("/search/ingest", {"document": doc(1, [1], processed_at=-1)}, 422, "document.metadata.processed_at"),
+    ("/search/ingest", {"document": doc(1, [1], group_id=1 << 32)}, 422, "document.metadata.group_id"),
+    ("/search/ingest", {"document": doc(1, [1], filename="f" * 300)}, 400, "document.metadata.filename"),
+    ("/search/ingest", {"documents": {}}, 422, "documents"),
+    ("/search/ingest", {"documents": []}, 400, "documents"),
+    ("/search/ingest", {"document": doc(1, [1]), "documents": [doc(2, [1])]}, 400, "documents"),
+    ("/search/ingest", {"documents": [doc(1, [1]), doc(2, [1], category=1)]}, 422, "documents[1].metadata.category"),
+    ("/search/delete", {}, 422, "id"),
+    ("/search/delete", {"ids": 1}, 422, "ids"),
+    ("/search/delete", {"ids": [1, -2]}, 422, "ids[1]"),
+    ("/search", {"query": 5}, 422, "query"),
+    ("/search", {"query": "q" * 70000}, 400, "query"),
+    ("/search", {"query": "q", "top_k": 1.5}, 422, "top_k"),
+    ("/search", {"query": "q", "group_limit": -1}, 422, "group_limit"),
+    ("/search", {"query": "q", "filters": []}, 422, "filters"),
+    ("/search", {"query": "q", "filters": {"language": ["a"] * 65}}, 400, "filters.language"),
+    ("/search", {"query": "q", "filters": {"language": ["a", 1]}}, 422, "filters.language[1]"),
+    ("/search", {"query": "q", "mode": 1}, 422, "mode"),
+    ("/search", {"query": "q", "vector": []}, 400, "vector"),
+    ("/search", {"query": "q", "vector": [1] * 5000}, 400, "vector"),
+    ("/search", {"query": "q", "weights": []}, 422, "weights"),
+    ("/search", {"query": "q", "weights": {"vector": "1"}}, 422, "weights.vector"),
 ])
 async def test_bad_input_is_a_4xx_naming_the_field_and_writes_nothing(api, path, body, status, field):
     assert_error(await api.post(path, json=body), status, field=field)
@@ -219,16 +174,163 @@ async def test_dimension_mismatch_is_400_dim_mismatch(api):
 
 
 async def test_roles_read_may_search_only(api):
-    headers = {"Authorization": f"Bearer {READ_KEY}"}
-    reply = await api.request("POST", "/search", json={"query": "q"}, headers=headers)
+    headers = {"Authorization": f"Bearer {await read_key(api)}"}
+    reply = await api.request("POST", "/search", json={"query": "q"}, headers=headers, auth=False)
     assert reply.status_code == 200
     for path, body in (("/search/ingest", {"document": doc(1, [1])}), ("/search/delete", {"id": 1})):
-        assert_error(await api.request("POST", path, json=body, headers=headers), 403)
+        assert_error(await api.request("POST", path, json=body, headers=headers, auth=False), 403)
         assert_error(await api.request("POST", path, json=body, auth=False), 401)
+    assert await ids_of(api, query="TEST_VEC:1") == []
 
 
-async def test_caps_come_from_the_engine(tmp_path):
-    async with open_search_api(tmp_path, SearchLimits(docs_per_ingest_max=1, top_k_max=3)) as api:
+async def test_caps_come_from_the_settings(tmp_path):
+    async with open_api(tmp_path / "data", max_vector_batch=1, max_k=3) as api:
         assert_error(await api.post("/search/ingest", json={"documents": [doc(1, [1]), doc(2, [1])]}), 400,
                      field="documents")
+        assert_error(await api.post("/search/delete", json={"ids": [1, 2]}), 400, field="ids")
         assert_error(await api.post("/search", json={"query": "q", "top_k": 4}), 400, field="top_k")
+        assert_error(await api.post("/search", json={"query": "q", "group_limit": 4}), 400, field="group_limit")
+
+
+# ---- kissvdb's departures: the _search collection, the stream, the index's offset -------------
+
+
+async def test_meta_over_max_json_bytes_after_escaping_is_413_naming_content(api):
+    # 20,000 control characters pass `content`'s 32 KiB cap but are 6 bytes each as JSON.
+    reply = await api.post("/search/ingest", json={"documents": [doc(1, [1, 0], "ok"), doc(2, [1, 0], "\x01" * 20000)]})
+    assert_error(reply, 413, field="documents[1].content")
+    assert await ids_of(api, query="TEST_VEC:1,0") == []
+    assert (await api.get("/v1/vector/_search")).status_code == 404  # nothing was created either
+
+
+async def test_the_search_collection_is_visible_and_read_only_through_v1_vector(api):
+    await ingest(api, doc(7, [1, 0], "seven", category="c"))
+    listed = (await api.get("/v1/vector")).json()["collections"]
+    assert [c["collection"] for c in listed] == ["_search"] and listed[0]["live_count"] == 1
+    info = (await api.get("/v1/vector/_search")).json()
+    assert (info["dim"], info["metric"], info["count"]) == (2, "cosine", 1)
+    got = (await api.get("/v1/vector/_search/get?id=7")).json()
+    assert got["meta"] == {"content": "seven", "metadata": {"category": "c"}}
+    hits = (await api.post("/v1/vector/_search/search", json={"vector": [1, 0], "k": 1})).json()["hits"]
+    assert [h["id"] for h in hits] == ["7"]
+    item = {"id": "8", "vector": [1, 0], "meta": {"content": "x", "metadata": {}}}
+    for method, path, body in (
+        ("POST", "/v1/vector/_search", {"dim": 2, "metric": "cosine"}),
+        ("DELETE", "/v1/vector/_search", None),
+        ("POST", "/v1/vector/_search/add", item),
+        ("POST", "/v1/vector/_search/upsert", item),
+        ("POST", "/v1/vector/_search/update", {"id": "7", "meta": {"content": "changed"}}),
+        ("POST", "/v1/vector/_search/delete", {"id": "7"}),
+        ("POST", "/v1/vector/_search/upsert_batch", {"items": [item]}),
+        ("POST", "/v1/vector/_search/delete_batch", {"ids": ["7"]}),
+    ):
+        kw = {} if body is None else {"json": body}
+        reply = await api.request(method, path, **kw)
+        assert_error(reply, 403, code="forbidden", field="collection")
+        assert "_search" in reply.json()["message"]
+    reply = await api.post("/search", json={"query": "seven", "mode": "keyword"})
+    assert [(r["document"]["id"], r["document"]["content"]) for r in reply.json()["results"]] == [(7, "seven")]
+
+
+async def test_a_fresh_data_dir_refuses_creating_the_reserved_collection(api):
+    assert_error(await api.post("/v1/vector/_search", json={"dim": 3, "metric": "cosine"}), 403, field="collection")
+    assert (await api.get("/v1/vector")).json()["collections"] == []
+
+
+async def read_vector_events(api, count: int) -> list[dict]:
+    from tests.api.test_stream_routes import open_stream, read_frames
+
+    async with open_stream(api, "/v1/stream?since=0&types=vector_collection_created,vector_upserted,"
+                                "vector_deleted") as conn:
+        return [f["data"] for f in await read_frames(conn, count)]
+
+
+async def test_documents_appear_on_the_change_stream_as_vector_events(api):
+    await ingest(api, doc(1, [1, 0], "one", language="es"), doc(2, [0, 1], "two"))
+    await ingest(api, doc(1, [1, 0], "one again"))
+    assert (await api.post("/search/delete", json={"id": 2})).json() == {"deleted": True}
+    events = await read_vector_events(api, 5)
+    assert [(e["type"], e["data"]["collection"], e["data"].get("id")) for e in events] == [
+        ("vector_collection_created", "_search", None), ("vector_upserted", "_search", "1"),
+        ("vector_upserted", "_search", "2"), ("vector_upserted", "_search", "1"), ("vector_deleted", "_search", "2")]
+    assert events[1]["data"]["meta"] == {"content": "one", "metadata": {"language": "es"}}
+    assert events[3]["data"]["meta"] == {"content": "one again", "metadata": {}}
+
+
+async def test_a_search_right_after_each_write_sees_it(api):
+    for i in range(1, 21):
+        await ingest(api, doc(i, [1, i / 100], f"word{i} common"))
+        reply = await api.post("/search", json={"query": f"word{i}", "mode": "keyword"})
+        assert [r["document"]["id"] for r in reply.json()["results"]] == [i]
+    reply = await api.post("/search/delete", json={"ids": list(range(1, 11))})
+    assert all(r["deleted"] for r in reply.json()["results"])
+    assert sorted(await ids_of(api, query="common", mode="keyword", top_k=50)) == list(range(11, 21))
+    assert sorted(await ids_of(api, query="TEST_VEC:1,0", top_k=50)) == list(range(11, 21))
+
+
+async def test_filters_narrow_the_vector_ranking_to_allowed_documents(api):
+    # 300 documents, the 3 in category "rare" the furthest from the query: the vector side must
+    # search among the allowed ids, not take the nearest and filter afterwards.
+    docs = [doc(i, [1, i / 1000], category="common") for i in range(1, 298)]
+    docs += [doc(297 + j, [0, 1], f"rare{j}", category="rare") for j in range(1, 4)]
+    for start in range(0, len(docs), 100):
+        await ingest(api, *docs[start:start + 100])
+    assert await ids_of(api, query="TEST_VEC:1,0", top_k=5, filters={"category": "rare"}) == [298, 299, 300]
+    assert await ids_of(api, query="TEST_VEC:1,0", top_k=3) == [1, 2, 3]
+
+
+async def test_an_idle_index_follows_the_durable_offset_so_it_never_pins_the_wal(api):
+    await ingest(api, doc(1, [1, 0], "one"))
+    for i in range(5):
+        assert (await api.put(f"/v1/state/k{i}", json={"value": i})).status_code == 200
+    engine = api.engine
+    await engine.checkpoint()
+    assert engine.checkpointed["search"] == engine.durable_offset
+    assert engine.search_index.store.applied_offset == engine.durable_offset
+
+
+class SdkStyleClient:
+    """The original SDK's transport (contract §9.1 `Client.request`): `Authorization: Bearer`,
+    a JSON body, JSON back when the answer's Content-Type says so and its text otherwise, and
+    `"<error> - <message>"` for a status >= 400. The SDK has no /search method (§9.2); this is
+    the call a client of it makes for /search through `request`."""
+
+    def __init__(self, api):
+        self.api = api
+
+    async def request(self, method: str, path: str, *, json=None):
+        reply = await self.api.request(method, path, json=json)
+        if reply.status_code >= 400:
+            body = reply.json()
+            raise RuntimeError(f"{body.get('error', 'error')} - {body.get('message', reply.text)}")
+        if reply.headers.get("content-type", "").startswith("application/json"):
+            return reply.json()
+        return reply.text
+
+
+async def test_the_sdk_call_shape_for_search(api):
+    client = SdkStyleClient(api)
+    document = {"id": 5, "vector": [0.5, 0.5], "content": "sdk text", "metadata": {"filename": "f.md"}}
+    assert await client.request("POST", "/search/ingest", json={"document": document}) == ""
+    answer = await client.request("POST", "/search", json={"query": "TEST_VEC:0.5,0.5", "top_k": 3})
+    assert answer["query"] == "TEST_VEC:0.5,0.5" and answer["top_k"] == 3
+    assert [(r["document"]["id"], r["document"]["metadata"]) for r in answer["results"]] == [(5, {"filename": "f.md"})]
+    with pytest.raises(RuntimeError, match=r"^invalid_argument - missing field `query`"):
+        await client.request("POST", "/search", json={"top_k": 3})
+
+
+async def test_metadata_nulls_unknown_fields_and_the_filters_forms(api):
+    body = doc(1, [1, 0], "x", language="es", category=None, extra="dropped")
+    await ingest(api, body, doc(2, [1, 0.5], "y", language="en"), doc(3, [1, 0.9], "z"))
+    reply = await api.post("/search", json={"query": "TEST_VEC:1,0", "top_k": 1})
+    assert reply.json()["results"][0]["document"]["metadata"] == {"language": "es"}
+    assert await ids_of(api, query="TEST_VEC:1,0", filters={"language": "en"}) == [2]
+    assert await ids_of(api, query="TEST_VEC:1,0", filters={"language": ["en", "es"]}) == [1, 2]
+    assert await ids_of(api, query="TEST_VEC:1,0", filters={"category": "c"}) == []
+    assert await ids_of(api, query="TEST_VEC:1,0", filters={"version_policy": "other"}) == [1, 2, 3]
+    # An unknown group_by name: every document is a group of its own; group_limit 0: nothing.
+    assert await ids_of(api, query="TEST_VEC:1,0", group_by="nope") == [1, 2, 3]
+    assert await ids_of(api, query="TEST_VEC:1,0", group_by="language", group_limit=0) == []
+    assert await ids_of(api, query="TEST_VEC:1,0", top_k=None, group_by=None, filters=None, mode=None) == [1, 2, 3]
+    # Text queries use the original's 384-value pseudo-embedding: another length, no vector hits.
+    assert await ids_of(api, query="hello") == []
