@@ -91,6 +91,11 @@ class DiskAnnBuilds:
         finally:
             done.set()
 
+    async def reconcile(self) -> None:
+        """After the boot's replay: serve the mapped build (kissvdb/vectors/disk_index.py)."""
+        if self.disk.pending:
+            await trio.to_thread.run_sync(self.disk.reconcile, limiter=self.actor.apply_limiter)
+
     async def maybe_rebuild(self) -> None:
         """Start a build when the serving one is stale past the share (or was dropped damaged)."""
         if self.disk.rebuild_due():

@@ -258,6 +258,8 @@ class VectorActor(WriteActor):
         self._maintenance_wanted.set()
 
     async def _maintainer(self) -> None:
+        if self.diskann is not None:
+            await self.diskann.reconcile()  # the boot's replay is done: serve the mapped build
         while True:
             await self._maintenance_wanted.wait()
             self._maintenance_wanted = trio.Event()

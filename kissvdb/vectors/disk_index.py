@@ -7,6 +7,13 @@ the glue between a collection's rows and the disk index. The index's row ids are
 a new one for every upsert, never reused, and kept by compaction (which renumbers table rows, not
 vnos), so compaction needs no `remap` and a graph's ids stay right across it.
 
+Boot: `open` maps the serving build but does not feed it the WAL tail the collection replays;
+once the replay is done the owner calls `reconcile` (the actor does, in a worker thread, before its
+first maintenance), which masks graph rows no longer live and puts live rows the graph lacks into
+the index's mutable segment, from the final live set. Reconciling before the replay would mask
+every graph row written after the last checkpoint and serve them all from the segment. Until it
+is reconciled the index serves nothing (searches scan exactly).
+
 The index is fed writes only while it serves a graph or a build is running: before the first
 build a DISKANN collection is served by the exact scan (search.py) and keeps no second copy of
 its rows. Files live in `<collection dir>/diskann/` (the index's own layout, files.py there);
@@ -54,12 +61,13 @@ class DiskIndex:
         self.index = index
         self.rebuild_share = rebuild_share
         self.rebuild_wanted = False  # a damaged build was dropped at open: build again
+        self.pending = index.graph is not None  # a mapped build not reconciled yet: not serving
 
     @classmethod
     def open(cls, coll, defaults: DiskAnnParams, rebuild_share: float) -> "DiskIndex":
-        """Open `<dir>/diskann` after the collection's table is loaded and before the WAL tail is
-        replayed; reconcile a serving graph with the live rows. A damaged build is logged and
-        dropped: the collection is served exactly and a rebuild is due."""
+        """Open `<dir>/diskann` once the collection's table is loaded; `reconcile` after the WAL
+        tail is replayed. A damaged build is logged and dropped: the collection is served exactly
+        and a rebuild is due."""
         root = os.path.join(coll.dir, DIR)
         corrupt = False
         try:
@@ -71,14 +79,22 @@ class DiskIndex:
             corrupt = True
         d = cls(coll, index, rebuild_share)
         d.rebuild_wanted = corrupt
-        if index.graph is not None:
+        return d
+
+    def reconcile(self) -> None:
+        """Serve the mapped build: mask its rows that are no longer live, index the live rows it
+        lacks (under the write lock, so no apply slips between). A no-op once done."""
+        if not self.pending:
+            return
+        coll, index = self.c, self.index
+        with coll._write_lock:
             v = coll.view
             live_rows = np.flatnonzero(v.cols["live"][: v.n]).astype(np.int64)
             vno = v.cols["vno"][: v.n]
             got = index.reconcile(vno[live_rows], lambda ids: coll._rows_f32(v, np.searchsorted(vno, ids)))
-            log.info("%s: DiskANN build of %d rows serving (%d masked, %d unindexed)", coll.name,
-                     index.graph.rows_n, got["masked"], got["unindexed"])
-        return d
+            self.pending = False
+        log.info("%s: DiskANN build of %d rows serving (%d masked, %d unindexed)", coll.name,
+                 index.graph.rows_n, got["masked"], got["unindexed"])
 
     def close(self) -> None:
         self.index.close()
@@ -88,7 +104,7 @@ class DiskIndex:
     def applied(self, vnos: np.ndarray | None, units: np.ndarray | None, dead_vnos: np.ndarray) -> None:
         """One applied batch: new rows (vnos, unit vectors), then rows it replaced or deleted."""
         idx = self.index
-        if idx.graph is None and not idx.building:
+        if self.pending or (idx.graph is None and not idx.building):
             return
         if vnos is not None and len(vnos):
             idx.upsert_many(vnos, units)
@@ -98,6 +114,7 @@ class DiskIndex:
     def begin_build(self, given: dict | None):
         """The build's snapshot: the live rows of the published view, taken under the collection's
         write lock so that every later write reaches the index's journal. Raises BuildRunning."""
+        self.reconcile()
         with self.c._write_lock:
             v = self.c.view
             rows = np.flatnonzero(v.cols["live"][: v.n].copy()).astype(np.int64)
@@ -110,7 +127,7 @@ class DiskIndex:
         """A rebuild should start by itself: the serving graph is stale past the share, or a
         damaged one was dropped at open."""
         idx = self.index
-        if idx.building:
+        if idx.building or self.pending:
             return False
         if self.rebuild_wanted:
             return True
@@ -120,15 +137,19 @@ class DiskIndex:
 
     @property
     def available(self) -> bool:
-        return self.index.graph is not None
+        return self.index.graph is not None and not self.pending
 
     def status(self) -> dict:
-        return self.index.status()
+        """The index's status; `available` only once the mapped build serves (reconciled)."""
+        st = self.index.status()
+        if self.pending:
+            st["available"] = False
+        return st
 
     def ranked(self, v, q: np.ndarray, k: int, mask: np.ndarray, id_of) -> list | None:
         """[(row, score)] of the best k rows of `v` passing `mask`, from the graph and the mutable
         segment; None when no graph serves (the caller scans exactly)."""
-        if self.index.graph is None:
+        if self.index.graph is None or self.pending:
             return None
         vno = v.cols["vno"][: v.n]
         n = v.n

@@ -198,8 +198,8 @@ async def test_restart_serves_the_built_index_without_rebuilding(tmp_path):
         await fill(api, vectors(5, seed=9), first=N)  # after the build: in the WAL tail / segment
         assert (await api.post(f"{C}/delete", json={"id": "v1"})).status_code == 200
     async with open_api(data) as api:
-        st = (await api.get(f"{C}/diskann/status")).json()
-        assert st["available"] is True and st["building"] is False
+        st = await wait_status(api, lambda s: s["available"], "serving after the restart")
+        assert st["building"] is False
         assert st["last_built_ms"] == built["last_built_ms"] and st["graph_files"] == built["graph_files"]
         assert st["params"]["max_degree"] == 8 and st["rows"] == N
         assert st["unindexed_rows"] == 5 and st["masked_rows"] >= 1
