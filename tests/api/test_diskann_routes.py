@@ -12,6 +12,7 @@ from tests.helpers import assert_error
 C = "/v1/vector/dk"
 DIM = 8
 N = 700  # above the exact-scan size (512): searches go through the graph
+M = 2000
 
 
 def vectors(n: int, seed: int = 0) -> np.ndarray:
@@ -220,3 +221,45 @@ async def test_ivf_collections_stay_ivf_across_a_restart(tmp_path):
         # New collections with no `index` get the configured DISKANN.
         r = await api.post("/v1/vector/new", json={"dim": DIM, "metric": "cosine"})
         assert r.json()["index"] == "DISKANN"
+
+
+async def test_a_damaged_build_is_dropped_served_exactly_and_rebuilt(tmp_path):
+    data = tmp_path / "data"
+    rows = vectors(N)
+    async with open_api(data) as api:
+        await create(api)
+        await fill(api, rows)
+        built = (await api.post(f"{C}/diskann/build", json={"wait": True})).json()["status"]
+    graph = next(f for f in built["graph_files"] if f.endswith(".usearch"))
+    coll_dir = next(p for p in (data / "vectors" / "collections").iterdir() if (p / "diskann").is_dir())
+    (coll_dir / graph).unlink()
+    async with open_api(data) as api:
+        assert (await search(api, rows[9], k=2))[0]["id"] == "v9"  # served exactly meanwhile
+        st = await wait_status(api, lambda s: s["available"] and not s["building"], "rebuilt")
+        assert st["last_built_ms"] > built["last_built_ms"] and st["rows"] == N
+        assert (await search(api, rows[10], k=2))[0]["id"] == "v10"
+
+
+async def test_compaction_and_drop_keep_the_index_right(make_api):
+    async with make_api(diskann_rebuild_share=1.0) as api:  # no rebuild: the graph must stay right
+        await compaction_and_drop(api)
+
+
+async def compaction_and_drop(api):
+    await create(api)
+    rows = vectors(M)  # half of it live stays above the exact-scan size
+    await fill(api, rows)
+    await api.post(f"{C}/diskann/build", json={"wait": True})
+    dead = [f"v{i}" for i in range(0, M, 2)]
+    for lo in range(0, len(dead), 256):
+        assert (await api.post(f"{C}/delete_batch", json={"ids": dead[lo:lo + 256]})).status_code == 200
+    assert (await api.post(f"{C}/compact")).status_code == 200  # renumbers rows, keeps their vnos
+    for i in (1, 301, 1999):
+        hits = await search(api, rows[i], k=5)
+        assert hits[0]["id"] == f"v{i}" and all(int(h["id"][1:]) % 2 == 1 for h in hits)
+    st = (await api.get(f"{C}/diskann/status")).json()
+    assert st["available"] and st["masked_rows"] == M // 2
+    assert (await api.delete(C)).status_code == 200
+    await create(api)  # the same name again: nothing of the old index is left
+    st = (await api.get(f"{C}/diskann/status")).json()
+    assert st["available"] is False and st["last_built_ms"] == 0
