@@ -42,6 +42,7 @@ from kissvdb.fsutil import fsync_dir
 from kissvdb.vectors.hnsw import HnswIndex, HnswParams, Segment, build_segment, load_index, save_segment
 from kissvdb.vectors.ivf_q8 import ListIndex, assign, kmeans, lists_for
 from kissvdb.vectors.diskann.params import DiskAnnParams
+from kissvdb.vectors.disk_index import DiskIndex
 from kissvdb.vectors.metaindex import MetaIndex
 from kissvdb.vectors.search import Searcher
 from kissvdb.vectors.table import Table
@@ -300,7 +301,6 @@ class Collection:
 
     def _open_disk(self) -> None:
         if self.kind == "DISKANN":
-            from kissvdb.vectors.disk_index import DiskIndex  # usearch only for DISKANN collections
             self.disk = DiskIndex.open(self, self.p.diskann, self.p.diskann_rebuild_share)
 
     def _remove_orphans(self, m: dict) -> None:

@@ -263,3 +263,14 @@ async def compaction_and_drop(api):
     await create(api)  # the same name again: nothing of the old index is left
     st = (await api.get(f"{C}/diskann/status")).json()
     assert st["available"] is False and st["last_built_ms"] == 0
+
+
+async def test_a_wait_past_the_request_deadline_is_408_and_the_build_carries_on(make_api):
+    async with make_api(request_timeout_secs=1) as api:
+        await create(api)
+        await fill(api, vectors(6000, seed=7))
+        # The widest graph on one thread: longer than the 1 s deadline.
+        r = await api.post(f"{C}/diskann/build", json={"wait": True, "max_degree": 1024, "build_threads": 1})
+        assert_error(r, 408, "timeout")
+        st = await wait_status(api, lambda s: s["available"] and not s["building"], "the build done")
+        assert st["rows"] == 6000 and st["params"]["max_degree"] == 1024
