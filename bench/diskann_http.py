@@ -62,7 +62,7 @@ def load(c: httpx.Client, n: int) -> np.ndarray:
     return probe
 
 
-def probe_while(c: httpx.Client, queries: np.ndarray, until) -> dict:
+def probe_while(c: httpx.Client, queries: np.ndarray, until, searches: bool = True) -> dict:
     """Health and search latencies, back to back, until `until()` (asked every 0.25 s)."""
     health, search = [], []
     i = 0
@@ -76,6 +76,8 @@ def probe_while(c: httpx.Client, queries: np.ndarray, until) -> dict:
         t = time.perf_counter()
         assert c.get("/v1/health").status_code == 200
         health.append(time.perf_counter() - t)
+        if not searches:
+            continue
         q = queries[i % len(queries)]
         i += 1
         t = time.perf_counter()
@@ -86,6 +88,8 @@ def probe_while(c: httpx.Client, queries: np.ndarray, until) -> dict:
 
 
 def summary(xs: list[float]) -> str:
+    if not xs:
+        return "not probed"
     return (f"{len(xs):,} probes: p50 {statistics.median(xs) * 1e3:.1f} ms, p99 {pct(xs, 99) * 1e3:.1f} ms, "
             f"max {max(xs) * 1e3:.1f} ms")
 
@@ -94,6 +98,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--idle-s", type=float, default=20.0, help="probe the idle server this long first")
+    ap.add_argument("--no-search-probes", dest="searches", action="store_false",
+                    help="probe /v1/health only (at 1M rows an exact search before the build takes a core)")
     ap.add_argument("--no-docs", action="store_true")
     args = ap.parse_args()
     work = os.path.join(HERE, "results", f"diskann-http-{args.rows}")
@@ -107,12 +113,13 @@ def main() -> None:
             assert c.post(C, json={"dim": 384, "metric": "cosine", "index": "DISKANN"}).status_code == 200
             queries = load(c, args.rows)
             t_end = time.monotonic() + args.idle_s
-            res["idle"] = probe_while(c, queries, lambda: time.monotonic() > t_end)
+            res["idle"] = probe_while(c, queries, lambda: time.monotonic() > t_end, args.searches)
             report.progress("idle: health " + summary(res["idle"]["health"]))
             t0 = time.monotonic()
             st = c.post(f"{C}/diskann/build", json={}).json()["status"]
             assert st["building"], st
-            res["build"] = probe_while(c, queries, lambda: not c.get(f"{C}/diskann/status").json()["building"])
+            res["build"] = probe_while(c, queries, lambda: not c.get(f"{C}/diskann/status").json()["building"],
+                                       args.searches)
             res["build_s"] = time.monotonic() - t0
             built = c.get(f"{C}/diskann/status").json()
             assert built["available"] and built["rows"] == args.rows, built
@@ -156,8 +163,9 @@ def render(args, res) -> str:
         ["no rebuild at restart (same last_built_ms, not building)", str(no_rebuild), "True",
          report.verdict(no_rebuild)],
     ]
+    what = "health, then a k=10 search with a real query" if args.searches else "health only"
     return (f"rows {args.rows:,} x 384 (bench/diskann_libs.py make_rows), one client, back-to-back probes "
-            f"(health, then a k=10 search with a real query), over HTTP/1.1 keep-alive on 127.0.0.1.\n\n"
+            f"({what}), over HTTP/1.1 keep-alive on 127.0.0.1.\n\n"
             + report.table(["measure", "value", "target", "verdict"], rows))
 
 
