@@ -20,7 +20,7 @@ from kissvdb.config import Settings
 from kissvdb.documents.query import FindQuery, json_path
 from kissvdb.documents.state import DocDelete, DocExpire, DocItem, DocPut, check_collection, check_doc_key
 from kissvdb.errors import (
-    AlreadyExists, Forbidden, InvalidArgument, KissError, NotEnabled, NotFound, PayloadTooLarge, Unavailable,
+    AlreadyExists, Conflict, Forbidden, InvalidArgument, KissError, NotEnabled, NotFound, PayloadTooLarge, Unavailable,
 )
 from kissvdb.events import RawJson
 from kissvdb.kv.state import BatchPut, Delete, Expire, Put, StateItem, check_key, check_user_writable
@@ -31,6 +31,7 @@ from kissvdb.search.request import DEFAULT_LIMITS as SEARCH_DEFAULT_LIMITS
 from kissvdb.search.request import SearchDocument, SearchLimits, SearchRequest
 from kissvdb.sql.result import JsonChunks
 from kissvdb.vectors.collection import INDEX_KINDS
+from kissvdb.vectors.disk_index import idle_status
 from kissvdb.vectors.filters import compile_filter
 from kissvdb.vectors.state import (
     KEEP, AddVector, DeleteBatch, DeleteVector, DimMismatch, Item, ItemError, UpdateVector, UpsertBatch, UpsertVector,
@@ -258,10 +259,8 @@ class Engine:
         if metric not in ("cosine", "dot"):  # the route answers 422 first; the engine never logs it
             raise InvalidArgument("metric must be cosine or dot", field="metric")
         kind = index or self.settings.index_kind
-        if kind == "DISKANN":
-            kind = "IVF_FLAT_Q8"  # TODO(issue DiskANN): a Vamana index; until then IVF_FLAT_Q8 serves
         if kind not in INDEX_KINDS:
-            raise InvalidArgument("index must be HNSW, IVF_FLAT_Q8 or FLAT", field="index")
+            raise InvalidArgument("index must be HNSW, IVF_FLAT_Q8, FLAT or DISKANN", field="index")
         await self._vm().create(name, dim, metric, kind)
         return {"collection": name, "dim": dim, "metric": metric, "index": kind}
 
@@ -294,6 +293,8 @@ class Engine:
                          "created_at_ms": c.created["created_at_ms"], "updated_at_ms": c.created["created_at_ms"],
                          "segments": info["segments"], "deleted_count": info["deleted_count"],
                          "index": c.kind, "status": "ready"}
+            if info["diskann"] is not None:
+                out[name]["diskann"] = info["diskann"]
         manifests = {}
         for item in await self.kv_list("vector:", 1000):
             key = item.key
@@ -333,7 +334,7 @@ class Engine:
                 "manifest": manifest, "notes": None, "segments": info["segments"], "deleted": info["deleted_count"],
                 "index": c.kind, "total_records": info["total_records"], "file_len": info["file_len"],
                 "applied_offset": info["applied_offset"], "runs": info["runs"],
-                "ivf_trained": info["ivf_trained"], "ivf_lists": info["ivf_lists"]}
+                "ivf_trained": info["ivf_trained"], "ivf_lists": info["ivf_lists"], "diskann": info["diskann"]}
 
     # -- mutations ---------------------------------------------------------------------------
 
@@ -443,6 +444,34 @@ class Engine:
         actor = self._vm().actor(name)
         ran = await actor.compact()
         return {"ok": True, **ran, **actor.c.info()}
+
+    # -- DiskANN control (contract §3.8; actors/diskann_builds.py) ------------------------------
+
+    def _diskann_actor(self, name: str, *, control: bool):
+        """The collection's actor; `control` (build, tune) needs a DISKANN collection (409)."""
+        self._check_name(name)
+        actor = self._vm().actor(name)
+        if control and actor.diskann is None:
+            raise Conflict(f"collection index is {actor.c.kind}: DiskANN build and tune need a collection "
+                           "created with \"index\": \"DISKANN\"", field="collection")
+        return actor
+
+    async def diskann_build(self, name: str, params: dict, *, wait: bool) -> dict:
+        """Start a build (or find the running one); `wait` answers when it is done."""
+        return await self._diskann_actor(name, control=True).diskann.start(params, wait=wait)
+
+    async def diskann_tune(self, name: str, params: dict) -> dict:
+        actor = self._diskann_actor(name, control=True)
+        await trio.to_thread.run_sync(actor.c.disk.index.tune, params, limiter=actor.apply_limiter)
+        return actor.diskann.answer()
+
+    async def diskann_status(self, name: str) -> dict:
+        """The collection's DiskAnnStatus; a collection of another kind has none built
+        (`available: false`, the configured params), as the original answers."""
+        actor = self._diskann_actor(name, control=False)
+        if actor.diskann is None:
+            return idle_status(actor.c.p.diskann)
+        return actor.c.disk.status()
 
     def vector_metrics(self) -> list[tuple[str, str, float]]:
         vm = self.vectors

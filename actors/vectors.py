@@ -37,6 +37,7 @@ from kissvdb.vectors.hnsw import WouldBlock
 from kissvdb.vectors.state import DeleteBatch, UpsertBatch, VectorState, to_op
 from kissvdb.vectors.store import VectorReplay
 
+from kissvdb.actors.diskann_builds import DiskAnnBuilds
 from kissvdb.actors.supervisor import supervise
 from kissvdb.actors.write_actor import Pending, WriteActor
 
@@ -68,7 +69,7 @@ class VectorActor(WriteActor):
 
     def __init__(self, collection, limits, wal_writer, *, inbox_size: int, inflight_max: int, counters,
                  apply_limiter: trio.CapacityLimiter, search_limiter: trio.CapacityLimiter,
-                 build_limiter: trio.CapacityLimiter, clock):
+                 build_limiter: trio.CapacityLimiter, clock, diskann_limiter: trio.CapacityLimiter | None = None):
         super().__init__(VectorState(collection, limits), wal_writer, inbox_size=inbox_size,
                          inflight_max=inflight_max, clock=clock, counters=counters)
         self.c = collection
@@ -90,6 +91,9 @@ class VectorActor(WriteActor):
         self._nursery: trio.Nursery | None = None
         self._compaction_lock = trio.Lock()
         self._compaction_next: _CompactionJob | None = None  # requested, not started yet
+        # DISKANN collections: their builds (actors/diskann_builds.py).
+        self.diskann = (DiskAnnBuilds(self, diskann_limiter or trio.CapacityLimiter(1))
+                        if collection.disk is not None else None)
 
     # -- the write loop's hooks --------------------------------------------------------------
 
@@ -254,10 +258,14 @@ class VectorActor(WriteActor):
         self._maintenance_wanted.set()
 
     async def _maintainer(self) -> None:
+        if self.diskann is not None:
+            await self.diskann.reconcile()  # the boot's replay is done: serve the mapped build
         while True:
             await self._maintenance_wanted.wait()
             self._maintenance_wanted = trio.Event()
             await self.maintain()
+            if self.diskann is not None:
+                await self.diskann.maybe_rebuild()
 
     async def compact(self) -> dict:
         """Compact now (every dead record dropped, every HNSW segment merged), then checkpoint;
@@ -355,6 +363,7 @@ class VectorManager:
         self.lock = trio.Lock()
         self.search_limiter = trio.CapacityLimiter(search_threads)
         self.build_limiter = trio.CapacityLimiter(1)
+        self.diskann_limiter = trio.CapacityLimiter(1)  # one DiskANN build at a time, engine-wide
         self.nursery: trio.Nursery | None = None
         self.closing = False
         self.restarts = 0
@@ -380,7 +389,8 @@ class VectorManager:
         return VectorActor(coll, self.limits, self.writer, inbox_size=self.inbox_size,
                            inflight_max=self.inbox_size * 4, counters=self.counters,
                            apply_limiter=trio.CapacityLimiter(1), search_limiter=self.search_limiter,
-                           build_limiter=self.build_limiter, clock=self.clock)
+                           build_limiter=self.build_limiter, clock=self.clock,
+                           diskann_limiter=self.diskann_limiter)
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Run every collection's actor in the manager's own nursery (started, then created

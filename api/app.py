@@ -188,9 +188,12 @@ def route_table(app: KissApp) -> list[Route]:
     OPTIONS, HEAD, public paths and the OpenAPI test."""
     from .routes import assets, auth_keys, documents, events, search, sql, state, system, vectors
 
+    from .routes import diskann
+
     table: list[Route] = []
     for module in (system, assets, state, events, documents, sql, auth_keys, vectors, search):
         table.extend(module.routes(app))
+    table.extend(diskann.routes(app))
     return table
 
 

@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 from kissvdb.config import SETTINGS, Setting, Settings
 from kissvdb.errors import ConfigError, Corruption, DataDirLocked
 
-COMMANDS = ("serve", "check", "repair", "vacuum")
+COMMANDS = ("serve", "check", "repair", "vacuum", "diskann")
 
 # Flags of the original that take a value: when looking for a stray `serve` word we must not
 # mistake a flag's value (`--data serve`) for it.
@@ -166,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     vacuum.add_argument("--data", "--data-dir", dest="data_dir", default=None,
                         help="data directory (default DATA_DIR or ./data)")
     vacuum.set_defaults(func=_vacuum)
+
+    from kissvdb import cli_diskann
+
+    cli_diskann.add_parser(sub, Progress, _error)
 
     return parser
 

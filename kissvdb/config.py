@@ -130,6 +130,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DISKANN_MAX_DEGREE", "diskann_max_degree", 48, _int(4), "Vamana graph degree"),
     Setting("DISKANN_BUILD_THREADS", "diskann_build_threads", os.cpu_count() or 1, _int(1), "graph build threads"),
     Setting("DISKANN_SEARCH_LIST_SIZE", "diskann_search_list_size", 64, _int(8), "Vamana beam width"),
+    Setting("DISKANN_REBUILD_SHARE", "diskann_rebuild_share", 0.2, _float, "share of a DISKANN index's rows masked or not yet in its graph past which a rebuild starts by itself"),
     Setting("RUN_TARGET_BYTES", "run_target_bytes", 134217728, _int(1), "vector run file roll size"),
     Setting("RUN_RETENTION", "run_retention", 8, _int(1), "runs before compaction"),
     Setting("COMPACTION_TRIGGER_TOMBSTONE_RATIO", "compaction_trigger_tombstone_ratio", 0.2, _float, "tombstone ratio that triggers compaction"),
@@ -211,6 +212,7 @@ class Settings:
     diskann_max_degree: int = 48
     diskann_build_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     diskann_search_list_size: int = 64
+    diskann_rebuild_share: float = 0.2
     run_target_bytes: int = 134217728
     run_retention: int = 8
     compaction_trigger_tombstone_ratio: float = 0.2

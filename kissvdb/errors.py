@@ -99,6 +99,14 @@ class AlreadyExists(KissError):
     code = "already_exists"
 
 
+class Conflict(KissError):
+    """The request does not fit the resource's state (e.g. a DiskANN build on an HNSW
+    collection), 409. Nothing was written."""
+
+    status = 409
+    code = "conflict"
+
+
 class RequestTimeout(KissError):
     status = 408
     code = "timeout"

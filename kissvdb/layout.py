@@ -174,6 +174,15 @@ OWNED: tuple[Owned, ...] = (
     Owned(r"table-\d{6,}\.npz", "table-000001.npz", "per-row table", True),
     Owned(r"hnsw-(?:sealed|mutable)-\d{6,}\.bin", "hnsw-sealed-000001.bin", "HNSW segment", True),
     Owned(r"ivf-\d{6,}\.npy", "ivf-000001.npy", "IVF centroids", True),
+    # A DISKANN collection's disk index (kissvdb/vectors/disk_index.py, diskann/files.py).
+    Owned(r"diskann", "diskann", "DiskANN index directory", True),
+    Owned(r"diskann/(?:CURRENT|params\.json)", "diskann/CURRENT", "the serving DiskANN build's name, its params", True),
+    Owned(r"diskann/\.(?:CURRENT|params\.json)\.[^/]+\.tmp", "diskann/.CURRENT.x1y2.tmp",
+          "a DiskANN name or params being replaced", True),
+    Owned(r"diskann/build-[0-9-]+(?:/(?:manifest\.json|graph\.i8\.usearch|rows\.f32|ids-\d+\.i64(?:\.\d+)?"
+          r"|\.manifest\.json\.[^/]+\.tmp))?", "diskann/build-1-2-3/graph.i8.usearch", "a DiskANN build", True),
+    Owned(r"diskann/\.tmp-build-[0-9-]+(?:/.*)?", "diskann/.tmp-build-1-2/rows.f32",
+          "a DiskANN build under way (deleted at the next open if the process died)", True),
     Owned(r"\.(?:manifest\.json|table-\d{6,}\.npz|ivf-\d{6,}\.npy)\.[^/]+\.tmp"
           r"|\.hnsw-(?:sealed|mutable)-\d{6,}\.bin\.tmp",
           ".manifest.json.x1y2.tmp", "a collection file being replaced", True),

@@ -53,7 +53,7 @@ from ..routing import Route
 
 CBOR = "application/cbor"
 METRICS = ("cosine", "dot")
-INDEXES = ("HNSW", "IVF_FLAT_Q8", "FLAT")
+INDEXES = ("HNSW", "IVF_FLAT_Q8", "FLAT", "DISKANN")
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 _NUMBER_TYPES = frozenset((int, float))
 _Fragment = orjson.Fragment
@@ -276,7 +276,7 @@ def routes(app) -> list[Route]:
         index = body.get("index")
         if index is not None:
             if type(index) is not str or index.upper() not in INDEXES:
-                raise UnprocessableEntity("`index` must be HNSW, IVF_FLAT_Q8 or FLAT", field="index")
+                raise UnprocessableEntity("`index` must be HNSW, IVF_FLAT_Q8, FLAT or DISKANN", field="index")
             index = index.upper()
         out = await engine.vector_create(collection, dim, metric, index)
         return _respond(request, out)

@@ -7,6 +7,7 @@ runs/run-NNNNNN.{log,f32,q8}  append-only records, float32 rows (mmapped), int8 
 table-NNNNNN.npz              per-row table at the last checkpoint (table.py)
 hnsw-*.bin                    hnswlib segments: sealed ones saved once, the mutable one per checkpoint
 ivf-NNNNNN.npy                IVF centroids (unit rows)
+diskann/                      DISKANN collections: the disk index (disk_index.py, diskann/files.py)
 ```
 
 Threads: exactly one writer at a time (`apply`, `checkpoint`, the install half of training and
@@ -40,13 +41,15 @@ from kissvdb.vectors.distance import F32, norms_of, q8_encode, top_rows, unit, u
 from kissvdb.fsutil import fsync_dir
 from kissvdb.vectors.hnsw import HnswIndex, HnswParams, Segment, build_segment, load_index, save_segment
 from kissvdb.vectors.ivf_q8 import ListIndex, assign, kmeans, lists_for
+from kissvdb.vectors.diskann.params import DiskAnnParams
+from kissvdb.vectors.disk_index import DiskIndex
 from kissvdb.vectors.metaindex import MetaIndex
 from kissvdb.vectors.search import Searcher
 from kissvdb.vectors.table import Table
 
 log = logging.getLogger("kissvdb.vectors")
 
-INDEX_KINDS = ("HNSW", "IVF_FLAT_Q8", "FLAT")
+INDEX_KINDS = ("HNSW", "IVF_FLAT_Q8", "FLAT", "DISKANN")
 HNSW_MERGE_FANIN = 4  # sealed segments of one size tier merged together
 
 
@@ -72,6 +75,8 @@ class VectorParams:
     exact_max_rows: int = 512  # at most this many candidates: exact scan
     hnsw: HnswParams = field(default_factory=HnswParams)
     fsync: bool = True
+    diskann: DiskAnnParams = field(default_factory=DiskAnnParams)  # build/search defaults (DISKANN_*)
+    diskann_rebuild_share: float = _DEFAULTS.diskann_rebuild_share
 
     @classmethod
     def from_settings(cls, s, **extra) -> "VectorParams":
@@ -83,7 +88,9 @@ class VectorParams:
                    ivf_retrain_min_deltas=s.ivf_retrain_min_deltas, q8_refine_topk=s.q8_refine_topk,
                    hnsw=HnswParams(m=s.hnsw_m, ef_construction=s.hnsw_ef_construction, ef_search=s.hnsw_ef_search,
                                    mutable_cap=s.hnsw_segment_vectors),
-                   fsync=not getattr(s, "memory", False), **extra)
+                   fsync=not getattr(s, "memory", False),
+                   diskann=DiskAnnParams(s.diskann_max_degree, s.diskann_build_threads, s.diskann_search_list_size),
+                   diskann_rebuild_share=s.diskann_rebuild_share, **extra)
 
 
 # ---- operations applied (durable events, decided elsewhere) -------------------------------
@@ -206,6 +213,7 @@ class Collection:
         self.data_dirty = False  # rows, liveness or index changed since the last checkpoint
         self.view: View | None = None
         self.closed = False
+        self.disk = None  # DISKANN collections: their disk index (disk_index.DiskIndex)
 
     # ---- creation and opening -----------------------------------------------------------
 
@@ -223,6 +231,7 @@ class Collection:
         if kind == "HNSW":
             c.hnsw = HnswIndex(dim, params.hnsw)
         c._publish()
+        c._open_disk()
         c.dirty = True
         c.checkpoint(force=True)
         if params.fsync:
@@ -288,10 +297,15 @@ class Collection:
             self.hnsw = HnswIndex(self.dim, hp, sealed, mutable)
             self.hnsw.mutable_dirty = False
         self._publish()
+        self._open_disk()
+
+    def _open_disk(self) -> None:
+        if self.kind == "DISKANN":
+            self.disk = DiskIndex.open(self, self.p.diskann, self.p.diskann_rebuild_share)
 
     def _remove_orphans(self, m: dict) -> None:
         """Delete files no manifest names: leftovers of an interrupted checkpoint or compaction."""
-        keep = {manifest_mod.MANIFEST, m["table"], "runs"}
+        keep = {manifest_mod.MANIFEST, m["table"], "runs", "diskann"}
         keep.update((m.get("hnsw") or {}).get("sealed", []))
         if (m.get("hnsw") or {}).get("mutable"):
             keep.add(m["hnsw"]["mutable"])
@@ -313,6 +327,8 @@ class Collection:
             if self.closed:
                 return
             self.closed = True
+            if self.disk is not None:
+                self.disk.close()
             for r in self.runs:
                 for f in (r.log, r.f32, r.q8):
                     if f is None:
@@ -432,10 +448,12 @@ class Collection:
         live = self.table.col("live")
         slot = self.slot
         ui = 0
+        dead = []
         for op in ops:
             old = slot.get(op.id)
             if old is not None:
                 live[old] = 0
+                dead.append(old)
             if isinstance(op, Upsert):
                 row = first_row + ui
                 ui += 1
@@ -447,6 +465,8 @@ class Collection:
                     del slot[op.id]
                 run.tombstones += 1
         self.live_count = len(slot)
+        if self.disk is not None:
+            self.disk.applied(vnos, units, self.table.col("vno")[np.asarray(dead, dtype=np.int64)])
         if self.lists is not None and self.table.n - self.lists.csr_rows > max(4096, self.table.n // 8):
             self.lists = self._list_index(self.table.col("lst")[: self.table.n])
         self._publish()
@@ -698,6 +718,7 @@ class Collection:
             "index": self.kind, "runs": len(self.runs),
             "ivf_trained": self.centroids is not None,
             "ivf_lists": 0 if self.centroids is None else len(self.centroids),
+            "diskann": self.disk.status() if self.disk is not None else None,
         }
 
     def segment_count(self) -> int:

@@ -178,6 +178,10 @@ class Searcher:
             out = self._ivf(v, q, k, mask, want, nprobe)
             if len(out) >= want:
                 return out
+        elif not exact and c.disk is not None:  # DISKANN: its graph + mutable segment, once built
+            out = c.disk.ranked(v, q, k, mask, self._id_of(v))
+            if out is not None and len(out) >= want:
+                return out
         return self._exact(v, q, k, mask, matches)
 
     def _id_of(self, v):

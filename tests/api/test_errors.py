@@ -128,6 +128,7 @@ KISS_ERRORS = [
     (kerr.MethodNotAllowed("method not allowed"), 405, "method_not_allowed"),
     (kerr.RevisionMismatch("if_revision mismatch"), 409, "revision_mismatch"),
     (kerr.AlreadyExists("collection already exists"), 409, "already_exists"),
+    (kerr.Conflict("index is HNSW", field="collection"), 409, "conflict"),
     (kerr.RequestTimeout("request timed out"), 408, "timeout"),
     (kerr.PersistenceError("failed to persist event"), 500, "persistence_error"),
     (kerr.PersistenceError("no space", status=507), 507, "persistence_error"),

@@ -35,6 +35,8 @@ PATHS = [
     "/v1/vector/a%2Fb", "/v1/vector/c/upsert_batch", "/v1/vector/c/nope", "/v1/vector/search",
     "/v1/vector/c/add", "/v1/vector/c/upsert", "/v1/vector/c/update", "/v1/vector/c/delete",
     "/v1/vector/c/delete_batch", "/v1/vector/c/search_batch", "/v1/vector/c/compact",
+    "/v1/vector/c/diskann/build", "/v1/vector/c/diskann/tune", "/v1/vector/c/diskann/status",
+    "/v1/vector/c/diskann", "/v1/vector/c/diskann/",
     "///v1/health", "//v1/state/k", "/v1/doc", "/v1/doc/", "/v1/auth/whoami", "/v1/auth/whoami/",
     "/static/app.js", "/static/panels/keys.js", "/static/", "/static", "/static/a%2Fb", "/static/../x",
     "/v1/_bench/ping", "/v1/_bench/echo", "/nope", "//v1/health", "/v1//state",

@@ -145,6 +145,7 @@ VALID_BODIES = {
     ("/delete_batch", "POST"): {"ids": ["b1"]}, ("/get?id=b1", "GET"): None,
     ("/search", "POST"): {"vector": [1, 2, 3], "k": 1},
     ("/search_batch", "POST"): {"queries": [{"vector": [1, 2, 3], "k": 1}]}, ("/compact", "POST"): None,
+    ("/diskann/build", "POST"): {}, ("/diskann/tune", "POST"): {}, ("/diskann/status", "GET"): None,
 }
 
 

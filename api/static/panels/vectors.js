@@ -5,13 +5,19 @@
 import { api, explain, seg } from '../api.js';
 import { $, brief, el, fill, pretty, readJson, say } from '../dom.js';
 
-/** The DiskANN status, if the collection's answer carries one (newer servers). */
+/** The DiskANN status of a DISKANN collection (`info.diskann`, see GET /v1/vector/{c}/diskann/status):
+ * building (rows done / total), serving (when built, rows in the graph, rows written since), or not built. */
 function diskannStatus(info) {
   const d = info.diskann;
   if (d === undefined || d === null) return '';
   if (typeof d !== 'object') return String(d);
-  return [d.status || d.state, d.built_at_ms ? `built ${new Date(d.built_at_ms).toLocaleString()}` : '',
-    d.vectors !== undefined ? `${d.vectors} vectors` : ''].filter(Boolean).join(' · ') || brief(d, 80);
+  const p = d.progress;
+  const state = d.building ? `building${p ? ` ${p.rows_done}/${p.rows_total} rows` : ''}`
+    : (d.available ? 'serving' : 'not built');
+  return [state,
+    d.available && d.last_built_ms ? `built ${new Date(d.last_built_ms).toLocaleString()}` : '',
+    d.available ? `${d.rows} rows in the graph` : '',
+    d.unindexed_rows ? `${d.unindexed_rows} since` : ''].filter(Boolean).join(' · ') || brief(d, 80);
 }
 
 export function vectorsPanel(ctx) {

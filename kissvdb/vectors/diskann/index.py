@@ -130,6 +130,11 @@ class DiskAnnIndex:
                 "masked_rows": self.masked_count, "unindexed_rows": len(self.segment),
                 "stale_share": self.stale_share()}
 
+    @property
+    def building(self) -> bool:
+        """A build is between its snapshot and its install (or abandon)."""
+        return self._journal is not None
+
     def stale_share(self) -> float:
         """(masked + unindexed) / (graph rows + unindexed): past a threshold the owner rebuilds."""
         rows = self.graph.rows_n if self.graph is not None else 0

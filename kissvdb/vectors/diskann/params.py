@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 MAX_DEGREE_MIN, MAX_DEGREE_MAX = 4, 1024
 SEARCH_LIST_MIN, SEARCH_LIST_MAX = 8, 65535
-BUILD_THREADS_MIN = 1
+BUILD_THREADS_MIN, BUILD_THREADS_MAX = 1, 1024  # the max: kissvdb's cap on an input the contract leaves open
 EXPANSION_ADD_MIN = 128  # usearch's default construction breadth
 RERANK = 3  # graph candidates per wanted hit, re-ranked exactly from the float32 rows
 
@@ -36,10 +36,10 @@ class DiskAnnParams:
 
     def clamped(self) -> "DiskAnnParams":
         """The contract's clamps: max_degree in [4, 1024], build_threads >= 1,
-        search_list_size in [8, 65535]."""
+        search_list_size in [8, 65535]; and build_threads <= 1024 (kissvdb's cap)."""
         return DiskAnnParams(
             max_degree=min(max(int(self.max_degree), MAX_DEGREE_MIN), MAX_DEGREE_MAX),
-            build_threads=max(int(self.build_threads), BUILD_THREADS_MIN),
+            build_threads=min(max(int(self.build_threads), BUILD_THREADS_MIN), BUILD_THREADS_MAX),
             search_list_size=min(max(int(self.search_list_size), SEARCH_LIST_MIN), SEARCH_LIST_MAX),
         )
 
