@@ -41,6 +41,10 @@ def seed(c: httpx.Client) -> None:
     items = [{"id": f"a{i}", "vector": [1.0, i / 10, (i % 3) / 3, 0.5], "meta": {"lang": "en" if i % 2 else "de", "year": 2018 + i}}
              for i in range(8)]
     ok(c.post("/v1/vector/articles/upsert_batch", json={"items": items}))
+    ok(c.post("/v1/vector/papers", json={"dim": 4, "metric": "cosine", "index": "DISKANN"}))
+    ok(c.post("/v1/vector/papers/upsert_batch", json={"items": [
+        {"id": f"p{i}", "vector": [(i % 5) / 5, 1.0, i / 50, 0.25]} for i in range(50)]}))
+    ok(c.post("/v1/vector/papers/diskann/build", json={"wait": True}))
     ok(c.post("/v1/sql/exec", json={"sql": "CREATE TABLE orders(id INTEGER PRIMARY KEY, customer TEXT, total REAL)"}))
     ok(c.post("/v1/sql/exec", json={"sql": "INSERT INTO orders(customer, total) VALUES ('ada', 42.5), ('grace', 17.0), ('linus', 99.9)"}))
     ok(c.post("/v1/auth/keys", json={"name": "reporting", "role": "read"}))
