@@ -43,7 +43,7 @@ from kissvdb.actors.search import SearchFollower
 from kissvdb.actors.sql import SqlService
 from kissvdb.actors.threads import DedicatedThread
 from kissvdb.actors.ttl import run_ttl_sweeper
-from kissvdb.actors.vectors import VectorManager
+from kissvdb.actors.vector_manager import VectorManager
 from kissvdb.actors.wal import WalWriter
 
 log = logging.getLogger("kissvdb.engine")

@@ -47,7 +47,8 @@ from kissvdb.actors.search import SearchFollower
 from kissvdb.actors.sql import SqlService
 from kissvdb.actors.threads import DedicatedThread
 from kissvdb.actors.ttl import Expiring, sweep_once
-from kissvdb.actors.vectors import VectorManager, manifest_key
+from kissvdb.actors.vector_manager import VectorManager
+from kissvdb.actors.vectors import manifest_key
 from kissvdb.actors.wal import WalWriter
 from kissvdb.actors.write_actor import call
 

@@ -94,7 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kissvdb {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_serve(sub)
+    _add_wal_tools(sub)
+    _add_vacuum(sub)
 
+    from kissvdb import cli_diskann
+
+    cli_diskann.add_parser(sub, Progress, _error)
+    return parser
+
+
+def _add_serve(sub) -> None:
     serve = sub.add_parser(
         "serve",
         help="run the HTTP server (default)",
@@ -127,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="log level for stderr (default info)")
     serve.set_defaults(func=_serve)
 
+
+def _add_wal_tools(sub) -> None:
     check = sub.add_parser(
         "check",
         help="verify every WAL record of a stopped server's DATA_DIR",
@@ -153,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="do not ask for confirmation (required when stdin is not available)")
     repair.set_defaults(func=_repair)
 
+
+def _add_vacuum(sub) -> None:
     vacuum = sub.add_parser(
         "vacuum",
         help="rewrite a vector collection's run files without dead records (server stopped)",
@@ -166,12 +180,6 @@ def build_parser() -> argparse.ArgumentParser:
     vacuum.add_argument("--data", "--data-dir", dest="data_dir", default=None,
                         help="data directory (default DATA_DIR or ./data)")
     vacuum.set_defaults(func=_vacuum)
-
-    from kissvdb import cli_diskann
-
-    cli_diskann.add_parser(sub, Progress, _error)
-
-    return parser
 
 
 def _port(text: str) -> int:

@@ -50,3 +50,11 @@ def atomic_write(path: str | os.PathLike, data: bytes, *, fsync: bool = True) ->
         raise
     if fsync:
         fsync_dir(directory)
+
+
+def unlink_quiet(path: str | os.PathLike) -> None:
+    """Remove a file if it is there (an orphan, or one a crash already removed)."""
+    try:
+        os.unlink(path)
+    except (FileNotFoundError, IsADirectoryError):
+        pass

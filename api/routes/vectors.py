@@ -256,34 +256,103 @@ async def _search_answer(request, hit_lists: list, weights: list[int], *, batch:
     return json_chunks_response(out.finish(), content_type=JSON)
 
 
+def _create_args(body: dict) -> tuple[int, str, str | None]:
+    dim = require_uint(body, "dim")
+    metric = require(body, "metric")
+    if metric not in METRICS:
+        raise UnprocessableEntity("`metric` must be \"cosine\" or \"dot\"", field="metric")
+    index = body.get("index")
+    if index is not None:
+        if type(index) is not str or index.upper() not in INDEXES:
+            raise UnprocessableEntity("`index` must be HNSW, IVF_FLAT_Q8, FLAT or DISKANN", field="index")
+        index = index.upper()
+    return dim, metric, index
+
+
+def _batch_items(body: dict) -> list:
+    """Items of an upsert_batch; a bad item becomes an inline ItemError (it needs its id)."""
+    items = []
+    for i, obj in enumerate(require_list(body, "items")):
+        path = f"items[{i}]"
+        if type(obj) is not dict:
+            raise UnprocessableEntity("item must be an object", field=path)
+        vid = require_str(obj, "id", f"{path}.id")  # an item without an id cannot be reported inline
+        try:
+            items.append(_item(obj, path))
+        except KissError as exc:
+            items.append(ItemError(vid, exc))
+    return items
+
+
+def _batch_ids(body: dict) -> list[str]:
+    ids = require_list(body, "ids")
+    for i, vid in enumerate(ids):
+        if type(vid) is not str:
+            raise UnprocessableEntity("ids must be strings", field=f"ids[{i}]")
+    return ids
+
+
+def _batch_queries(body: dict, max_queries: int) -> list:
+    queries = require_list(body, "queries")
+    if not queries:
+        raise InvalidArgument("queries required", field="queries")
+    if len(queries) > max_queries:
+        raise InvalidArgument("too many queries", field="queries")
+    args = []
+    for i, q in enumerate(queries):
+        if type(q) is not dict:
+            raise UnprocessableEntity("query must be an object", field=f"queries[{i}]")
+        args.append(_search_args(q, f"queries[{i}]."))
+    return args
+
+
+def _raise_first_query_error(results: list) -> None:
+    """The whole search_batch fails, naming the first bad query's field."""
+    errors = {i: r for i, r in enumerate(results) if isinstance(r, KissError)}
+    if errors:
+        i = min(errors)
+        exc = errors[i]
+        if exc.field is not None and exc.field.split(".")[0] in _SEARCH_FIELDS:
+            exc.field = f"queries[{i}].{exc.field}"
+        raise exc
+
+
 def routes(app) -> list[Route]:
+    return _collection_routes(app) + _row_routes(app) + _search_routes(app)
+
+
+def _collection_routes(app) -> list[Route]:
     engine = app.engine
-    result_bytes_max = app.settings.vector_result_bytes_max
 
     async def vector_list(request):
         return _respond(request, {"collections": await engine.vector_list()})
 
     async def vector_info(request, collection: str):
-        info = await engine.vector_info(collection)
-        return _respond(request, info)
+        return _respond(request, await engine.vector_info(collection))
 
     async def vector_create(request, collection: str):
-        body = await read_json_object(request)
-        dim = require_uint(body, "dim")
-        metric = require(body, "metric")
-        if metric not in METRICS:
-            raise UnprocessableEntity("`metric` must be \"cosine\" or \"dot\"", field="metric")
-        index = body.get("index")
-        if index is not None:
-            if type(index) is not str or index.upper() not in INDEXES:
-                raise UnprocessableEntity("`index` must be HNSW, IVF_FLAT_Q8, FLAT or DISKANN", field="index")
-            index = index.upper()
-        out = await engine.vector_create(collection, dim, metric, index)
-        return _respond(request, out)
+        dim, metric, index = _create_args(await read_json_object(request))
+        return _respond(request, await engine.vector_create(collection, dim, metric, index))
 
     async def vector_drop(request, collection: str):
         await engine.vector_drop(collection)
         return raw_json_response(b'{"deleted":true}')
+
+    async def vector_compact(request, collection: str):
+        return _respond(request, await engine.vector_compact(collection))
+
+    c = "/v1/vector/{collection}"
+    return [
+        Route("GET", "/v1/vector", vector_list, "read", "vector_list"),
+        Route("GET", c, vector_info, "read", "vector_info"),
+        Route("POST", c, vector_create, "write", "vector_create"),
+        Route("DELETE", c, vector_drop, "write", "vector_drop"),
+        Route("POST", c + "/compact", vector_compact, "write", "vector_compact"),
+    ]
+
+
+def _row_routes(app) -> list[Route]:
+    engine = app.engine
 
     async def put(request, collection: str, add: bool):
         body = await read_json_object(request)
@@ -314,29 +383,12 @@ def routes(app) -> list[Route]:
         return raw_json_response(b'{"deleted":true}')
 
     async def vector_upsert_batch(request, collection: str):
-        body = await read_body(request)
-        raw_items = require_list(body, "items")
-        items = []
-        for i, obj in enumerate(raw_items):
-            path = f"items[{i}]"
-            if type(obj) is not dict:
-                raise UnprocessableEntity("item must be an object", field=path)
-            vid = require_str(obj, "id", f"{path}.id")  # an item without an id cannot be reported inline
-            try:
-                items.append(_item(obj, path))
-            except KissError as exc:
-                items.append(ItemError(vid, exc))
-        results = await engine.vector_upsert_batch(collection, items)
-        return _respond(request, {"results": results})
+        items = _batch_items(await read_body(request))
+        return _respond(request, {"results": await engine.vector_upsert_batch(collection, items)})
 
     async def vector_delete_batch(request, collection: str):
-        body = await read_body(request)
-        ids = require_list(body, "ids")
-        for i, vid in enumerate(ids):
-            if type(vid) is not str:
-                raise UnprocessableEntity("ids must be strings", field=f"ids[{i}]")
-        results = await engine.vector_delete_batch(collection, ids)
-        return _respond(request, {"results": results})
+        ids = _batch_ids(await read_body(request))
+        return _respond(request, {"results": await engine.vector_delete_batch(collection, ids)})
 
     async def vector_get(request, collection: str):
         vid = request.args.get("id")
@@ -345,45 +397,8 @@ def routes(app) -> list[Route]:
         vector, meta = await engine.vector_get(collection, vid)
         return _respond(request, {"id": vid, "vector": vector, "meta": _meta_json(meta)})
 
-    async def vector_search(request, collection: str):
-        body = await read_body(request)
-        vector, k, kw = _search_args(body, "")
-        hits = await engine.vector_search(collection, vector, k, **kw)
-        return await _search_answer(request, [hits], [_hits_weight(hits)], batch=False,
-                                    bytes_max=result_bytes_max)
-
-    async def vector_search_batch(request, collection: str):
-        body = await read_body(request)
-        queries = require_list(body, "queries")
-        if not queries:
-            raise InvalidArgument("queries required", field="queries")
-        if len(queries) > engine.settings.max_vector_batch:
-            raise InvalidArgument("too many queries", field="queries")
-        args = []
-        for i, q in enumerate(queries):
-            if type(q) is not dict:
-                raise UnprocessableEntity("query must be an object", field=f"queries[{i}]")
-            args.append(_search_args(q, f"queries[{i}]."))
-        results = await engine.vector_search_many(collection, args)
-        errors = {i: r for i, r in enumerate(results) if isinstance(r, KissError)}
-        if errors:  # the whole request fails, naming the first bad query's field
-            i = min(errors)
-            exc = errors[i]
-            if exc.field is not None and exc.field.split(".")[0] in _SEARCH_FIELDS:
-                exc.field = f"queries[{i}].{exc.field}"
-            raise exc
-        return await _search_answer(request, results, [_hits_weight(r) for r in results], batch=True,
-                                    bytes_max=result_bytes_max)
-
-    async def vector_compact(request, collection: str):
-        return _respond(request, await engine.vector_compact(collection))
-
     c = "/v1/vector/{collection}"
     return [
-        Route("GET", "/v1/vector", vector_list, "read", "vector_list"),
-        Route("GET", c, vector_info, "read", "vector_info"),
-        Route("POST", c, vector_create, "write", "vector_create"),
-        Route("DELETE", c, vector_drop, "write", "vector_drop"),
         Route("POST", c + "/add", vector_add, "write", "vector_add"),
         Route("POST", c + "/upsert", vector_upsert, "write", "vector_upsert"),
         Route("POST", c + "/update", vector_update, "write", "vector_update"),
@@ -391,8 +406,29 @@ def routes(app) -> list[Route]:
         Route("POST", c + "/upsert_batch", vector_upsert_batch, "write", "vector_upsert_batch"),
         Route("POST", c + "/delete_batch", vector_delete_batch, "write", "vector_delete_batch"),
         Route("GET", c + "/get", vector_get, "read", "vector_get"),
-        # Searches are POSTs that write nothing: the read role may use them.
+    ]
+
+
+def _search_routes(app) -> list[Route]:
+    engine = app.engine
+    result_bytes_max = app.settings.vector_result_bytes_max
+
+    async def vector_search(request, collection: str):
+        vector, k, kw = _search_args(await read_body(request), "")
+        hits = await engine.vector_search(collection, vector, k, **kw)
+        return await _search_answer(request, [hits], [_hits_weight(hits)], batch=False,
+                                    bytes_max=result_bytes_max)
+
+    async def vector_search_batch(request, collection: str):
+        args = _batch_queries(await read_body(request), engine.settings.max_vector_batch)
+        results = await engine.vector_search_many(collection, args)
+        _raise_first_query_error(results)
+        return await _search_answer(request, results, [_hits_weight(r) for r in results], batch=True,
+                                    bytes_max=result_bytes_max)
+
+    # Searches are POSTs that write nothing: the read role may use them.
+    c = "/v1/vector/{collection}"
+    return [
         Route("POST", c + "/search", vector_search, "read", "vector_search"),
         Route("POST", c + "/search_batch", vector_search_batch, "read", "vector_search_batch"),
-        Route("POST", c + "/compact", vector_compact, "write", "vector_compact"),
     ]

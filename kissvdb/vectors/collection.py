@@ -1,4 +1,8 @@
-"""One vector collection on disk and in memory: apply durable events, search, checkpoint, compact.
+"""One vector collection on disk and in memory: apply durable events, search, checkpoint.
+
+The background jobs that rework a collection live in their own modules and take it as their
+first argument (Collection keeps thin methods of the same names): IVF training (training.py),
+HNSW segment merging (merge.py), compaction of the run files (compaction.py).
 
 Owns the collection directory (layout in runs.py / manifest.py):
 ```
@@ -36,21 +40,22 @@ import orjson
 from kissvdb.config import Settings
 from kissvdb.errors import Corruption
 from kissvdb.vectors import manifest as manifest_mod
+from kissvdb.vectors import compaction, merge, training
 from kissvdb.vectors import runs as runs_mod
 from kissvdb.vectors.distance import F32, norms_of, q8_encode, top_rows, unit, unit_rows
-from kissvdb.fsutil import fsync_dir
-from kissvdb.vectors.hnsw import HnswIndex, HnswParams, Segment, build_segment, load_index, save_segment
-from kissvdb.vectors.ivf_q8 import ListIndex, assign, kmeans, lists_for
+from kissvdb.fsutil import fsync_dir, unlink_quiet
+from kissvdb.vectors.hnsw import HnswIndex, HnswParams, Segment, load_index, save_segment
+from kissvdb.vectors.ivf_q8 import ListIndex, assign
 from kissvdb.vectors.diskann.params import DiskAnnParams
 from kissvdb.vectors.disk_index import DiskIndex
 from kissvdb.vectors.metaindex import MetaIndex
 from kissvdb.vectors.search import Searcher
+from kissvdb.vectors.runs import Run
 from kissvdb.vectors.table import Table
 
 log = logging.getLogger("kissvdb.vectors")
 
 INDEX_KINDS = ("HNSW", "IVF_FLAT_Q8", "FLAT", "DISKANN")
-HNSW_MERGE_FANIN = 4  # sealed segments of one size tier merged together
 
 
 _DEFAULTS = Settings()
@@ -108,34 +113,6 @@ class Upsert:
 class Remove:
     offset: int
     id: str
-
-
-# ---- runs in memory ------------------------------------------------------------------------
-
-
-class Run:
-    __slots__ = ("id", "log", "f32", "q8", "records", "tombstones", "start")
-
-    def __init__(self, run_id, log_, f32, q8, records, tombstones, start):
-        self.id = run_id
-        self.log = log_
-        self.f32 = f32
-        self.q8 = q8
-        self.records = records
-        self.tombstones = tombstones
-        self.start = start
-
-    @property
-    def rows(self) -> int:
-        return self.f32.rows
-
-    @property
-    def bytes(self) -> int:
-        return self.log.bytes + self.f32.rows * self.f32.row_bytes
-
-    def entry(self) -> dict:
-        return {"file": runs_mod.run_name(self.id, "log"), "id": self.id, "bytes": self.log.bytes,
-                "rows": self.f32.rows, "records": self.records, "tombstones": self.tombstones}
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,14 +290,14 @@ class Collection:
             keep.add(m["ivf"]["centroids"])
         for f in os.listdir(self.dir):
             if f not in keep:
-                _unlink(os.path.join(self.dir, f))
+                unlink_quiet(os.path.join(self.dir, f))
         run_ids = {e["id"] for e in m["runs"]}
         rundir = os.path.join(self.dir, "runs")
         for f in os.listdir(rundir):
             parts = f.split(".")
             if not (f.startswith("run-") and len(parts) == 2 and parts[0][4:].isdigit()
                     and int(parts[0][4:]) in run_ids):
-                _unlink(os.path.join(rundir, f))
+                unlink_quiet(os.path.join(rundir, f))
 
     def close(self) -> None:
         with self._write_lock:
@@ -399,15 +376,33 @@ class Collection:
                 self.dirty = True
 
     def _apply(self, ops: list) -> None:
+        """Apply a batch in three steps: new rows and their vectors, the run's records, liveness."""
         run = self.runs[-1]
         if run.bytes >= self.p.run_target_bytes and run.records:
             self._rotate()
             run = self.runs[-1]
-        ups = [op for op in ops if isinstance(op, Upsert)]
         first_row = self.table.n
         assert first_row == run.start + run.rows, (first_row, run.start, run.rows)
-        units = None
-        vnos = None
+        ups = [op for op in ops if isinstance(op, Upsert)]
+        vnos, units, local0, crcs = self._append_rows(run, ups)
+        self._log_records(run, ops, vnos, local0, crcs)
+        if self.hnsw is not None and ups:
+            for seg in self.hnsw.add(vnos, units):
+                self._save_sealed(seg)
+        self._publish()  # new rows visible (not yet live)
+        dead = self._mark_live(run, ops, first_row)
+        if self.disk is not None:
+            self.disk.applied(vnos, units, self.table.col("vno")[np.asarray(dead, dtype=np.int64)])
+        if self.lists is not None and self.table.n - self.lists.csr_rows > max(4096, self.table.n // 8):
+            self.lists = self._list_index(self.table.col("lst")[: self.table.n])
+        self._publish()
+        self.dirty = self.data_dirty = True
+
+    def _append_rows(self, run: Run, ups: list) -> tuple:
+        """Append the upserts' vectors (run files) and their table rows."""
+        vnos = units = None
+        local0 = 0
+        crcs: list = []
         if ups:
             raw = np.ascontiguousarray(np.stack([np.asarray(op.vector, dtype=F32) for op in ups]))
             if raw.shape[1] != self.dim:
@@ -427,7 +422,10 @@ class Collection:
                               ids=[op.id for op in ups], metas=[op.meta for op in ups])
             self.parsed.extend([_UNPARSED] * k)
             crcs = [runs_mod.zlib.crc32(raw[i].tobytes()) for i in range(k)]
-        # Run records, in event order.
+        return vnos, units, local0, crcs
+
+    def _log_records(self, run: Run, ops: list, vnos, local0: int, crcs: list) -> None:
+        """The run's records, in event order."""
         recs = []
         ui = 0
         for op in ops:
@@ -440,11 +438,9 @@ class Collection:
                     runs_mod.OP_DELETE, op.offset, 0, op.id, runs_mod.NO_ROW, 0, None)))
         run.log.append(recs)
         run.records += len(ops)
-        if self.hnsw is not None and ups:
-            for seg in self.hnsw.add(vnos, units):
-                self._save_sealed(seg)
-        self._publish()  # new rows visible (not yet live)
-        # Liveness, in event order: the newest record of an id is its only live row.
+
+    def _mark_live(self, run: Run, ops: list, first_row: int) -> list:
+        """Liveness in event order: the newest record of an id is its only live row. Returns the dead rows."""
         live = self.table.col("live")
         slot = self.slot
         ui = 0
@@ -465,12 +461,7 @@ class Collection:
                     del slot[op.id]
                 run.tombstones += 1
         self.live_count = len(slot)
-        if self.disk is not None:
-            self.disk.applied(vnos, units, self.table.col("vno")[np.asarray(dead, dtype=np.int64)])
-        if self.lists is not None and self.table.n - self.lists.csr_rows > max(4096, self.table.n // 8):
-            self.lists = self._list_index(self.table.col("lst")[: self.table.n])
-        self._publish()
-        self.dirty = self.data_dirty = True
+        return dead
 
     def _list_index(self, lst: np.ndarray, centroids: np.ndarray | None = None) -> ListIndex:
         """CSR of the current rows with their codes in list order (reads the published view)."""
@@ -770,7 +761,7 @@ class Collection:
             self.checkpointed_offset = self.applied_offset
             self.dirty = self.data_dirty = False
             for f in old - self._referenced_files():
-                _unlink(os.path.join(self.dir, f))
+                unlink_quiet(os.path.join(self.dir, f))
             return self.checkpointed_offset
 
     def _referenced_files(self) -> set[str]:
@@ -811,315 +802,55 @@ class Collection:
                            "mutable_cap": hp.mutable_cap}
         return doc
 
-    # ---- IVF training (prepare under the lock, train without it, install under it) ---------
+    # ---- IVF training, HNSW merges, compaction (training.py, merge.py, compaction.py) -----
 
     def training_due(self) -> bool:
-        if self.kind != "IVF_FLAT_Q8":
-            return False
-        if self.centroids is None:
-            return self.live_count >= max(2, self.p.ivf_min_train_vectors)
-        return self.upsert_count - self.trained_upserts >= self.p.ivf_retrain_min_deltas
+        return training.training_due(self)
 
     def prepare_training(self, seed: int = 0):
-        with self._write_lock:
-            v = self.view
-            live_rows = np.flatnonzero(v.cols["live"][: v.n])
-            rng = np.random.default_rng(seed)
-            sample = live_rows
-            if len(sample) > self.p.ivf_training_sample:
-                sample = np.sort(rng.choice(live_rows, size=self.p.ivf_training_sample, replace=False))
-            nlist = lists_for(len(live_rows), self.p.ivf_clusters)
-            return {"view": v, "sample": sample, "nlist": nlist, "seed": seed, "upserts": self.upsert_count}
+        return training.prepare_training(self, seed)
 
     def train(self, prep) -> dict:
-        """The heavy part (k-means, assigning every row); reads only immutable rows."""
-        v = prep["view"]
-        x = unit_rows(self._rows_f32(v, prep["sample"]), v.cols["norm"][prep["sample"]])
-        centroids = kmeans(x, prep["nlist"], iters=self.p.ivf_kmeans_iters, seed=prep["seed"])
-        lst = np.empty(v.n, np.int32)
-        chunk = 65536
-        for s in range(0, v.n, chunk):
-            rows = np.arange(s, min(v.n, s + chunk))
-            lst[s:s + len(rows)] = assign(unit_rows(self._rows_f32(v, rows), v.cols["norm"][rows]), centroids)
-        return {"centroids": centroids, "lst": lst, "n": v.n, "gen": v.gen, "upserts": prep["upserts"]}
+        return training.train(self, prep)
 
     def install_training(self, result, now_ms: int = 0) -> bool:
-        with self._write_lock:
-            if result["gen"] != self.gen:
-                return False  # a compaction renumbered rows meanwhile: train again later
-            c = result["centroids"]
-            n0 = result["n"]
-            lst = self.table.col("lst")
-            lst[:n0] = result["lst"]
-            n = self.table.n
-            if n > n0:
-                rows = np.arange(n0, n)
-                lst[n0:n] = assign(unit_rows(self._rows_f32(self.view, rows), self.table.col("norm")[rows]), c)
-            self.centroids = c
-            self.centroids_file = None
-            self.trained_at_ms = now_ms
-            self.trained_upserts = result["upserts"]
-            self._publish()
-            self.lists = self._list_index(lst[:n], c)
-            self.dirty = self.data_dirty = True
-            self._publish()
-            return True
+        return training.install_training(self, result, now_ms)
 
     def train_now(self, now_ms: int = 0, seed: int = 0) -> bool:
-        return self.install_training(self.train(self.prepare_training(seed)), now_ms)
-
-    # ---- HNSW segment merging -----------------------------------------------------------
+        return training.train_now(self, now_ms, seed)
 
     def merge_due(self, *, all_segments: bool = False) -> tuple | None:
-        """Sealed segments to merge: a full size tier (HNSW_MERGE_FANIN of them), or all."""
-        if self.hnsw is None:
-            return None
-        sealed = self.hnsw.sealed
-        if len(sealed) < 2:
-            return None
-        if all_segments:
-            return sealed
-        cap = self.p.hnsw.mutable_cap
-        tiers: dict[int, list] = {}
-        for s in sealed:
-            t = int(np.log(max(1, s.count) / cap) / np.log(HNSW_MERGE_FANIN) + 1e-9) if s.count >= cap else 0
-            tiers.setdefault(t, []).append(s)
-        for t in sorted(tiers):
-            if len(tiers[t]) >= HNSW_MERGE_FANIN:
-                return tuple(tiers[t])
-        return None
+        return merge.merge_due(self, all_segments=all_segments)
 
     def merge_segments(self, segments: tuple) -> Segment:
-        """Build one sealed segment from the live vectors of `segments` (no lock; heavy)."""
-        v = self.view
-        labels = np.concatenate([np.asarray(s.index.get_ids_list(), dtype=np.int64) for s in segments])
-        rows, ok = self._rows_of_labels(v, labels)
-        rows = rows[ok]
-        rows = rows[v.cols["live"][rows] == 1]
-        rows.sort()
-        units = unit_rows(self._rows_f32(v, rows), v.cols["norm"][rows])
-        seg = build_segment(self.dim, v.cols["vno"][rows].copy(), units, self.p.hnsw)
-        return seg
+        return merge.merge_segments(self, segments)
 
     def install_merge(self, old: tuple, merged: Segment) -> None:
-        with self._write_lock:
-            self._save_sealed(merged)
-            self.hnsw.replace(old, merged)
-            self.dirty = self.data_dirty = True
-            self._publish()
-        self.checkpoint(force=True)
+        merge.install_merge(self, old, merged)
 
     def optimize(self) -> None:
-        """Merge every sealed HNSW segment into one (the mutable one is sealed first)."""
-        if self.hnsw is None:
-            return
-        self.seal_mutable()
-        segs = self.merge_due(all_segments=True)
-        if segs:
-            self.install_merge(segs, self.merge_segments(segs))
+        merge.optimize(self)
 
     def seal_mutable(self) -> None:
-        """Seal the mutable HNSW segment now (saved once), so a merge can take it."""
-        with self._write_lock:
-            mut = self.hnsw.mutable
-            if mut.count:
-                from kissvdb.vectors.hnsw import new_index
-                sealed = Segment(mut.index, None, sealed=True)
-                self.hnsw.sealed = self.hnsw.sealed + (sealed,)
-                self.hnsw.mutable = Segment(new_index(self.dim, self.p.hnsw.mutable_cap, self.p.hnsw), None,
-                                            sealed=False)
-                self.hnsw.mutable_dirty = True
-                self._save_sealed(sealed)
-                self._publish()
-
-    @staticmethod
-    def _rows_of_labels(v: View, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        vno = v.cols["vno"][: v.n]
-        rows = np.searchsorted(vno, labels)
-        inb = rows < v.n
-        rows_c = np.where(inb, rows, 0)
-        ok = inb & (vno[rows_c] == labels) if v.n else np.zeros(len(labels), bool)
-        return rows_c, ok
-
-    # ---- compaction ------------------------------------------------------------------------
+        merge.seal_mutable(self)
 
     def compaction_due(self) -> bool:
-        total = sum(r.records for r in self.runs)
-        if total == 0:
-            return False
-        if len(self.runs) > self.p.run_retention:
-            return True
-        dead = total - self.live_count
-        return dead > 0 and dead / total >= self.p.compaction_trigger_tombstone_ratio
+        return compaction.compaction_due(self)
 
     def prepare_compaction(self, *, force: bool = False, budget: int | None = None):
-        """Choose the oldest runs within the byte budget; seal the active run if it is among them."""
-        with self._write_lock:
-            if not force and not self.compaction_due():
-                return None
-            if len(self.runs) == 1 and self.runs[0].records == 0:
-                return None
-            budget = self.p.compaction_max_bytes_per_pass if budget is None else budget
-            live = self.table.col("live")
-
-            def dead_in(r) -> int:
-                return r.records - int(live[r.start:r.start + r.rows].sum())
-
-            # Leading runs with nothing dead are skipped: every record in them is live, so no
-            # later tombstone refers to them and the window's tombstones can be dropped.
-            first = 0
-            if any(dead_in(r) for r in self.runs):
-                while first < len(self.runs) - 1 and dead_in(self.runs[first]) == 0:
-                    first += 1
-            chosen = []
-            used = 0
-            for r in self.runs[first:]:
-                if r is self.runs[-1] and r.records == 0:
-                    break  # the empty active run: nothing to rewrite
-                if chosen and used + r.bytes > budget:
-                    break
-                chosen.append(r)
-                used += r.bytes
-            if not chosen:
-                return None
-            dead = sum(dead_in(r) for r in chosen)
-            if dead == 0 and len(chosen) == 1 and chosen[0].records and len(self.runs) <= self.p.run_retention:
-                return None  # one run with nothing dead: rewriting it would gain nothing
-            if chosen[-1] is self.runs[-1]:
-                self._rotate()
-                self._publish()
-            self.data_dirty = True
-            begin = chosen[0].start
-            end = chosen[-1].start + chosen[-1].rows
-            rid = self.next_run_id
-            self.next_run_id += 1
-            self.dirty = True
-            return {"view": self.view, "runs": tuple(chosen), "first": first, "begin": begin, "end": end,
-                    "run_id": rid, "gen": self.gen}
+        return compaction.prepare_compaction(self, force=force, budget=budget)
 
     def run_compaction(self, prep) -> dict:
-        """Write the live rows of the chosen runs into a new run (no lock; reads immutable rows)."""
-        v = prep["view"]
-        begin, end = prep["begin"], prep["end"]
-        # A copy first: the applier clears live flags meanwhile (never sets one in this window),
-        # and numpy refuses to count nonzeros of an array that changes under it.
-        rows = (np.flatnonzero(v.cols["live"][begin:end].copy()) + begin).astype(np.int64)
-        rundir = os.path.join(self.dir, "runs")
-        rid = prep["run_id"]
-        paths = {ext: os.path.join(rundir, runs_mod.run_name(rid, ext)) for ext in ("log", "f32", "q8")}
-        f32 = runs_mod.RowFile(paths["f32"], F32, self.dim, 0, writable=True)
-        q8 = runs_mod.RowFile(paths["q8"], np.int8, self.dim, 0, writable=True) if self.kind == "IVF_FLAT_Q8" else None
-        log_ = runs_mod.RunLog(paths["log"], 0, writable=True)
-        chunk = 16384
-        t = v.table
-        for s in range(0, len(rows), chunk):
-            part = rows[s:s + chunk]
-            data = self._rows_f32(v, part)
-            local0 = f32.append(data)
-            if q8 is not None:
-                q8.append(self._rows_q8(v, part))
-            recs = []
-            for j, r in enumerate(part.tolist()):
-                recs.append(runs_mod.encode_record(runs_mod.Record(
-                    runs_mod.OP_UPSERT, int(v.cols["off"][r]), int(v.cols["vno"][r]), t.ids[r], local0 + j,
-                    runs_mod.zlib.crc32(data[j].tobytes()), t.metas[r])))
-            log_.append(recs)
-            log_.flush()
-        if self.p.fsync:
-            log_.sync()
-            f32.sync()
-            if q8 is not None:
-                q8.sync()
-        return {"rows": rows, "log": log_, "f32": f32, "q8": q8}
+        return compaction.run_compaction(self, prep)
 
     def install_compaction(self, prep, result) -> None:
-        """Swap the new run in for the chosen ones, renumber rows, checkpoint, unlink old files."""
-        with self._write_lock:
-            if prep["gen"] != self.gen:
-                raise RuntimeError("concurrent compactions")
-            old_runs = prep["runs"]
-            first = prep["first"]
-            assert self.runs[first:first + len(old_runs)] == list(old_runs)
-            begin, end = prep["begin"], prep["end"]
-            rows = result["rows"]
-            t = self.table
-            n = t.n
-            keep = np.concatenate([np.arange(0, begin, dtype=np.int64), rows, np.arange(end, n, dtype=np.int64)])
-            cols = {name: t.cols[name][keep] for name in t.cols}
-            ids = [t.ids[r] for r in keep.tolist()]
-            metas = [t.metas[r] for r in keep.tolist()]
-            parsed = [self.parsed[r] for r in keep.tolist()]
-            new_table = Table.from_columns(cols, ids, metas)
-            live = new_table.col("live")
-            slot = {ids[r]: r for r in np.flatnonzero(live[: new_table.n]).tolist()}
-            new_run = Run(prep["run_id"], result["log"], result["f32"], result["q8"], len(rows), 0, 0)
-            new_run.log.close()
-            new_run.log.writable = False
-            self.runs = self.runs[:first] + [new_run] + self.runs[first + len(old_runs):]
-            start = 0
-            for r in self.runs:
-                r.start = start
-                start += r.rows
-            self.table = new_table
-            self.slot = slot
-            self.parsed = parsed
-            self.live_count = len(slot)
-            self.gen += 1
-            self._publish()
-            if self.centroids is not None:
-                self.lists = self._list_index(new_table.col("lst")[: new_table.n])
-            self._publish()
-            self.dirty = self.data_dirty = True
-            self.checkpoint(force=True)
-            rundir = os.path.join(self.dir, "runs")
-            for r in old_runs:
-                r.log.close()
-                r.f32.close()
-                if r.q8 is not None:
-                    r.q8.close()
-                for ext in ("log", "f32", "q8"):
-                    _unlink(os.path.join(rundir, runs_mod.run_name(r.id, ext)))
-            if self.p.fsync:
-                fsync_dir(rundir)
+        compaction.install_compaction(self, prep, result)
 
     def vacuum(self, progress=None, max_passes: int = 10_000) -> int:
-        """Rewrite every run until no dead record is left (offline `kissvdb vacuum`); return passes."""
-        total = max(1, sum(r.bytes for r in self.runs))
-        done = 0
-        passes = 0
-        while passes < max_passes:
-            prep = self.prepare_compaction(force=True, budget=1 << 62)  # offline: no pass limit
-            if prep is None:
-                break
-            done += sum(r.bytes for r in prep["runs"])
-            self.install_compaction(prep, self.run_compaction(prep))
-            passes += 1
-            if progress is not None:
-                progress(min(done, total), total)
-            info = self.info()
-            if info["deleted_count"] == 0 and len([r for r in self.runs if r.records]) <= 1:
-                break
-        self.checkpoint(force=True)
-        if progress is not None:
-            progress(total, total)
-        return passes
+        return compaction.vacuum(self, progress, max_passes)
 
     def compact(self, *, force: bool = False) -> bool:
-        """One compaction pass, synchronously (tests, vacuum). True if it rewrote anything."""
-        prep = self.prepare_compaction(force=force)
-        if prep is None:
-            return False
-        self.install_compaction(prep, self.run_compaction(prep))
-        return True
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except IsADirectoryError:
-        pass
+        return compaction.compact(self, force=force)
 
 
 def _save_npy(path: str, arr: np.ndarray, *, fsync: bool) -> None:

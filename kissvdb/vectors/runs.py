@@ -198,3 +198,30 @@ class RunLog:
             self.flush()
             os.close(self.fd)
             self.fd = -1
+
+
+class Run:
+    """One run in memory: its three files, its counts, and its first row in the collection's table."""
+
+    __slots__ = ("id", "log", "f32", "q8", "records", "tombstones", "start")
+
+    def __init__(self, run_id, log_, f32, q8, records, tombstones, start):
+        self.id = run_id
+        self.log = log_
+        self.f32 = f32
+        self.q8 = q8
+        self.records = records
+        self.tombstones = tombstones
+        self.start = start
+
+    @property
+    def rows(self) -> int:
+        return self.f32.rows
+
+    @property
+    def bytes(self) -> int:
+        return self.log.bytes + self.f32.rows * self.f32.row_bytes
+
+    def entry(self) -> dict:
+        return {"file": run_name(self.id, "log"), "id": self.id, "bytes": self.log.bytes,
+                "rows": self.f32.rows, "records": self.records, "tombstones": self.tombstones}
