@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 
 import apsw
+import orjson
 
 from kissvdb.kv.state import StateItem
 
@@ -31,6 +32,24 @@ CREATE TABLE IF NOT EXISTS kv(
 CREATE INDEX IF NOT EXISTS kv_expiry ON kv(expires_at_ms) WHERE expires_at_ms IS NOT NULL;
 CREATE TABLE IF NOT EXISTS applied(name TEXT PRIMARY KEY, offset INTEGER NOT NULL);
 """
+
+
+# A batch of rows goes to SQLite as ONE statement over a JSON array, not executemany: apsw
+# lets go of the GIL and takes it back around every row's step, and each take-back on the
+# store thread waits for the event loop to let go of it. One statement per transaction takes
+# the GIL a few times per commit instead of a few times per row (PUT@64 +11%: docs/BENCHMARKS.md "state.sqlite batches as one statement").
+# Keys and values travel as hex, so their bytes come back exact (NULs and all).
+_INSERT_ROWS = (
+    "INSERT OR REPLACE INTO kv(key, value, revision, expires_at_ms, mod_offset) "
+    "SELECT unhex(value->>0), unhex(value->>1), value->>2, value->>3, value->>4 FROM json_each(?)"
+)
+
+
+def _rows_json(items: list[StateItem]) -> bytes:
+    """The rows of `items` as a JSON array, one per key: the newest of a key wins (as it would
+    in order), so the statement does not depend on the order SQLite reads the array in."""
+    newest = {i[0]: i for i in items}
+    return orjson.dumps([(i[0].encode("utf-8").hex(), i[1].hex(), i[2], i[3], i[4]) for i in newest.values()])
 
 
 def prefix_upper_bound(prefix: bytes) -> bytes | None:
@@ -83,10 +102,7 @@ class StateStore:
             if any(type(c) is str for c in changes):
                 self._apply_in_order(changes)  # a delete and a put of one key must keep their order
             elif changes:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO kv VALUES (?,?,?,?,?)",
-                    [(c[0].encode("utf-8"), c[1], c[2], c[3], c[4]) for c in changes],
-                )
+                conn.execute(_INSERT_ROWS, (_rows_json(changes),))
             if applied_offset > self._applied.get("kv", 0):
                 conn.execute("INSERT OR REPLACE INTO applied VALUES ('kv', ?)", (applied_offset,))
         if applied_offset > self._applied.get("kv", 0):

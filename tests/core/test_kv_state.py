@@ -12,7 +12,7 @@ import pytest
 
 from kissvdb.errors import InvalidArgument, PayloadTooLarge, RevisionMismatch
 from kissvdb.events import EventRecord, RawJson
-from kissvdb.kv.state import Delete, Expire, KvLimits, KvState, Put
+from kissvdb.kv.state import Delete, Expire, KvLimits, KvState, Put, StateItem
 from kissvdb.statedb.file import StateStore, prefix_upper_bound
 
 
@@ -215,3 +215,28 @@ def test_prefix_scan_is_byte_ordered(tmp_path):
     assert got == sorted([k for k in ["a\xff", "a", "ab", "a/z", "a\U0001f600"]], key=lambda s: s.encode())
     assert prefix_upper_bound(b"a\xff\xff") == b"b"
     assert prefix_upper_bound(b"") is None
+
+
+def test_a_batch_is_stored_byte_exact_and_the_newest_write_of_a_key_wins(tmp_path):
+    """One apply_kv batch: keys and values with NUL, non-ASCII and quote bytes come back
+    exactly, NULL and 63-bit integers survive, and of two writes of one key in the batch
+    the later one is what a reopened store holds (CAS and GET read revisions from it)."""
+    path = str(tmp_path / "state.sqlite")
+    store = StateStore(path)
+    big = 2**63 - 1
+    items = [
+        StateItem("a\x00b", raw({"v": "nul \x00 and \"quotes\""}), 1, None, 10),
+        StateItem("ключ/🔑", raw(["ü", 1.5e300, None]), 7, big, big),
+        StateItem("dup", raw(1), 1, None, 12),
+        StateItem("dup", raw(2), 2, 99, 13),
+    ]
+    store.apply_kv(items, 13)
+    store.checkpoint()
+    store.close()
+    again = StateStore(path)
+    got = again.get_many(["a\x00b", "ключ/🔑", "dup"])
+    assert got["a\x00b"] == items[0]
+    assert got["ключ/🔑"] == items[1]
+    assert got["dup"] == items[3]
+    assert type(got["dup"].value) is bytes and again.applied_offset("kv") == 13
+    again.close()
