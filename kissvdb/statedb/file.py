@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS applied(name TEXT PRIMARY KEY, offset INTEGER NOT NUL
 # A batch of rows goes to SQLite as ONE statement over a JSON array, not executemany: apsw
 # lets go of the GIL and takes it back around every row's step, and each take-back on the
 # store thread waits for the event loop to let go of it. One statement per transaction takes
-# the GIL a few times per commit instead of a few times per row (PUT@64 +11%: docs/BENCHMARKS.md "state.sqlite batches as one statement").
+# the GIL a few times per commit instead of a few times per row: PUT@64 +11% (docs/BENCHMARKS.md,
+# "state.sqlite batches as one statement").
 # Keys and values travel as hex, so their bytes come back exact (NULs and all).
 _INSERT_ROWS = (
     "INSERT OR REPLACE INTO kv(key, value, revision, expires_at_ms, mod_offset) "
