@@ -27,6 +27,7 @@ import os
 import time
 
 import apsw
+import orjson
 
 from kissvdb.documents.query import extract_sql, sql_literal
 from kissvdb.documents.state import DEL, PUT, DocItem, DocKey
@@ -62,7 +63,23 @@ CREATE TABLE IF NOT EXISTS applied(name TEXT PRIMARY KEY, offset INTEGER NOT NUL
 """
 
 _UPSERT = "INSERT OR REPLACE INTO docs VALUES (?,?,?,?,?,?)"
+# A batch of puts is ONE statement over a JSON array, as state.sqlite's KV rows are (see
+# kissvdb/statedb/file.py: apsw retakes the GIL around every row of an executemany). Text
+# travels as hex and is cast back to TEXT, so it comes back exact and json_extract (the
+# indexes) still reads it as text, not as a JSONB blob.
+_UPSERT_ROWS = (
+    "INSERT OR REPLACE INTO docs(collection, id, doc, revision, expires_at_ms, mod_offset) "
+    "SELECT CAST(unhex(value->>0) AS TEXT), CAST(unhex(value->>1) AS TEXT), CAST(unhex(value->>2) AS TEXT), "
+    "value->>3, value->>4, value->>5 FROM json_each(?)"
+)
 _DELETE = "DELETE FROM docs WHERE collection=? AND id=?"
+
+
+def _rows_json(puts: list[tuple]) -> bytes:
+    """The puts as a JSON array, one per (collection, id): the newest wins, as it would in order."""
+    newest = {(c[1], c[2]): c for c in puts}
+    return orjson.dumps([(c[1].encode("utf-8").hex(), c[2].encode("utf-8").hex(), c[3].hex(), c[4], c[5], c[6])
+                         for c in newest.values()])
 
 
 def index_name(collection: str, field: str) -> str:
@@ -107,7 +124,7 @@ class DocStore:
         conn = self.conn
         with conn:
             if changes and all(c[0] == PUT for c in changes):
-                conn.executemany(_UPSERT, [(c[1], c[2], c[3].decode("utf-8"), c[4], c[5], c[6]) for c in changes])
+                conn.execute(_UPSERT_ROWS, (_rows_json(changes),))
             else:
                 for c in changes:
                     if c[0] == PUT:
