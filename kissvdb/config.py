@@ -127,6 +127,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HNSW_EF_CONSTRUCTION", "hnsw_ef_construction", 200, _int(8), "HNSW build breadth"),
     Setting("HNSW_EF_SEARCH", "hnsw_ef_search", 64, _int(1), "HNSW search breadth (a search may ask for another ef)"),
     Setting("HNSW_SEGMENT_VECTORS", "hnsw_segment_vectors", 16384, _int(256), "vectors in the mutable HNSW segment before it seals"),
+    Setting("HNSW_MERGE_THREADS", "hnsw_merge_threads", max(1, (os.cpu_count() or 1) - 1), _int(1),
+            "threads of a background HNSW segment merge (default: every CPU but one, so serving keeps a core)"),
     Setting("DISKANN_MAX_DEGREE", "diskann_max_degree", 48, _int(4), "Vamana graph degree"),
     Setting("DISKANN_BUILD_THREADS", "diskann_build_threads", os.cpu_count() or 1, _int(1), "graph build threads"),
     Setting("DISKANN_SEARCH_LIST_SIZE", "diskann_search_list_size", 64, _int(8), "Vamana beam width"),
@@ -209,6 +211,7 @@ class Settings:
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 64
     hnsw_segment_vectors: int = 16384
+    hnsw_merge_threads: int = field(default_factory=lambda: max(1, (os.cpu_count() or 1) - 1))
     diskann_max_degree: int = 48
     diskann_build_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     diskann_search_list_size: int = 64

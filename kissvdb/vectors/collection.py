@@ -92,7 +92,7 @@ class VectorParams:
                    ivf_training_sample=s.ivf_training_sample, ivf_min_train_vectors=s.ivf_min_train_vectors,
                    ivf_retrain_min_deltas=s.ivf_retrain_min_deltas, q8_refine_topk=s.q8_refine_topk,
                    hnsw=HnswParams(m=s.hnsw_m, ef_construction=s.hnsw_ef_construction, ef_search=s.hnsw_ef_search,
-                                   mutable_cap=s.hnsw_segment_vectors),
+                                   mutable_cap=s.hnsw_segment_vectors, merge_threads=s.hnsw_merge_threads),
                    fsync=not getattr(s, "memory", False),
                    diskann=DiskAnnParams(s.diskann_max_degree, s.diskann_build_threads, s.diskann_search_list_size),
                    diskann_rebuild_share=s.diskann_rebuild_share, **extra)

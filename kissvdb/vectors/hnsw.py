@@ -41,7 +41,10 @@ class HnswParams:
     ef_construction: int = _DEFAULTS.hnsw_ef_construction
     ef_search: int = _DEFAULTS.hnsw_ef_search
     mutable_cap: int = _DEFAULTS.hnsw_segment_vectors
-    threads: int = max(1, os.cpu_count() or 1)
+    threads: int = max(1, os.cpu_count() or 1)  # adding a batch a write asked for
+    # A merge is background work that can run for minutes: with every core it starved the
+    # event loop (PUT@1 p99 8.5 ms during a 240k-row merge on 2 CPUs; BENCHMARKS.md).
+    merge_threads: int = _DEFAULTS.hnsw_merge_threads
 
 
 class WouldBlock(Exception):
@@ -128,10 +131,10 @@ def load_index(path: str, dim: int, p: HnswParams, capacity: int | None = None) 
 
 
 def build_segment(dim: int, labels: np.ndarray, units: np.ndarray, p: HnswParams) -> Segment:
-    """A sealed segment over `units` (labels = vnos), built with every thread."""
+    """A sealed segment over `units` (labels = vnos), built with `merge_threads` threads."""
     idx = new_index(dim, len(labels), p)
     if len(labels):
-        idx.add_items(units, labels, num_threads=p.threads)
+        idx.add_items(units, labels, num_threads=p.merge_threads)
     return Segment(idx, None, sealed=True)
 
 
