@@ -12,6 +12,7 @@ Synchronous; one owner (the model's actor). Subclasses decide and turn events in
 from __future__ import annotations
 
 from collections import OrderedDict
+from itertools import islice
 
 
 class CachedState:
@@ -58,16 +59,17 @@ class CachedState:
         self._evict()
 
     def _evict(self) -> None:
+        """Drop the least recently used keys past `cache_items`, skipping pinned and dirty ones.
+
+        Looks at the oldest `excess + 64` keys only: this runs on every load and every commit,
+        so it must not cost in proportion to the cache (copying every key took tens of ms per
+        put once a large cache was full)."""
         excess = len(self._cache) - self.cache_items
         if excess <= 0:
             return
-        for key in list(self._cache.keys())[: excess + 64]:
-            if excess <= 0:
-                break
-            if key in self._pins or key in self._dirty:
-                continue
+        victims = [k for k in islice(self._cache, excess + 64) if k not in self._pins and k not in self._dirty]
+        for key in victims[:excess]:
             del self._cache[key]
-            excess -= 1
 
     def _current(self, key, now_ms: int):
         if key in self._inflight:

@@ -240,3 +240,17 @@ def test_a_batch_is_stored_byte_exact_and_the_newest_write_of_a_key_wins(tmp_pat
     assert got["dup"] == items[3]
     assert type(got["dup"].value) is bytes and again.applied_offset("kv") == 13
     again.close()
+
+
+def test_a_full_cache_evicts_least_recently_used_keys_but_never_pinned_ones():
+    """Past `cache_items`, the least recently used keys go first; a key being decided (pinned)
+    stays, so a decision never has to read it again mid-way."""
+    state = KvState(KvLimits(max_key_len=16, max_json_bytes=64), cache_items=3)
+    state.loaded({"a": None, "b": None, "c": None})
+    state.lookup("a")  # used: now the most recent; order b, c, a
+    state.pin(["b"])
+    state.loaded({"d": None, "e": None})  # b is oldest but pinned: c and a go
+    assert {k for k in "abcde" if k not in state.missing([k])} == {"b", "d", "e"}
+    state.unpin(["b"])
+    state.loaded({"f": None})  # b is the oldest and free now
+    assert {k for k in "bdef" if k not in state.missing([k])} == {"d", "e", "f"}
