@@ -43,7 +43,7 @@ class HnswParams:
     mutable_cap: int = _DEFAULTS.hnsw_segment_vectors
     threads: int = max(1, os.cpu_count() or 1)  # adding a batch a write asked for
     # A merge is background work that can run for minutes: with every core it starved the
-    # event loop (PUT@1 p99 8.5 ms during a 240k-row merge on 2 CPUs; BENCHMARKS.md).
+    # event loop (PUT@1 p99 10.7 ms, not 3.7, during a 240k-row merge on 2 CPUs; BENCHMARKS.md).
     merge_threads: int = _DEFAULTS.hnsw_merge_threads
 
 
