@@ -13,15 +13,23 @@ from tests.loop_hold import LOOP_HOLD_MAX_S, run_within_budget
 
 
 class Health:
-    """A stand-in for GET /v1/health: answers at once with `status_code`."""
+    """A stand-in for GET /v1/health: answers at once with `status_code`; `called` is set once
+    the probe has asked, so a test's work can wait for the probe instead of sleeping."""
 
     def __init__(self, status_code: int = 200):
         self.status_code = status_code
         self.calls = 0
+        self.called = trio.Event()
+
+    async def asked(self) -> None:
+        """Wait for the probe's next call (run_within_budget runs `work` more than once)."""
+        self.called = trio.Event()
+        await self.called.wait()
 
     async def get(self):
         self.calls += 1
-        await trio.sleep(0.001)
+        self.called.set()
+        await trio.lowlevel.checkpoint()
         return self
 
 
@@ -35,8 +43,9 @@ async def test_a_loop_that_only_awaits_is_within_budget():
     health = Health()
 
     async def work():
+        await health.asked()
         for _ in range(20):
-            await trio.sleep(0.002)
+            await trio.lowlevel.checkpoint()
         return "done"
 
     with trio.fail_after(10):
@@ -46,29 +55,35 @@ async def test_a_loop_that_only_awaits_is_within_budget():
 
 async def test_cpu_work_on_the_loop_fails_on_the_first_run():
     runs = []
+    health = Health()
 
     async def work():
         runs.append(1)
-        await trio.sleep(0.01)  # let the probe start
+        await health.asked()  # the probe has started
         spin(LOOP_HOLD_MAX_S * 1.5)
 
     with trio.fail_after(10), pytest.raises(AssertionError, match="CPU"):
-        await run_within_budget(Health().get, work)
+        await run_within_budget(health.get, work)
     assert runs == [1]
 
 
 async def test_a_blocking_call_on_the_loop_fails_every_run():
+    health = Health()
+
     async def work():
-        await trio.sleep(0.01)
-        time.sleep(LOOP_HOLD_MAX_S * 1.5)  # no CPU, but the loop is held all the same
+        await health.asked()
+        time.sleep(LOOP_HOLD_MAX_S * 1.5)  # the blocking call under test: no CPU, but the loop is held
 
     with trio.fail_after(10), pytest.raises(AssertionError, match="wall-time budget exceeded on every run"):
-        await run_within_budget(Health().get, work)
+        await run_within_budget(health.get, work)
 
 
 async def test_a_failing_health_endpoint_fails():
+    health = Health(503)
+
     async def work():
-        await trio.sleep(0.01)
+        await health.asked()
+        await trio.lowlevel.checkpoint()  # the probe records its answer
 
     with trio.fail_after(10), pytest.raises(AssertionError, match="status 503"):
-        await run_within_budget(Health(503).get, work)
+        await run_within_budget(health.get, work)

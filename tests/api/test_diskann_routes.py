@@ -4,10 +4,9 @@ automatic rebuild, a restart serving the built index without a rebuild, and coll
 other kinds (IVF_FLAT_Q8 ones stay IVF)."""
 
 import numpy as np
-import trio
 
 from tests.api.conftest import open_api
-from tests.helpers import assert_error
+from tests.helpers import assert_error, wait_until
 
 C = "/v1/vector/dk"
 DIM = 8
@@ -43,13 +42,15 @@ async def search(api, vec, k=5, filters=None):
 
 
 async def wait_status(api, ok, what: str) -> dict:
-    """Poll GET status (bounded) until `ok(status)`."""
-    with trio.fail_after(60):
-        while True:
-            st = (await api.get(f"{C}/diskann/status")).json()
-            if ok(st):
-                return st
-            await trio.sleep(0.02)
+    """GET status until `ok(status)`, through the suite's bounded poll (tests/helpers.py)."""
+    seen: list[dict] = []
+
+    async def reached() -> bool:
+        seen.append((await api.get(f"{C}/diskann/status")).json())
+        return ok(seen[-1])
+
+    await wait_until(reached, timeout=60, describe=lambda: f"waiting for {what}; last status {seen[-1:]}")
+    return seen[-1]
 
 
 async def test_create_and_status_before_any_build(api):
