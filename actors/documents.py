@@ -21,11 +21,11 @@ from kissvdb.documents.query import FindQuery, compile_find, encode_cursor
 from kissvdb.documents.state import DocExpire, DocItem, DocLimits, DocPut, DocState
 from kissvdb.documents.table import DocStore
 from kissvdb.errors import Unavailable
-from kissvdb.recovery import docs_replay, replay
+from kissvdb.recovery import docs_replay
 
 from kissvdb.actors.doc_readers import DocReaderPool
 from kissvdb.actors.sql import effective_time_limit_ms
-from kissvdb.actors.store_actor import StoreActor
+from kissvdb.actors.store_actor import StoreActor, reopen_and_replay
 from kissvdb.actors.supervisor import supervise
 from kissvdb.actors.write_actor import Pending
 
@@ -98,13 +98,7 @@ class DocService:
     async def _build(self) -> DocActor:
 
         s = self.settings
-        if self.store is not None:
-            old, self.store = self.store, None
-            await self.thread.run(old.close)
-        self.store = await self.thread.run(lambda: DocStore(self.store_path, durable=not s.memory))
-        upto = self.writer.durable_offset
-        # At boot, actors/boot.py replayed the tail into every materializer: nothing to read.
-        await self.thread.run(lambda: replay(self.wal_log, upto, [docs_replay(self.store)]))
+        await reopen_and_replay(self, lambda: DocStore(self.store_path, durable=not s.memory), docs_replay)
         state = DocState(self.limits, s.doc_cache_items)
 
         actor = DocActor(state, self.store, self.thread, self.writer, inbox_size=s.inbox_requests_max,

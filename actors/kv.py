@@ -16,10 +16,10 @@ import trio
 from kissvdb.events import STATE_UPDATED
 from kissvdb.kv.state import Along, BatchPut, Delete, Expire, KvLimits, KvState, Put, StateItem
 
-from kissvdb.recovery import kv_replay, replay
+from kissvdb.recovery import kv_replay
 from kissvdb.statedb.file import StateStore
 
-from kissvdb.actors.store_actor import StoreActor
+from kissvdb.actors.store_actor import StoreActor, reopen_and_replay
 from kissvdb.actors.supervisor import supervise
 from kissvdb.actors.write_actor import Pending
 
@@ -112,13 +112,7 @@ class KvService:
     async def _build(self) -> KvActor:
         """A fresh KV actor from durable state: (re)open state.sqlite and replay the WAL tail."""
         s = self.settings
-        if self.store is not None:
-            old, self.store = self.store, None
-            await self.thread.run(old.close)
-        self.store = store = await self.thread.run(lambda: StateStore(self.store_path, durable=not s.memory))
-        upto = self.writer.durable_offset
-        # At boot, actors/boot.py replayed the tail into every materializer: nothing to read.
-        await self.thread.run(lambda: replay(self.wal_log, upto, [kv_replay(store)]))
+        store = await reopen_and_replay(self, lambda: StateStore(self.store_path, durable=not s.memory), kv_replay)
         # Make the replayed state durable now, so retention and metrics start from a real
         # checkpoint instead of waiting for the first periodic one.
         durable = await self.thread.run(store.checkpoint)

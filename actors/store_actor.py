@@ -23,6 +23,8 @@ from collections import deque
 
 import trio
 
+from kissvdb.recovery import replay
+
 from kissvdb.actors.mailbox import Request
 from kissvdb.actors.write_actor import Queued, WriteActor
 
@@ -196,3 +198,17 @@ class StoreActor(WriteActor):
         offsets = await self.thread.run(self.store.checkpoint)
         self._release_committed()  # an idle actor's last commits
         return offsets
+
+
+async def reopen_and_replay(service, open_store, materializer):
+    """(Re)open a store service's state.sqlite connection on its thread and replay the WAL tail
+    into it: the start of every build of the KV and document actors (first and after a crash).
+    `service` has `store`, `thread`, `writer` and `wal_log`; returns the new store."""
+    if service.store is not None:
+        old, service.store = service.store, None
+        await service.thread.run(old.close)
+    service.store = store = await service.thread.run(open_store)
+    upto = service.writer.durable_offset
+    # At boot, actors/boot.py replayed the tail into every materializer: nothing to read.
+    await service.thread.run(lambda: replay(service.wal_log, upto, [materializer(store)]))
+    return store
