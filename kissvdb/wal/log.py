@@ -1,4 +1,4 @@
-"""The WAL segment set: append a batch -> offsets, sync, read from an offset, retention.
+"""The WAL segment set: append a batch -> offsets, sync; the state readers and retention share.
 
 `WalLog` owns the files `events-NNNNNN.log` in one directory. It guarantees:
 - offsets are one global sequence, never reused: `next_offset` starts at
@@ -17,61 +17,33 @@
 It never decides what to do about a failed fsync: it raises, marks itself broken (every later
 append/sync raises `PersistenceError(outcome_unknown=True)`) and the caller stops (fail-stop).
 It never imports trio: the WAL writer actor calls it from a worker thread.
+Opening is in kissvdb/wal/open.py, reading from an offset in kissvdb/wal/reader.py, listing
+and dropping checkpointed segments in kissvdb/wal/retention.py; `WalLog` keeps thin methods
+for them, so callers see one object.
 """
 
 from __future__ import annotations
 
-import bisect
 import logging
 import os
-import struct
 import threading
-import zlib
-from dataclasses import dataclass
-from itertools import takewhile
 
-from kissvdb.errors import Corruption, PersistenceError
+from kissvdb.errors import PersistenceError
 from kissvdb.fsutil import fsync_dir
 from kissvdb.wal import format as wal_format
+from kissvdb.wal import reader as wal_reader
+from kissvdb.wal import retention as wal_retention
 from kissvdb.wal import segment as wal_segment
 from kissvdb.wal import sidecar as wal_sidecar
-from kissvdb.wal.format import FRAME_OVERHEAD_BYTES, HEADER_BYTES, RECORD_MAX_BYTES
+from kissvdb.wal.format import FRAME_OVERHEAD_BYTES, HEADER_BYTES
 from kissvdb.wal.open import Segment, open_segments
+from kissvdb.wal.reader import OffsetNotRetained
+from kissvdb.wal.retention import SegmentInfo
 from kissvdb.wal.segment import INDEX_EVERY
 
 LOGGER_NAME = "kissvdb.wal"
 
-# Record head [u32 length][u32 crc], as wal/format.py writes it. read() parses it inline
-# because it is the change stream's hot loop (100k+ records per replay).
-_FRAME_HEAD = struct.Struct("<II")
-assert _FRAME_HEAD.size == FRAME_OVERHEAD_BYTES
-
-# A read pulls at least this much per pread (fewer syscalls for small records) and at most
-# READ_CHUNK_MAX_BYTES beyond what the current record needs (bounded memory per reader).
-READ_CHUNK_MIN_BYTES = 64 * 1024
-READ_CHUNK_MAX_BYTES = 8 * 1024 * 1024
-
-
-class OffsetNotRetained(Exception):
-    """The requested offset is older than the oldest retained one (retention dropped it).
-
-    `first_offset` is the oldest offset still readable; a change-stream reader reports a gap
-    and continues from there.
-    """
-
-    def __init__(self, first_offset: int):
-        super().__init__(f"offset no longer retained; the oldest retained offset is {first_offset}")
-        self.first_offset = first_offset
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentInfo:
-    path: str
-    seq: int
-    first_offset: int
-    last_offset: int  # first_offset - 1 when the segment holds no record
-    size_bytes: int
-    mtime_s: float
+__all__ = ["LOGGER_NAME", "OffsetNotRetained", "SegmentInfo", "WalLog"]  # the last two live in reader/retention
 
 
 class _Chunk:
@@ -87,10 +59,6 @@ class _Chunk:
         self.end = end  # segment byte end after this chunk
         self.last = 0  # byte position and frame head of the chunk's last record
         self.last_head = b""
-
-
-def _first_offset_of(segment: Segment) -> int:
-    return segment.first_offset
 
 
 class WalLog:
@@ -421,169 +389,28 @@ class WalLog:
                 for retired_fd in retired:
                     os.close(retired_fd)
 
-    # ---------------------------------------------------------------------------- read
+    # -------------------------------------------------------------- read (kissvdb/wal/reader.py)
 
     def read(self, start: int, end: int, max_bytes: int) -> list[tuple[int, bytes]]:
-        """Records with start <= offset <= end, oldest first, as (offset, payload).
+        """Records with start <= offset <= end, oldest first; see kissvdb/wal/reader.py."""
+        return wal_reader.read(self, start, end, max_bytes)
 
-        Stops before a record that would take the payload total past `max_bytes`, but always
-        returns at least one record if any exists in range. Offsets in a hole are simply
-        absent. Raises OffsetNotRetained if start < first_offset or a segment is deleted by
-        retention while being read; Corruption if a record's CRC no longer matches.
-        Thread-safe: runs concurrently with append/sync/retain, each call on its own fds.
-        """
-        with self._lock:
-            if self._closed:
-                raise ValueError("WAL is closed")
-            if start < self._first_offset:
-                raise OffsetNotRetained(self._first_offset)
-            end = min(end, self._last_offset)
-            if end < start:
-                return []
-            segments = self._segments
-            i = max(bisect.bisect_right(segments, start, key=_first_offset_of) - 1, 0)
-            plan = []
-            while i < len(segments) and segments[i].first_offset <= end:
-                segment = segments[i]
-                i += 1
-                if segment.count == 0 or segment.end_offset <= start:
-                    continue
-                low = max(start - segment.first_offset, 0)
-                high = min(end - segment.first_offset, segment.count - 1)
-                block = low // INDEX_EVERY
-                after = high // INDEX_EVERY + 1
-                limit = segment.sparse[after] if after < len(segment.sparse) else segment.end
-                base = segment.first_offset
-                plan.append((segment.path, segment.sparse[block], limit, base + block * INDEX_EVERY, base + low, base + high))
-        out: list[tuple[int, bytes]] = []
-        total = 0
-        for path, position, limit, offset, low, high in plan:
-            total, full = self._read_range(out, total, max_bytes, path, position, limit, offset, low, high)
-            if full:
-                break
-        self.records_read += len(out)  # a statistic (concurrent readers may race on it)
-        return out
-
-    def _read_range(self, out, total, max_bytes, path, position, limit, offset, low, high) -> tuple[int, bool]:
-        """Append records low..high of one segment to `out`, walking from `position` (the byte
-        where record `offset` starts) and never reading at or past byte `limit`."""
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise OffsetNotRetained(self._first_offset) from None
-        chunk_bytes = min(max(max_bytes, READ_CHUNK_MIN_BYTES), READ_CHUNK_MAX_BYTES)
-        unpack = _FRAME_HEAD.unpack_from
-        crc32 = zlib.crc32  # over the 4 length bytes + payload, as wal/format.py defines
-        try:
-            buf = b""
-            base = position  # file position of buf[0]
-            at = 0  # index in buf of the frame for `offset`
-            while offset <= high:
-                if len(buf) - at < FRAME_OVERHEAD_BYTES:
-                    buf, base, at = self._refill(fd, path, buf, base, at, FRAME_OVERHEAD_BYTES, limit, chunk_bytes)
-                length, crc = unpack(buf, at)
-                if length == 0 or length > RECORD_MAX_BYTES:
-                    raise Corruption(path, base + at, f"invalid length {length} (read of offset {offset})")
-                stop = at + FRAME_OVERHEAD_BYTES + length
-                if stop > len(buf):
-                    buf, base, at = self._refill(fd, path, buf, base, at, stop - at, limit, chunk_bytes)
-                    stop = at + FRAME_OVERHEAD_BYTES + length
-                if offset >= low:
-                    if out and total + length > max_bytes:
-                        return total, True
-                    payload = buf[at + FRAME_OVERHEAD_BYTES : stop]
-                    if crc32(payload, crc32(buf[at : at + 4])) != crc:
-                        raise Corruption(path, base + at, f"crc mismatch (read of offset {offset})")
-                    out.append((offset, payload))
-                    total += length
-                at = stop
-                offset += 1
-            return total, False
-        finally:
-            os.close(fd)
-
-    @staticmethod
-    def _refill(fd, path, buf, base, at, need, limit, chunk_bytes) -> tuple[bytes, int, int]:
-        """Keep buf[at:], read more after it so that at least `need` bytes are buffered."""
-        rest = buf[at:]
-        base += at
-        have_to = base + len(rest)
-        want = min(max(need - len(rest), chunk_bytes), limit - have_to)
-        if len(rest) + want < need:
-            raise Corruption(path, base, f"record runs past the written end of the segment (byte {limit})")
-        data = os.pread(fd, want, have_to)
-        if len(rest) + len(data) < need:
-            raise Corruption(path, base, f"segment is shorter than the {limit} bytes written to it")
-        return rest + data, base, 0
-
-    # ------------------------------------------------------------------------ segments
+    # ------------------------------------------------- segments (kissvdb/wal/retention.py)
 
     @property
     def retained_bytes(self) -> int:
-        """Bytes of every retained segment (what the WAL holds on disk, give or take a sidecar)."""
-        with self._lock:
-            return sum(s.end for s in self._segments)
+        """Bytes of every retained segment; see kissvdb/wal/retention.py."""
+        return wal_retention.retained_bytes(self)
 
     def segments(self) -> list[SegmentInfo]:
-        """The retained segments, oldest first (mtime_s is 0.0 for a file that just vanished)."""
-        with self._lock:
-            rows = [(s.path, s.seq, s.first_offset, s.end_offset - 1, s.end) for s in self._segments]
-        return [SegmentInfo(path, seq, first, last, size, _mtime(path)) for path, seq, first, last, size in rows]
+        """The retained segments, oldest first; see kissvdb/wal/retention.py."""
+        return wal_retention.segments(self)
 
     def retain(
         self, checkpointed_offset: int, keep_segments: int, min_bytes: int, min_age_s: float, now_s: float
     ) -> list[str]:
-        """Delete old segments that no reader of durable state needs; return their paths.
-
-        A segment is deleted only if it is closed (never the newest one, which the next append
-        continues or follows), fully checkpointed (last_offset <= checkpointed_offset), not
-        among the newest `keep_segments` such segments, older than `min_age_s` (by mtime,
-        against the caller's clock `now_s`), and if the segments left still hold `min_bytes`.
-        Oldest first, stopping at the first one that must stay, so retained offsets stay one
-        contiguous range. The directory is fsynced afterwards.
-        """
-        with self._retain_lock:
-            with self._lock:
-                if self._closed:
-                    raise ValueError("WAL is closed")
-                closed = self._segments[:-1]
-                checkpointed = list(takewhile(lambda s: s.end_offset - 1 <= checkpointed_offset, closed))
-                deletable = checkpointed[: max(len(checkpointed) - keep_segments, 0)]
-                retained_bytes = sum(s.end for s in self._segments)
-            victims = []
-            for segment in deletable:
-                if retained_bytes - segment.end < min_bytes:
-                    break
-                if _mtime(segment.path) > now_s - min_age_s:
-                    break
-                victims.append(segment)
-                retained_bytes -= segment.end
-            removed: list[str] = []
-            for segment in victims:
-                with self._lock:
-                    # Only retain removes segments and only from the front, so this holds.
-                    assert self._segments[0] is segment
-                    del self._segments[0]
-                    self._first_offset = self._oldest_record_offset()
-                    self._dir_dirty = True
-                try:
-                    os.unlink(segment.path)
-                except FileNotFoundError:
-                    pass
-                except OSError:
-                    with self._lock:
-                        self._segments.insert(0, segment)
-                        self._first_offset = self._oldest_record_offset()
-                    raise
-                try:
-                    wal_sidecar.remove(segment.path)
-                except OSError as exc:  # an orphan sidecar is harmless: no segment gets its name again
-                    self._logger.warning("WAL: could not delete the index sidecar of %s (%s)", segment.path, exc)
-                removed.append(segment.path)
-                self._logger.info("WAL: retention removed %s (offsets %d..%d)", segment.path, segment.first_offset, segment.end_offset - 1)
-            if removed and self._fsync:
-                fsync_dir(self._directory)
-            return removed
+        """Delete old checkpointed segments; return their paths. See kissvdb/wal/retention.py."""
+        return wal_retention.retain(self, checkpointed_offset, keep_segments, min_bytes, min_age_s, now_s)
 
     # --------------------------------------------------------------------------- close
 
@@ -608,9 +435,3 @@ class WalLog:
     def __repr__(self) -> str:
         return f"WalLog({self._directory!r}, offsets {self._first_offset}..{self._last_offset}, next {self._next_offset})"
 
-
-def _mtime(path: str) -> float:
-    try:
-        return os.stat(path).st_mtime
-    except FileNotFoundError:
-        return 0.0
