@@ -5,40 +5,41 @@ KV to the KV actor (actors/kv.py), documents to DocService (actors/documents.py)
 VectorManager and its collection actors (actors/vectors.py), SQL to SqlService, API keys to
 KeyService, the change stream to the Broadcaster. Writes go through one call path
 (actors/write_actor.py `call`). Building and stopping an engine, in order, is actors/boot.py.
+
+The longer jobs behind a few methods live beside it, each one idea, and the methods here are
+thin calls into them: the /metrics series (actors/metrics.py), a checkpoint and WAL retention
+(actors/checkpoints.py), the collection listings (actors/vector_listing.py) and the /search
+requests (actors/search_requests.py).
 """
 
 from __future__ import annotations
 
-import logging
-import math
 import time
 
-import orjson
 import trio
 
 from kissvdb.config import Settings
 from kissvdb.documents.query import FindQuery, json_path
 from kissvdb.documents.state import DocDelete, DocExpire, DocItem, DocPut, check_collection, check_doc_key
 from kissvdb.errors import (
-    AlreadyExists, Conflict, Forbidden, InvalidArgument, KissError, NotEnabled, NotFound, PayloadTooLarge, Unavailable,
+    Conflict, Forbidden, InvalidArgument, KissError, NotEnabled, NotFound, PayloadTooLarge, Unavailable,
 )
 from kissvdb.events import RawJson
 from kissvdb.kv.state import BatchPut, Delete, Expire, Put, StateItem, check_key, check_user_writable
-from kissvdb.search.changes import SEARCH_COLLECTION, vector_items
-from kissvdb.search.query import SearchDimMismatch, check_dims
-from kissvdb.search.query import search as search_query
-from kissvdb.search.request import DEFAULT_LIMITS as SEARCH_DEFAULT_LIMITS
+from kissvdb.search.changes import SEARCH_COLLECTION
 from kissvdb.search.request import SearchDocument, SearchLimits, SearchRequest
 from kissvdb.sql.result import JsonChunks
 from kissvdb.vectors.collection import INDEX_KINDS
 from kissvdb.vectors.disk_index import idle_status
 from kissvdb.vectors.filters import compile_filter
 from kissvdb.vectors.state import (
-    KEEP, AddVector, DeleteBatch, DeleteVector, DimMismatch, Item, ItemError, UpdateVector, UpsertBatch, UpsertVector,
+    KEEP, AddVector, DeleteBatch, DeleteVector, DimMismatch, ItemError, UpdateVector, UpsertBatch, UpsertVector,
     VectorLimits, check_id, check_item_shape, check_vector_shape,
 )
 from kissvdb.vectors.store import check_collection_name
 
+from kissvdb.actors import checkpoints, search_requests, vector_listing
+from kissvdb.actors import metrics as metric_series
 from kissvdb.actors.auth_keys import KeyService
 from kissvdb.actors.cdc import Broadcaster
 from kissvdb.actors.documents import DocService
@@ -48,11 +49,8 @@ from kissvdb.actors.sql import SqlService
 from kissvdb.actors.threads import DedicatedThread
 from kissvdb.actors.ttl import Expiring, sweep_once
 from kissvdb.actors.vector_manager import VectorManager
-from kissvdb.actors.vectors import manifest_key
 from kissvdb.actors.wal import WalWriter
 from kissvdb.actors.write_actor import call
-
-log = logging.getLogger("kissvdb.engine")
 
 LIST_LIMIT_MAX = 1000
 
@@ -67,14 +65,6 @@ def _docs_gone() -> Unavailable:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _manifest_only_entry(name: str, m: dict) -> dict:
-    """A GET /v1/vector entry for a collection that is not loaded: what its manifest says."""
-    return {"collection": name, "dim": m.get("dim", 0), "metric": m.get("metric", "cosine"),
-            "live_count": 0, "total_records": 0, "upsert_count": 0, "file_len": 0, "applied_offset": 0,
-            "created_at_ms": m.get("created_at_ms"), "updated_at_ms": m.get("updated_at_ms"),
-            "segments": None, "deleted_count": None}
 
 
 def _collection_gone() -> NotFound:
@@ -270,72 +260,12 @@ class Engine:
         await self._vm().drop(name)
         return True
 
-    async def _kv_manifest(self, name: str):
-        try:
-            item = await self.kv_get(manifest_key(name))
-        except NotFound:
-            return None
-        try:
-            return orjson.loads(item.value)
-        except orjson.JSONDecodeError:
-            return None
-
     async def vector_list(self) -> list[dict]:
-        """Every collection, sorted by name. `status` (kissvdb addition) is `ready`, `quarantined`
-        (503 on its routes; `reason` says why) or `manifest_only` (known from its KV manifest key
-        alone, as the contract's fallback)."""
-        vm = self._vm()
-        out = {}
-        for name, c in sorted(vm.store.collections.items()):
-            info = c.info()
-            out[name] = {"collection": name, "dim": c.dim, "metric": c.metric, "live_count": info["live_count"],
-                         "total_records": info["total_records"], "upsert_count": info["upsert_count"],
-                         "file_len": info["file_len"], "applied_offset": info["applied_offset"],
-                         "created_at_ms": c.created["created_at_ms"], "updated_at_ms": c.created["created_at_ms"],
-                         "segments": info["segments"], "deleted_count": info["deleted_count"],
-                         "index": c.kind, "status": "ready"}
-            if info["diskann"] is not None:
-                out[name]["diskann"] = info["diskann"]
-        manifests = {}
-        for item in await self.kv_list("vector:", 1000):
-            key = item.key
-            if not key.endswith(":manifest"):
-                continue
-            try:
-                m = orjson.loads(item.value)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(m, dict):
-                manifests[key[len("vector:"):-len(":manifest")]] = m
-        for q in vm.store.quarantined.values():
-            if q.name is not None:
-                out[q.name] = dict(_manifest_only_entry(q.name, manifests.get(q.name, q.facts)), status="quarantined",
-                                   reason=q.reason)
-        # A manifest key without a collection (written by hand) still yields an entry.
-        for name, m in manifests.items():
-            if name not in out:
-                out[name] = dict(_manifest_only_entry(name, m), status="manifest_only")
-        return [out[k] for k in sorted(out)]
+        """Every collection, sorted by name, with its status (actors/vector_listing.py)."""
+        return await vector_listing.vector_list(self)
 
     async def vector_info(self, name: str) -> dict:
-        self._check_name(name)
-        vm = self._vm()
-        vm.check_not_quarantined(name)
-        c = vm.store.collections.get(name)
-        manifest = await self._kv_manifest(name)
-        if c is None:
-            if manifest is None or not isinstance(manifest, dict):
-                raise NotFound("collection not found", field="collection")
-            return {"collection": name, "dim": manifest.get("dim"), "metric": manifest.get("metric"), "count": 0,
-                    "created_at_ms": manifest.get("created_at_ms"), "updated_at_ms": manifest.get("updated_at_ms"),
-                    "manifest": manifest, "notes": "using manifest fallback", "segments": None, "deleted": None}
-        info = c.info()
-        return {"collection": name, "dim": c.dim, "metric": c.metric, "count": info["live_count"],
-                "created_at_ms": c.created["created_at_ms"], "updated_at_ms": c.created["created_at_ms"],
-                "manifest": manifest, "notes": None, "segments": info["segments"], "deleted": info["deleted_count"],
-                "index": c.kind, "total_records": info["total_records"], "file_len": info["file_len"],
-                "applied_offset": info["applied_offset"], "runs": info["runs"],
-                "ivf_trained": info["ivf_trained"], "ivf_lists": info["ivf_lists"], "diskann": info["diskann"]}
+        return await vector_listing.vector_info(self, name)
 
     # -- mutations ---------------------------------------------------------------------------
 
@@ -475,107 +405,29 @@ class Engine:
         return actor.c.disk.status()
 
     def vector_metrics(self) -> list[tuple[str, str, float]]:
-        vm = self.vectors
-        if vm is None:
-            return []
-        colls = list(vm.store.collections.values())
-        infos = [c.info() for c in colls]
-        return [
-            ("kissvdb_vector_collections", "gauge", len(colls)),
-            ("kissvdb_vector_quarantined", "gauge", len(vm.store.quarantined)),
-            ("kissvdb_vector_live", "gauge", sum(i["live_count"] for i in infos)),
-            ("kissvdb_vector_records", "gauge", sum(i["total_records"] for i in infos)),
-            ("kissvdb_vector_file_bytes", "gauge", sum(i["file_len"] for i in infos)),
-            ("kissvdb_vector_searches_total", "counter", self.counters.get("vector_search_total", 0)),
-            ("kissvdb_vector_maintenance_total", "counter",
-             sum(a.maintenance_runs for a in vm.actors.values())),
-            ("kissvdb_vector_restarts_total", "counter", vm.restarts),
-            ("kissvdb_vector_search_batches_total", "counter", sum(a.search_batches for a in vm.actors.values())),
-            ("kissvdb_vector_search_batched_total", "counter", sum(a.search_batched for a in vm.actors.values())),
-            ("kissvdb_vector_checkpoint_offset", "gauge", vm.store.checkpointed_floor()),
-        ]
+        return metric_series.vector_metrics(self)
 
     # -- /search (contract §3.10, §5.6): documents in the `_search` vector collection --------
 
     @property
     def search_limits(self) -> SearchLimits:
         """The /search caps, from the vector settings they mirror."""
-        s = self.settings
-        return SearchLimits(content_bytes_max=min(SEARCH_DEFAULT_LIMITS.content_bytes_max, s.max_json_bytes),
-                            docs_per_ingest_max=s.max_vector_batch, ids_per_delete_max=s.max_vector_batch,
-                            top_k_max=s.max_k, group_limit_max=s.max_k, dim_max=s.max_vector_dim)
-
-    def _search_follower(self) -> SearchFollower:
-        if self.search_index is None or self.closing:
-            raise Unavailable("search index unavailable, retry")
-        return self.search_index
-
-    def _search_collection(self):
-        return self._vm().store.collections.get(SEARCH_COLLECTION)
+        return search_requests.search_limits(self)
 
     def search_metrics(self) -> list[tuple[str, str, float]]:
-        index = self.search_index
-        if index is None:
-            return []
-        return [("kissvdb_search_documents", "gauge", len(index.store)),
-                ("kissvdb_search_applied_offset", "gauge", index.store.applied_offset),
-                ("kissvdb_search_checkpoint_offset", "gauge", index.store.durable_offset)]
+        return metric_series.search_metrics(self)
 
     async def search_ingest(self, docs: list[SearchDocument]) -> None:
-        """Upsert `docs` as one batch of the `_search` collection (created, cosine, with the first
-        document's dimension); returns once the search index has applied them."""
-        follower = self._search_follower()
-        coll = self._search_collection()
-        check_dims(docs, None if coll is None else coll.dim)
-        items = vector_items(docs)
-        json_max = self.settings.max_json_bytes
-        for doc, (_vid, _vec, meta) in zip(docs, items):
-            if len(meta) > json_max:  # content escaped as JSON (\u0001 is 6 bytes) can pass its own cap
-                raise PayloadTooLarge(f"content and metadata are {len(meta)} bytes as stored JSON, over "
-                                      f"MAX_JSON_BYTES ({json_max})", field=f"{doc.path}.content")
-        if coll is None:
-            # The in-memory kinds only: /search filters need Collection.search(ids=) over its rows.
-            kind = self.settings.index_kind if self.settings.index_kind in ("HNSW", "IVF_FLAT_Q8", "FLAT") else "HNSW"
-            try:
-                await self._vm().create(SEARCH_COLLECTION, len(docs[0].vector), "cosine", kind)
-            except AlreadyExists:  # another ingest created it meanwhile, maybe with another dim
-                check_dims(docs, self._search_collection().dim)
-        results = await self._call_vector(SEARCH_COLLECTION, UpsertBatch(tuple(
-            Item(vid, vec, meta) for vid, vec, meta in items)))
-        await follower.catch_up()
-        for doc, r in zip(docs, results):
-            # Checked above; the collection refuses an item only if its dimension changed under
-            # us (a `_search` made by hand before it was reserved). The other items are stored.
-            if r["status"] == "error":
-                error = SearchDimMismatch if r["error"]["error"] == "dim_mismatch" else InvalidArgument
-                raise error(r["error"]["message"], field=f"{doc.path}.vector")
+        """Upsert `docs` into the `_search` collection; returns once the search index applied them."""
+        await search_requests.search_ingest(self, docs)
 
     async def search_delete(self, ids: list[int]) -> list[bool]:
         """Delete documents by id; per id, whether it existed. Returns once the index applied it."""
-        follower = self._search_follower()
-        if self._search_collection() is None:
-            return [False] * len(ids)
-        results = await self._call_vector(SEARCH_COLLECTION, DeleteBatch(tuple(str(i) for i in ids)))
-        await follower.catch_up()
-        return [r["status"] == "deleted" for r in results]
+        return await search_requests.search_delete(self, ids)
 
     async def search(self, req: SearchRequest, deadline: float | None = None) -> dict:
-        """One /search answer, computed on the search index's thread (BM25 there, vectors from
-        the collection) and stopped at the request's deadline."""
-        follower = self._search_follower()
-        coll = self._search_collection()
-        trio_deadline = trio.current_effective_deadline() if deadline is None else deadline
-        until = None if math.isinf(trio_deadline) else time.monotonic() + (trio_deadline - trio.current_time())
-
-        def rank_vectors(query, limit: int, allowed):
-            if coll is None:
-                return []
-            ids = None if allowed is None else {str(i) for i in allowed}
-            hits = coll.search(query, limit, ids=ids, deadline=until)
-            return [(int(h.id), h.score) for h in hits if h.id.isdigit()]
-
-        dim = None if coll is None else coll.dim
-        return await follower.run(lambda store: search_query(req, store, rank_vectors, dim, until))
+        """One /search answer, stopped at the request's deadline."""
+        return await search_requests.search(self, req, deadline)
 
     # -- change stream -------------------------------------------------------------------
 
@@ -600,26 +452,7 @@ class Engine:
 
     async def checkpoint(self) -> None:
         """Make every materializer durable up to its applied offset, then apply WAL retention."""
-        actor = self.kv_actor
-        if actor is None:
-            return
-        offsets = await actor.checkpoint()
-        self.checkpointed["kv"] = offsets.get("kv", 0)
-        if self.docs is not None:
-            self.checkpointed.update(await self.docs.checkpoint())
-        if self.vectors is not None:
-            self.checkpointed["vectors"] = await self.vectors.checkpoint()
-        if self.search_index is not None:
-            self.checkpointed["search"] = await self.search_index.checkpoint()
-        # The retention floor is the smallest checkpointed offset over every materializer.
-        floor = min(self.checkpointed[name] for name in ("kv", "docs", "vectors", "search")
-                    if name in self.checkpointed)
-        s = self.settings
-        removed = await self.writer.run_locked(
-            self.wal_log.retain, floor, s.wal_retention_segments, s.wal_retention_min_bytes,
-            float(s.wal_retention_min_secs), time.time())
-        if removed:
-            log.info("retention: dropped %d WAL segment(s) checkpointed past offset %d", len(removed), floor)
+        await checkpoints.checkpoint(self)
 
     def expiring(self) -> list[Expiring]:
         """The models the TTL sweeper visits: KV keys, then documents."""
@@ -637,32 +470,4 @@ class Engine:
         self.shutdown_requested.set()
 
     def metrics(self) -> list[tuple[str, str, float]]:
-        w = self.writer.statistics()
-        b = self.broadcaster.statistics()
-        kv = self.kv_actor.state.statistics() if self.kv_actor is not None else {}
-        return [
-            ("state_put_total", "counter", self.counters["state_put_total"]),
-            ("state_delete_total", "counter", self.counters["state_delete_total"]),
-            ("vector_ops_total", "counter", self.counters["vector_ops_total"]),
-            ("events_total", "counter", b.published_total),
-            ("sse_clients", "gauge", b.subscribers),
-            ("kissvdb_wal_durable_offset", "gauge", w.durable_offset),
-            ("kissvdb_wal_first_offset", "gauge", self.wal_log.first_offset),
-            ("kissvdb_wal_retained_bytes", "gauge", self.wal_log.retained_bytes),
-            ("kissvdb_wal_batches_total", "counter", w.batches_total),
-            ("kissvdb_wal_records_total", "counter", w.records_total),
-            ("kissvdb_wal_bytes_total", "counter", w.bytes_total),
-            ("kissvdb_wal_fsync_total", "counter", w.fsync_total),
-            ("kissvdb_wal_fsync_seconds_total", "counter", w.fsync_seconds_total),
-            ("kissvdb_wal_batch_records_max", "gauge", w.batch_records_max),
-            ("kissvdb_wal_write_errors_total", "counter", w.write_errors_total),
-            ("kissvdb_wal_failed", "gauge", 1 if w.failed else 0),
-            ("kissvdb_checkpoint_offset", "gauge", self.checkpointed.get("kv", 0)),
-            ("kissvdb_recovery_replayed_events", "gauge", self.recovery_replayed),
-            ("kissvdb_kv_cache_items", "gauge", kv.get("cached", 0)),
-            ("kissvdb_kv_inflight", "gauge", kv.get("inflight", 0)),
-            ("kissvdb_kv_restarts_total", "counter", self.kv.restarts),
-            ("kissvdb_sse_log_reads_total", "counter", b.log_reads_total),
-            ("kissvdb_sse_gaps_total", "counter", b.gaps_total),
-        ] + (self.docs.metrics() if self.docs is not None else []) + (
-            self.sql.metrics() if self.sql is not None else []) + self.vector_metrics() + self.search_metrics()
+        return metric_series.engine_metrics(self)
