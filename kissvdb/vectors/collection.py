@@ -3,7 +3,8 @@
 The background jobs that rework a collection live in their own modules and take it as their
 first argument (Collection keeps thin methods of the same names): IVF training (training.py),
 HNSW segment merging (merge.py), compaction of the run files (compaction.py). So do opening a
-collection from its manifest (loading.py) and checkpointing it (checkpoint.py).
+collection from its manifest (loading.py), checkpointing it (checkpoint.py) and reading a
+published view's rows and metas (rows.py).
 
 Owns the collection directory (layout in runs.py / manifest.py):
 ```
@@ -36,7 +37,6 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
-import orjson
 
 from kissvdb.config import Settings
 from kissvdb.errors import Corruption
@@ -52,6 +52,8 @@ from kissvdb.vectors.diskann.params import DiskAnnParams
 from kissvdb.vectors.disk_index import DiskIndex
 from kissvdb.vectors.metaindex import MetaIndex
 from kissvdb.vectors.search import Searcher
+from kissvdb.vectors import rows as rows_mod
+from kissvdb.vectors.rows import GROUP_KEY_FIELDS_MAX, PARSED_META_KEEP_BYTES  # noqa: F401 (tests import them here)
 from kissvdb.vectors.runs import Run
 from kissvdb.vectors.table import UNPARSED as _UNPARSED
 from kissvdb.vectors.table import Table
@@ -143,16 +145,10 @@ class Hit(NamedTuple):
     meta: bytes | None
 
 
-# Metas up to this many bytes are kept parsed after a filter or group_by read them. A larger one
-# is parsed again each time: kept, its objects would stay on the heap for good, and every
-# garbage collection that reaches them walks them all (600 metas of 64 KB: a 200 ms pause,
-# holding the interpreter lock, and so the event loop).
-PARSED_META_KEEP_BYTES = 4096
 # The most a search may cost on the event loop's thread (cheap_search), in HNSW segments x
 # breadth x dimension: 2 segments x 256 x 4096 took 17 ms on the 2-core box (8 ns a unit), so
 # this is about 2 ms. A larger one (an `ef` of 10^6 walks whole graphs) runs in a worker thread.
 CHEAP_SEARCH_UNITS_MAX = 1 << 18
-GROUP_KEY_FIELDS_MAX = 4  # group_by fields whose keys of large metas are kept (see group_keys)
 
 
 class Collection:
@@ -424,75 +420,16 @@ class Collection:
         return None if row is None else v.table.metas[row]
 
     def _rows_f32(self, v: View, rows: np.ndarray) -> np.ndarray:
-        """Float32 rows by global row number, gathered across run files."""
-        rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty((len(rows), self.dim), F32)
-        if len(rows) == 0:
-            return out
-        if len(v.f32) == 1 and v.starts[0] == 0:
-            return v.f32[0].take(rows, axis=0)  # one run file: its rows are the global rows
-        ri = np.searchsorted(v.starts, rows, side="right") - 1
-        if ri.min() == ri.max():
-            i = int(ri[0])
-            out[:] = v.f32[i][rows - v.starts[i]]
-            return out
-        for i in np.unique(ri).tolist():
-            sel = ri == i
-            out[sel] = v.f32[i][rows[sel] - v.starts[i]]
-        return out
+        return rows_mod.rows_f32(self, v, rows)
 
     def _rows_q8(self, v: View, rows: np.ndarray) -> np.ndarray:
-        out = np.empty((len(rows), self.dim), np.int8)
-        if len(rows) == 0:
-            return out
-        ri = np.searchsorted(v.starts, rows, side="right") - 1
-        if ri.min() == ri.max():
-            i = int(ri[0])
-            out[:] = v.q8[i][rows - v.starts[i]]
-            return out
-        for i in np.unique(ri).tolist():
-            sel = ri == i
-            out[sel] = v.q8[i][rows[sel] - v.starts[i]]
-        return out
+        return rows_mod.rows_q8(self, v, rows)
 
     def parsed_meta(self, v: View, row: int, *, keep: bool = True):
-        """A row's parsed meta, kept for the next call unless `keep` is False (the metadata
-        columns read every row once and keep only what they need) or the meta is larger than
-        PARSED_META_KEEP_BYTES."""
-        p = v.parsed[row]
-        if p is _UNPARSED:
-            raw = v.table.metas[row]
-            if raw is None:
-                p = None
-            else:
-                p = orjson.loads(raw)
-                keep = keep and len(raw) <= PARSED_META_KEEP_BYTES
-            if keep:
-                v.parsed[row] = p
-        return p
+        return rows_mod.parsed_meta(v, row, keep=keep)
 
     def group_key(self, v: View, row: int, field: str, key_of):
-        """`key_of(parsed meta)` of `row` for a group_by on `field`. A large meta's key is kept
-        (per field, for GROUP_KEY_FIELDS_MAX fields of the current generation): a group_by reads
-        one top-level field of hundreds of metas per search, and parsing 64 KB metas again for
-        each one costs a search 100 ms of the interpreter lock. Small metas are kept parsed."""
-        raw = v.table.metas[row]
-        if raw is None or len(raw) <= PARSED_META_KEEP_BYTES:
-            return key_of(self.parsed_meta(v, row))
-        keys = self._group_keys.get((v.gen, field))
-        if keys is None:
-            caches = {gf: c for gf, c in self._group_keys.items() if gf[0] == v.gen}
-            while len(caches) >= GROUP_KEY_FIELDS_MAX:
-                del caches[next(iter(caches))]
-            keys = caches[(v.gen, field)] = {}
-            self._group_keys = caches
-        key = keys.get(row)
-        if key is None:
-            with self._group_keys_lock:  # two searches of a batch would parse the same metas
-                key = keys.get(row)
-                if key is None:
-                    key = keys[row] = key_of(self.parsed_meta(v, row))
-        return key
+        return rows_mod.group_key(self, v, row, field, key_of)
 
     def meta_index(self, v: View) -> MetaIndex | None:
         """The metadata columns of `v`'s rows; None for a view a compaction has since replaced

@@ -18,7 +18,7 @@ import numpy as np
 from kissvdb.errors import Corruption
 from kissvdb.fsutil import atomic_write
 
-# The `parsed` list beside the table (one entry a row, see Collection.parsed_meta) holds this for a
+# The `parsed` list beside the table (one entry a row, see rows.parsed_meta) holds this for a
 # row whose meta has not been parsed yet.
 UNPARSED = object()
 
