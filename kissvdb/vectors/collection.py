@@ -2,7 +2,9 @@
 
 The background jobs that rework a collection live in their own modules and take it as their
 first argument (Collection keeps thin methods of the same names): IVF training (training.py),
-HNSW segment merging (merge.py), compaction of the run files (compaction.py).
+HNSW segment merging (merge.py), compaction of the run files (compaction.py). So do opening a
+collection from its manifest (loading.py), checkpointing it (checkpoint.py) and reading a
+published view's rows and metas (rows.py).
 
 Owns the collection directory (layout in runs.py / manifest.py):
 ```
@@ -35,22 +37,25 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
-import orjson
 
 from kissvdb.config import Settings
 from kissvdb.errors import Corruption
 from kissvdb.vectors import manifest as manifest_mod
-from kissvdb.vectors import compaction, merge, training
+from kissvdb.vectors import checkpoint as checkpoint_mod
+from kissvdb.vectors import compaction, loading, merge, training
 from kissvdb.vectors import runs as runs_mod
 from kissvdb.vectors.distance import F32, norms_of, q8_encode, top_rows, unit, unit_rows
-from kissvdb.fsutil import fsync_dir, unlink_quiet
-from kissvdb.vectors.hnsw import HnswIndex, HnswParams, Segment, load_index, save_segment
+from kissvdb.fsutil import fsync_dir
+from kissvdb.vectors.hnsw import HnswIndex, HnswParams, Segment
 from kissvdb.vectors.ivf_q8 import ListIndex, assign
 from kissvdb.vectors.diskann.params import DiskAnnParams
 from kissvdb.vectors.disk_index import DiskIndex
 from kissvdb.vectors.metaindex import MetaIndex
 from kissvdb.vectors.search import Searcher
+from kissvdb.vectors import rows as rows_mod
+from kissvdb.vectors.rows import GROUP_KEY_FIELDS_MAX, PARSED_META_KEEP_BYTES  # noqa: F401 (tests import them here)
 from kissvdb.vectors.runs import Run
+from kissvdb.vectors.table import UNPARSED as _UNPARSED
 from kissvdb.vectors.table import Table
 
 log = logging.getLogger("kissvdb.vectors")
@@ -140,17 +145,10 @@ class Hit(NamedTuple):
     meta: bytes | None
 
 
-_UNPARSED = object()
-# Metas up to this many bytes are kept parsed after a filter or group_by read them. A larger one
-# is parsed again each time: kept, its objects would stay on the heap for good, and every
-# garbage collection that reaches them walks them all (600 metas of 64 KB: a 200 ms pause,
-# holding the interpreter lock, and so the event loop).
-PARSED_META_KEEP_BYTES = 4096
 # The most a search may cost on the event loop's thread (cheap_search), in HNSW segments x
 # breadth x dimension: 2 segments x 256 x 4096 took 17 ms on the 2-core box (8 ns a unit), so
 # this is about 2 ms. A larger one (an `ef` of 10^6 walks whole graphs) runs in a worker thread.
 CHEAP_SEARCH_UNITS_MAX = 1 << 18
-GROUP_KEY_FIELDS_MAX = 4  # group_by fields whose keys of large metas are kept (see group_keys)
 
 
 class Collection:
@@ -222,82 +220,12 @@ class Collection:
             raise Corruption(os.path.join(directory, manifest_mod.MANIFEST), 0, "missing manifest")
         c = cls(directory, m["collection"], m["dim"], m["metric"], m["index"], params,
                 {"created_at_ms": m.get("created_at_ms", 0), "created_offset": m.get("created_offset", 0)})
-        c._load(m)
+        loading.load(c, m)
         return c
-
-    def _load(self, m: dict) -> None:
-        self.applied_offset = self.checkpointed_offset = m["applied_offset"]
-        self.next_vno = m["next_vno"]
-        self.next_run_id = m["next_run_id"]
-        self.seq = m["seq"]
-        self.upsert_count = m.get("upsert_count", 0)
-        self._remove_orphans(m)
-        rundir = os.path.join(self.dir, "runs")
-        start = 0
-        entries = m["runs"]
-        for i, e in enumerate(entries):
-            active = i == len(entries) - 1
-            rid = e["id"]
-            log_ = runs_mod.RunLog(os.path.join(rundir, runs_mod.run_name(rid, "log")), e["bytes"], writable=active)
-            f32 = runs_mod.RowFile(os.path.join(rundir, runs_mod.run_name(rid, "f32")), F32, self.dim, e["rows"],
-                                   writable=active)
-            q8 = None
-            if self.kind == "IVF_FLAT_Q8":
-                q8 = runs_mod.RowFile(os.path.join(rundir, runs_mod.run_name(rid, "q8")), np.int8, self.dim,
-                                      e["rows"], writable=active)
-            self.runs.append(Run(rid, log_, f32, q8, e["records"], e["tombstones"], start))
-            start += e["rows"]
-        self.table_file = m["table"]
-        self.table = Table.load(os.path.join(self.dir, self.table_file), start)
-        live = self.table.col("live")[: self.table.n]
-        ids = self.table.ids
-        self.slot = {ids[r]: r for r in np.flatnonzero(live).tolist()}
-        self.live_count = len(self.slot)
-        self.parsed = [_UNPARSED] * self.table.n
-        ivf = m.get("ivf") or {}
-        if ivf.get("centroids"):
-            self.centroids_file = ivf["centroids"]
-            self.centroids = np.load(os.path.join(self.dir, self.centroids_file), allow_pickle=False).astype(F32)
-            self.trained_at_ms = ivf.get("trained_at_ms", 0)
-            self.trained_upserts = ivf.get("trained_upserts", 0)
-            self._publish()
-            self.lists = self._list_index(self.table.col("lst")[: self.table.n])
-        if self.kind == "HNSW":
-            h = m.get("hnsw") or {}
-            hp = self.p.hnsw
-            sealed = [Segment(load_index(os.path.join(self.dir, f), self.dim, hp), f, sealed=True)
-                      for f in h.get("sealed", [])]
-            mutable = None
-            if h.get("mutable"):
-                idx = load_index(os.path.join(self.dir, h["mutable"]), self.dim, hp, capacity=hp.mutable_cap)
-                mutable = Segment(idx, h["mutable"], sealed=False)
-            self.hnsw = HnswIndex(self.dim, hp, sealed, mutable)
-            self.hnsw.mutable_dirty = False
-        self._publish()
-        self._open_disk()
 
     def _open_disk(self) -> None:
         if self.kind == "DISKANN":
             self.disk = DiskIndex.open(self, self.p.diskann, self.p.diskann_rebuild_share)
-
-    def _remove_orphans(self, m: dict) -> None:
-        """Delete files no manifest names: leftovers of an interrupted checkpoint or compaction."""
-        keep = {manifest_mod.MANIFEST, m["table"], "runs", "diskann"}
-        keep.update((m.get("hnsw") or {}).get("sealed", []))
-        if (m.get("hnsw") or {}).get("mutable"):
-            keep.add(m["hnsw"]["mutable"])
-        if (m.get("ivf") or {}).get("centroids"):
-            keep.add(m["ivf"]["centroids"])
-        for f in os.listdir(self.dir):
-            if f not in keep:
-                unlink_quiet(os.path.join(self.dir, f))
-        run_ids = {e["id"] for e in m["runs"]}
-        rundir = os.path.join(self.dir, "runs")
-        for f in os.listdir(rundir):
-            parts = f.split(".")
-            if not (f.startswith("run-") and len(parts) == 2 and parts[0][4:].isdigit()
-                    and int(parts[0][4:]) in run_ids):
-                unlink_quiet(os.path.join(rundir, f))
 
     def close(self) -> None:
         with self._write_lock:
@@ -471,8 +399,7 @@ class Collection:
                          scales=v.cols["scale"][: len(lst)])
 
     def _save_sealed(self, seg: Segment) -> None:
-        self.seq += 1
-        save_segment(seg, self.dir, f"hnsw-sealed-{self.seq:06d}.bin", fsync=self.p.fsync)
+        checkpoint_mod.save_sealed(self, seg)
 
     # ---- reads -----------------------------------------------------------------------------
 
@@ -493,75 +420,16 @@ class Collection:
         return None if row is None else v.table.metas[row]
 
     def _rows_f32(self, v: View, rows: np.ndarray) -> np.ndarray:
-        """Float32 rows by global row number, gathered across run files."""
-        rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty((len(rows), self.dim), F32)
-        if len(rows) == 0:
-            return out
-        if len(v.f32) == 1 and v.starts[0] == 0:
-            return v.f32[0].take(rows, axis=0)  # one run file: its rows are the global rows
-        ri = np.searchsorted(v.starts, rows, side="right") - 1
-        if ri.min() == ri.max():
-            i = int(ri[0])
-            out[:] = v.f32[i][rows - v.starts[i]]
-            return out
-        for i in np.unique(ri).tolist():
-            sel = ri == i
-            out[sel] = v.f32[i][rows[sel] - v.starts[i]]
-        return out
+        return rows_mod.rows_f32(self, v, rows)
 
     def _rows_q8(self, v: View, rows: np.ndarray) -> np.ndarray:
-        out = np.empty((len(rows), self.dim), np.int8)
-        if len(rows) == 0:
-            return out
-        ri = np.searchsorted(v.starts, rows, side="right") - 1
-        if ri.min() == ri.max():
-            i = int(ri[0])
-            out[:] = v.q8[i][rows - v.starts[i]]
-            return out
-        for i in np.unique(ri).tolist():
-            sel = ri == i
-            out[sel] = v.q8[i][rows[sel] - v.starts[i]]
-        return out
+        return rows_mod.rows_q8(self, v, rows)
 
     def parsed_meta(self, v: View, row: int, *, keep: bool = True):
-        """A row's parsed meta, kept for the next call unless `keep` is False (the metadata
-        columns read every row once and keep only what they need) or the meta is larger than
-        PARSED_META_KEEP_BYTES."""
-        p = v.parsed[row]
-        if p is _UNPARSED:
-            raw = v.table.metas[row]
-            if raw is None:
-                p = None
-            else:
-                p = orjson.loads(raw)
-                keep = keep and len(raw) <= PARSED_META_KEEP_BYTES
-            if keep:
-                v.parsed[row] = p
-        return p
+        return rows_mod.parsed_meta(v, row, keep=keep)
 
     def group_key(self, v: View, row: int, field: str, key_of):
-        """`key_of(parsed meta)` of `row` for a group_by on `field`. A large meta's key is kept
-        (per field, for GROUP_KEY_FIELDS_MAX fields of the current generation): a group_by reads
-        one top-level field of hundreds of metas per search, and parsing 64 KB metas again for
-        each one costs a search 100 ms of the interpreter lock. Small metas are kept parsed."""
-        raw = v.table.metas[row]
-        if raw is None or len(raw) <= PARSED_META_KEEP_BYTES:
-            return key_of(self.parsed_meta(v, row))
-        keys = self._group_keys.get((v.gen, field))
-        if keys is None:
-            caches = {gf: c for gf, c in self._group_keys.items() if gf[0] == v.gen}
-            while len(caches) >= GROUP_KEY_FIELDS_MAX:
-                del caches[next(iter(caches))]
-            keys = caches[(v.gen, field)] = {}
-            self._group_keys = caches
-        key = keys.get(row)
-        if key is None:
-            with self._group_keys_lock:  # two searches of a batch would parse the same metas
-                key = keys.get(row)
-                if key is None:
-                    key = keys[row] = key_of(self.parsed_meta(v, row))
-        return key
+        return rows_mod.group_key(self, v, row, field, key_of)
 
     def meta_index(self, v: View) -> MetaIndex | None:
         """The metadata columns of `v`'s rows; None for a view a compaction has since replaced
@@ -720,87 +588,8 @@ class Collection:
     # ---- checkpoint ------------------------------------------------------------------------
 
     def checkpoint(self, *, force: bool = False) -> int:
-        """Make everything applied durable and move manifest.json to it; return the offset.
-
-        Order: run files fsynced, then the table, index files and centroids written (new names)
-        and fsynced, then the manifest (the commit point), then superseded files unlinked.
-        """
-        with self._write_lock:
-            if not self.dirty and not force:
-                return self.checkpointed_offset
-            if not self.data_dirty and self.table_file is not None and not force:
-                # Only the offset moved (an idle collection follows the WAL): manifest only.
-                manifest_mod.save(self.dir, self._manifest_doc(), fsync=self.p.fsync)
-                self.checkpointed_offset = self.applied_offset
-                self.dirty = False
-                return self.checkpointed_offset
-            self._sync_run(self.runs[-1])
-            self.seq += 1
-            old = self._referenced_files()
-            self.table_file = f"table-{self.seq:06d}.npz"
-            self.table.save(os.path.join(self.dir, self.table_file), fsync=self.p.fsync)
-            if self.hnsw is not None:
-                for seg in self.hnsw.sealed:
-                    if seg.file is None:
-                        self._save_sealed(seg)
-                mut = self.hnsw.mutable
-                if self.hnsw.mutable_dirty or (mut.file is None and mut.count):
-                    mut.lock.acquire_read()
-                    try:
-                        save_segment(mut, self.dir, f"hnsw-mutable-{self.seq:06d}.bin", fsync=self.p.fsync)
-                    finally:
-                        mut.lock.release_read()
-                    self.hnsw.mutable_dirty = False
-            if self.centroids is not None and self.centroids_file is None:
-                self.centroids_file = f"ivf-{self.seq:06d}.npy"
-                _save_npy(os.path.join(self.dir, self.centroids_file), self.centroids, fsync=self.p.fsync)
-            if self.p.fsync:
-                fsync_dir(self.dir)
-                fsync_dir(os.path.join(self.dir, "runs"))
-            manifest_mod.save(self.dir, self._manifest_doc(), fsync=self.p.fsync)
-            self.checkpointed_offset = self.applied_offset
-            self.dirty = self.data_dirty = False
-            for f in old - self._referenced_files():
-                unlink_quiet(os.path.join(self.dir, f))
-            return self.checkpointed_offset
-
-    def _referenced_files(self) -> set[str]:
-        out = set()
-        if self.table_file:
-            out.add(self.table_file)
-        if self.hnsw is not None:
-            out.update(s.file for s in self.hnsw.sealed if s.file)
-            if self.hnsw.mutable.file:
-                out.add(self.hnsw.mutable.file)
-        if self.centroids_file:
-            out.add(self.centroids_file)
-        return out
-
-    def _manifest_doc(self) -> dict:
-        p = self.p
-        doc = {
-            "collection": self.name, "dim": self.dim, "metric": self.metric, "index": self.kind,
-            "created_at_ms": self.created["created_at_ms"], "created_offset": self.created["created_offset"],
-            "applied_offset": self.applied_offset, "next_vno": self.next_vno, "next_run_id": self.next_run_id,
-            "seq": self.seq, "table": self.table_file, "upsert_count": self.upsert_count,
-            "runs": [r.entry() for r in self.runs],
-            "total_records": sum(r.records for r in self.runs), "live_count": self.live_count,
-            "file_len": sum(r.bytes for r in self.runs),
-            "run_target_bytes": p.run_target_bytes, "run_retention": p.run_retention,
-            "compaction_trigger_tombstone_ratio": p.compaction_trigger_tombstone_ratio,
-            "compaction_max_bytes_per_pass": p.compaction_max_bytes_per_pass,
-            "ivf_clusters": p.ivf_clusters, "ivf_nprobe": p.ivf_nprobe, "q8_refine_topk": p.q8_refine_topk,
-            "ivf_min_train_vectors": p.ivf_min_train_vectors, "ivf_retrain_min_deltas": p.ivf_retrain_min_deltas,
-            "ivf": {"centroids": self.centroids_file, "centroid_count": 0 if self.centroids is None else len(self.centroids),
-                    "trained_at_ms": self.trained_at_ms, "trained_upserts": self.trained_upserts},
-            "disk_index": {"kind": None, "version": 0, "last_built_ms": 0, "graph_files": [], "build_params": None},
-        }
-        if self.hnsw is not None:
-            hp = self.p.hnsw
-            doc["hnsw"] = {"sealed": [s.file for s in self.hnsw.sealed], "mutable": self.hnsw.mutable.file,
-                           "m": hp.m, "ef_construction": hp.ef_construction, "ef_search": hp.ef_search,
-                           "mutable_cap": hp.mutable_cap}
-        return doc
+        """Make everything applied durable and move manifest.json to it (checkpoint.py)."""
+        return checkpoint_mod.checkpoint(self, force=force)
 
     # ---- IVF training, HNSW merges, compaction (training.py, merge.py, compaction.py) -----
 
@@ -851,13 +640,3 @@ class Collection:
 
     def compact(self, *, force: bool = False) -> bool:
         return compaction.compact(self, force=force)
-
-
-def _save_npy(path: str, arr: np.ndarray, *, fsync: bool) -> None:
-    import io
-
-    from kissvdb.fsutil import atomic_write
-
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    atomic_write(path, buf.getvalue(), fsync=fsync)

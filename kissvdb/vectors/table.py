@@ -18,6 +18,10 @@ import numpy as np
 from kissvdb.errors import Corruption
 from kissvdb.fsutil import atomic_write
 
+# The `parsed` list beside the table (one entry a row, see rows.parsed_meta) holds this for a
+# row whose meta has not been parsed yet.
+UNPARSED = object()
+
 COLUMNS = {"vno": np.int64, "off": np.int64, "norm": np.float32, "scale": np.float32,
            "lst": np.int32, "live": np.uint8}
 
